@@ -1,0 +1,183 @@
+"""The adapter SDK: what an adapter implements and what the runtime hands it.
+
+An *adapter* is a factory found through the ``mixer.adapters`` entry-point group. It validates its
+``params`` and builds a *handler* for one ``kind: handler`` config document. Handlers serve
+instances: report kinds synchronously per batch (push adapters only enqueue), check kinds as
+coroutines (a quota may live in Redis).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+if TYPE_CHECKING:
+    from mixer.selfmetrics import SelfMetrics
+
+# google.rpc.Code values used by check answers.
+OK = 0
+CANCELLED = 1
+UNKNOWN = 2
+INVALID_ARGUMENT = 3
+DEADLINE_EXCEEDED = 4
+NOT_FOUND = 5
+PERMISSION_DENIED = 7
+RESOURCE_EXHAUSTED = 8
+FAILED_PRECONDITION = 9
+UNAVAILABLE = 14
+UNAUTHENTICATED = 16
+
+DEFAULT_VALID_DURATION = dt.timedelta(minutes=1)
+DEFAULT_VALID_USE_COUNT = 10000
+
+
+class MetricInstance(NamedTuple):
+    """One metric point. ``dimensions`` is ordered as the schema's ``dimension_names``."""
+
+    name: str
+    value: Any
+    dimensions: tuple[Any, ...]
+    monitored_resource_dimensions: tuple[Any, ...] = ()
+
+
+class Instance(NamedTuple):
+    """Any other instance: ``fields`` maps template field names to values (maps stay dicts)."""
+
+    name: str
+    template: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSchema:
+    """What a handler learns at build time about an instance it will receive."""
+
+    name: str  # fully qualified: "requestcount.instance.istio-system"
+    template: str
+    dimension_names: tuple[str, ...] = ()  # metric and quota dimensions, in instance order
+    monitored_resource_type: str = ""
+    monitored_resource_dimension_names: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)  # the instance's raw params
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """A check verdict. ``http_status``/``headers``/``body`` refine how a proxy denies or allows."""
+
+    status_code: int = OK
+    message: str = ""
+    valid_duration: dt.timedelta = DEFAULT_VALID_DURATION
+    valid_use_count: int = DEFAULT_VALID_USE_COUNT
+    http_status: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code == OK
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaArgs:
+    amount: int = 1
+    best_effort: bool = False
+    deduplication_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaResult:
+    granted_amount: int
+    valid_duration: dt.timedelta = dt.timedelta(0)
+    status_code: int = OK
+    message: str = ""
+
+
+class ParamsError(ValueError):
+    """Bad handler params: every problem as (path below ``params``, message)."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{path}: {msg}" if path else msg for path, msg in self.problems))
+
+
+@dataclass
+class Env:
+    """What a handler may use from the runtime; no globals."""
+
+    handler_name: str
+    logger: logging.Logger
+    metrics: SelfMetrics
+    clock: Callable[[], float] = time.time
+
+    def count_dropped(self, amount: int, reason: str) -> None:
+        """Count instances this handler could not deliver (never drop silently)."""
+        self.metrics.dropped_instances.labels(self.handler_name, reason).inc(amount)
+
+
+class Handler:
+    """Base class: override ``start``/``close`` and the methods of the templates you serve.
+
+    ``close`` must be safe to call twice and without ``start``.
+    """
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # report kinds: called once per batch, must not block (enqueue and return)
+    def handle_metric(self, instances: Sequence[MetricInstance]) -> None:
+        raise NotImplementedError
+
+    def handle_logentry(self, instances: Sequence[Instance]) -> None:
+        raise NotImplementedError
+
+    def handle_tracespan(self, instances: Sequence[Instance]) -> None:
+        raise NotImplementedError
+
+    def handle_reportnothing(self, instances: Sequence[Instance]) -> None:
+        raise NotImplementedError
+
+    # check kinds
+    async def check_authorization(self, instance: Instance) -> CheckResult:
+        raise NotImplementedError
+
+    async def check_listentry(self, instance: Instance) -> CheckResult:
+        raise NotImplementedError
+
+    async def check_checknothing(self, instance: Instance) -> CheckResult:
+        raise NotImplementedError
+
+    async def allocate_quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
+        raise NotImplementedError
+
+
+class Adapter:
+    """Factory for handlers; subclasses are registered under ``mixer.adapters`` entry points."""
+
+    name: ClassVar[str] = ""
+    templates: ClassVar[frozenset[str]] = frozenset()
+
+    def parse_params(self, raw: Mapping[str, Any]) -> Any:
+        """Validate raw params; raise ParamsError listing every problem. Default: accept none."""
+        if raw:
+            raise ParamsError([(key, "unknown field") for key in raw])
+        return None
+
+    def build(self, params: Any, env: Env, instances: Mapping[str, InstanceSchema]) -> Handler:
+        raise NotImplementedError
+
+
+def unknown_fields(raw: Mapping[str, Any], allowed: Sequence[str], path: str = "") -> list[tuple[str, str]]:
+    """Problems for keys of ``raw`` not in ``allowed``, for ParamsError."""
+    prefix = f"{path}." if path else ""
+    return [
+        (f"{prefix}{key}", f"unknown field (known: {', '.join(allowed)})")
+        for key in raw
+        if key not in allowed
+    ]
