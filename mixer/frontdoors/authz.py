@@ -1,0 +1,110 @@
+"""``envoy.service.auth.v3.Authorization/Check`` (ext_authz) -> ``runtime.check``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+
+from mixer import sdk
+from mixer.attributes import BagError
+from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike, describe_bag_error, log, reject
+from mixer.frontdoors.envoy_attributes import MappingOptions, check_request_bag
+
+FRONT_DOOR = "ext_authz"
+SERVICE = "envoy.service.auth.v3.Authorization"
+
+_HTTP_BY_CODE = {
+    sdk.PERMISSION_DENIED: 403,
+    sdk.UNAUTHENTICATED: 401,
+    sdk.RESOURCE_EXHAUSTED: 429,
+}
+
+# An allow without headers is the same bytes every time.
+_OK_BYTES = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=sdk.OK)).SerializeToString()
+
+
+def http_status_for(result: sdk.CheckResult) -> int:
+    """The HTTP status a denial answers with: the handler's choice, else mapped from its rpc code."""
+    if result.http_status:
+        return result.http_status
+    return _HTTP_BY_CODE.get(result.status_code, 403)
+
+
+def _header_options(headers: dict[str, str] | Any) -> list[base_pb2.HeaderValueOption]:
+    return [
+        base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=key, value=value),
+            append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+        )
+        for key, value in headers.items()
+    ]
+
+
+def encode_result(result: sdk.CheckResult) -> bytes:
+    """A CheckResult as a serialized ext_authz CheckResponse."""
+    if result.ok:
+        if not result.headers:
+            return _OK_BYTES
+        response = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=sdk.OK))
+        response.ok_response.headers.extend(_header_options(result.headers))
+        return response.SerializeToString()
+    response = external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=result.status_code, message=result.message)
+    )
+    denied = response.denied_response
+    denied.status.code = http_status_for(result)  # type: ignore[assignment]
+    denied.body = result.body or (result.message + "\n" if result.message else "")
+    denied.headers.extend(_header_options(result.headers))
+    return response.SerializeToString()
+
+
+def quota_denial(name: str) -> sdk.CheckResult:
+    return sdk.CheckResult(
+        status_code=sdk.RESOURCE_EXHAUSTED, message=f"quota {name} exhausted", http_status=429
+    )
+
+
+class AuthorizationFrontDoor:
+    """Serves ext_authz Check. Quotas: ``--authz-quota`` names plus the ``mixer.quotas`` extension."""
+
+    def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
+        self._runtime = runtime
+        self._options = options
+        self._mapping = MappingOptions(trust_peer_headers=options.trust_peer_headers)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        # Raw bytes in: a bad protobuf must become INVALID_ARGUMENT, not gRPC's generic INTERNAL.
+        return grpc.method_handlers_generic_handler(
+            SERVICE, {"Check": grpc.unary_unary_rpc_method_handler(self.check)}
+        )
+
+    async def check(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        runtime = self._runtime
+        try:
+            request = external_auth_pb2.CheckRequest.FromString(raw)
+        except DecodeError as exc:
+            await reject(context, runtime.metrics, FRONT_DOOR, f"malformed CheckRequest: {exc}")
+            raise AssertionError("unreachable") from None
+        try:
+            bag, extra_quotas = check_request_bag(request, runtime.manifest, self._mapping)
+        except BagError as exc:
+            await reject(context, runtime.metrics, FRONT_DOOR, describe_bag_error(exc))
+            raise AssertionError("unreachable") from None
+        names = [*self._options.authz_quotas, *extra_quotas]
+        quotas = {name: sdk.QuotaArgs(amount=1) for name in names}
+        answer = await runtime.check(bag, quotas, FRONT_DOOR)
+        result: sdk.CheckResult = answer.result
+        if result.ok:
+            for name in names:
+                granted = answer.quotas.get(name)
+                if granted is not None and granted.granted_amount < 1:
+                    result = quota_denial(name)
+                    break
+        if not result.ok:
+            log.debug("ext_authz denied: %s", result.message)
+        return encode_result(result)

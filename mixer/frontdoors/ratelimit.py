@@ -1,0 +1,77 @@
+"""``envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`` -> quota allocations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from envoy.service.ratelimit.v3 import rls_pb2
+from google.protobuf.message import DecodeError
+
+from mixer import sdk
+from mixer.attributes import BagError
+from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike, describe_bag_error, reject
+from mixer.frontdoors.envoy_attributes import descriptor_bag
+
+FRONT_DOOR = "rls"
+SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
+
+_OK = rls_pb2.RateLimitResponse.OK
+_OVER = rls_pb2.RateLimitResponse.OVER_LIMIT
+
+
+class RateLimitFrontDoor:
+    """Each descriptor is a bag (its entries) that allocates its quota instances, amount ``hits_addend``.
+
+    A descriptor is OVER_LIMIT when any of its quotas grants less than asked; the answer is
+    OVER_LIMIT when any descriptor is. Check rules do not apply here: only quotas decide.
+    """
+
+    def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
+        self._runtime = runtime
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE, {"ShouldRateLimit": grpc.unary_unary_rpc_method_handler(self.should_rate_limit)}
+        )
+
+    async def should_rate_limit(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        runtime = self._runtime
+        try:
+            request = rls_pb2.RateLimitRequest.FromString(raw)
+        except DecodeError as exc:
+            await reject(context, runtime.metrics, FRONT_DOOR, f"malformed RateLimitRequest: {exc}")
+            raise AssertionError("unreachable") from None
+        response = rls_pb2.RateLimitResponse(overall_code=_OK)
+        default_hits = request.hits_addend or 1
+        for descriptor in request.descriptors:
+            try:
+                bag, names = descriptor_bag(request.domain, descriptor.entries, runtime.manifest)
+            except BagError as exc:
+                await reject(context, runtime.metrics, FRONT_DOOR, describe_bag_error(exc))
+                raise AssertionError("unreachable") from None
+            hits = descriptor.hits_addend.value if descriptor.HasField("hits_addend") else default_hits
+            status = response.statuses.add(code=_OK)
+            if not names:
+                continue
+            answer = await runtime.check(bag, {name: sdk.QuotaArgs(amount=hits) for name in names}, FRONT_DOOR)
+            remaining: int | None = None
+            reset = None
+            for name in names:
+                result = answer.quotas.get(name)
+                if result is None:
+                    continue  # no rule allocates this quota for this bag: unlimited
+                if result.granted_amount < hits:
+                    status.code = _OVER
+                    response.overall_code = _OVER
+                # Handlers that know what is left expose it as ``remaining`` (memquota does).
+                left = getattr(result, "remaining", None)
+                if isinstance(left, int):
+                    remaining = left if remaining is None else min(remaining, left)
+                if result.valid_duration:
+                    reset = result.valid_duration if reset is None else min(reset, result.valid_duration)
+            if remaining is not None:
+                status.limit_remaining = max(remaining, 0)
+            if reset is not None:
+                status.duration_until_reset.FromTimedelta(reset)
+        return response.SerializeToString()
