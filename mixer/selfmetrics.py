@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import generate_latest
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -38,6 +38,11 @@ class SelfMetrics:
         )
         self.queue_depth = Gauge("mixer_queue_depth", "Items waiting in a handler's queue", ["handler"], registry=r)
         self.config_loads = Counter("mixer_config_loads", "Config load attempts", ["result"], registry=r)
+        # process_* (CPU, memory, fds) for the self-monitoring dashboard
+        try:
+            ProcessCollector(registry=r)
+        except ValueError:  # the caller's registry has them already
+            pass
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

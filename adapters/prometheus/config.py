@@ -1,0 +1,326 @@
+"""The prometheus handler's params: Mixer's shape (snake_case or camelCase), validated in full."""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mixer.attributes import parse_duration
+from mixer.sdk import ParamsError
+
+DEFAULT_NAMESPACE = "istio"  # Mixer prefixed every metric with "istio_" unless told otherwise
+DEFAULT_ADDRESS = "0.0.0.0:42422"
+DEFAULT_MAX_SERIES = 10_000
+# prometheus client's default histogram buckets, which Mixer used when none were given
+DEFAULT_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+OVERFLOW_LABEL = "__overflow__"
+
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_SAFE = str.maketrans({"/": "_", ".": "_", " ": "_", "-": None})
+
+
+class Kind(enum.Enum):
+    COUNTER = "COUNTER"
+    GAUGE = "GAUGE"
+    DISTRIBUTION = "DISTRIBUTION"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInfo:
+    """One exposed metric family, fed by one instance."""
+
+    name: str  # exposed family name, namespace included: "istio_requests_total"
+    instance_name: str  # fully qualified: "requestcount.instance.istio-system"
+    kind: Kind
+    label_names: tuple[str, ...]  # instance dimension names, in exposition order
+    bounds: tuple[float, ...] = ()  # DISTRIBUTION only: finite upper bounds, increasing
+    description: str = ""
+    max_series: int = DEFAULT_MAX_SERIES
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    metrics: tuple[MetricInfo, ...]
+    host: str = "0.0.0.0"
+    port: int = 42422
+    expiry: float | None = None  # seconds without data before a series is dropped; None keeps all
+    expiry_check_interval: float | None = None
+
+
+def safe_name(name: str) -> str:
+    """Mixer's name cleaning: "/" "." " " become "_", "-" goes."""
+    return name.removeprefix("/").translate(_SAFE)
+
+
+def qualify_instance(name: str) -> str:
+    """Accept Mixer's older "name.metric.namespace" spelling for "name.instance.namespace"."""
+    parts = name.split(".")
+    if len(parts) == 3 and parts[1] == "metric":
+        return f"{parts[0]}.instance.{parts[2]}"
+    return name
+
+
+class _Fields:
+    """Reads one mapping whose keys may be snake_case or camelCase, noting every problem."""
+
+    def __init__(self, raw: Any, path: str, known: Sequence[str], problems: list[tuple[str, str]]) -> None:
+        self.path, self.problems = path, problems
+        self.values: dict[str, Any] = {}
+        self.spelled: dict[str, str] = {}  # canonical -> as written, so errors quote the user's key
+        if not isinstance(raw, Mapping):
+            problems.append((path, f"must be a mapping, got {type(raw).__name__}"))
+            return
+        spellings = {_camel(k): k for k in known} | {k: k for k in known}
+        for key, value in raw.items():
+            canonical = spellings.get(str(key))
+            if canonical is None:
+                problems.append((self.at(str(key)), f"unknown field (known: {', '.join(known)})"))
+            elif canonical in self.values:
+                problems.append((self.at(str(key)), f"given twice (as {canonical} and {_camel(canonical)})"))
+            else:
+                self.values[canonical] = value
+                self.spelled[canonical] = str(key)
+
+    def at(self, key: str) -> str:
+        key = self.spelled.get(key, key)
+        return f"{self.path}.{key}" if self.path else key
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append((self.at(key), message))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def string(self, key: str, default: str = "") -> str:
+        value = self.values.get(key, default)
+        if not isinstance(value, str):
+            self.problem(key, f"must be a string, got {value!r}")
+            return default
+        return value
+
+    def number(self, key: str, default: float | None = None, integer: bool = False) -> float | None:
+        value = self.values.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+            self.problem(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+            return None
+        if not math.isfinite(value):
+            self.problem(key, f"must be finite, got {value!r}")
+            return None
+        return float(value)
+
+    def duration(self, key: str) -> float | None:
+        value = self.values.get(key)
+        if value is None:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str):
+            try:
+                seconds = parse_duration(value).total_seconds()
+            except ValueError:
+                self.problem(key, f"invalid duration {value!r} (e.g. \"10m\", \"30s\")")
+                return None
+        else:
+            self.problem(key, f"must be a duration like \"10m\", got {value!r}")
+            return None
+        if seconds <= 0:
+            self.problem(key, f"must be > 0, got {value!r}")
+            return None
+        return seconds
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def parse(raw: Mapping[str, Any] | None) -> Params:
+    """Validate handler params; raise ParamsError naming every problem."""
+    problems: list[tuple[str, str]] = []
+    top = _Fields(
+        raw or {}, "", ["metrics", "metrics_expiration_policy", "address", "max_series_per_metric"], problems
+    )
+    host, port = _address(top)
+    default_max = top.number("max_series_per_metric", DEFAULT_MAX_SERIES, integer=True)
+    if default_max is not None and default_max < 1:
+        top.problem("max_series_per_metric", "must be >= 1")
+    expiry, interval = _expiration(top)
+
+    metrics: list[MetricInfo] = []
+    raw_metrics = top.get("metrics", [])
+    if not isinstance(raw_metrics, list):
+        top.problem("metrics", "must be a list")
+        raw_metrics = []
+    seen_names: dict[str, int] = {}
+    seen_instances: dict[str, int] = {}
+    for i, item in enumerate(raw_metrics):
+        info = _metric(_Fields(item, f"metrics[{i}]", _METRIC_FIELDS, problems), int(default_max or 1))
+        if info is None:
+            continue
+        if info.name in seen_names:
+            problems.append((f"metrics[{i}].name", f"{info.name!r} already defined by metrics[{seen_names[info.name]}]"))
+        if info.instance_name in seen_instances:
+            problems.append((
+                f"metrics[{i}].instance_name",
+                f"{info.instance_name!r} already feeds metrics[{seen_instances[info.instance_name]}]",
+            ))
+        seen_names.setdefault(info.name, i)
+        seen_instances.setdefault(info.instance_name, i)
+        metrics.append(info)
+    if problems:
+        raise ParamsError(problems)
+    return Params(tuple(metrics), host, port, expiry, interval)
+
+
+_METRIC_FIELDS = ["name", "instance_name", "kind", "label_names", "buckets", "namespace", "description", "max_series"]
+
+
+def _address(top: _Fields) -> tuple[str, int]:
+    address = top.string("address", DEFAULT_ADDRESS)
+    host, sep, port_text = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        top.problem("address", f"must be host:port with port 0-65535, got {address!r}")
+        return "0.0.0.0", 42422
+    return host, int(port_text)
+
+
+def _expiration(top: _Fields) -> tuple[float | None, float | None]:
+    raw = top.get("metrics_expiration_policy")
+    if raw is None:
+        return None, None
+    policy = _Fields(
+        raw, top.at("metrics_expiration_policy"), ["metrics_expiry_duration", "expiry_check_interval_duration"],
+        top.problems,
+    )
+    expiry = policy.duration("metrics_expiry_duration")
+    if expiry is None and "metrics_expiry_duration" not in policy.values and isinstance(raw, Mapping):
+        policy.problem("metrics_expiry_duration", "required when metricsExpirationPolicy is set")
+    interval = policy.duration("expiry_check_interval_duration")
+    if expiry is not None and interval is None:
+        interval = expiry / 2  # Mixer's default: check twice per expiry period
+    return expiry, interval
+
+
+def _metric(fields: _Fields, default_max: int) -> MetricInfo | None:
+    before = len(fields.problems)
+    instance = fields.string("instance_name")
+    if not instance:
+        fields.problem("instance_name", "required (the fully qualified instance, e.g. requestcount.instance.istio-system)")
+    name = safe_name(fields.string("name") or instance)
+    namespace = safe_name(fields.string("namespace") or DEFAULT_NAMESPACE)
+    full = f"{namespace}_{name}" if name else ""
+    if name and not _METRIC_NAME.match(full):
+        fields.problem("name", f"{full!r} is not a valid Prometheus metric name")
+
+    kind_text = fields.string("kind")
+    kind = Kind.__members__.get(kind_text.upper()) if kind_text else None
+    if kind is None:
+        fields.problem("kind", f"must be one of COUNTER, GAUGE, DISTRIBUTION, got {kind_text or 'nothing'!r}")
+
+    labels = _labels(fields, kind)
+    bounds: tuple[float, ...] = ()
+    if "buckets" in fields.values:
+        if kind is not Kind.DISTRIBUTION:
+            fields.problem("buckets", "only a DISTRIBUTION has buckets")
+        else:
+            bounds = _buckets(_Fields(fields.get("buckets"), fields.at("buckets"), _BUCKET_KINDS, fields.problems))
+    elif kind is Kind.DISTRIBUTION:
+        bounds = DEFAULT_BOUNDS
+
+    max_series = fields.number("max_series", default_max, integer=True)
+    if max_series is not None and max_series < 1:
+        fields.problem("max_series", "must be >= 1")
+    if len(fields.problems) > before or kind is None:
+        return None
+    return MetricInfo(
+        name=full,
+        instance_name=qualify_instance(instance),
+        kind=kind,
+        label_names=labels,
+        bounds=bounds,
+        description=fields.string("description"),
+        max_series=int(max_series or default_max),
+    )
+
+
+def _labels(fields: _Fields, kind: Kind | None) -> tuple[str, ...]:
+    raw = fields.get("label_names", [])
+    if not isinstance(raw, list):
+        fields.problem("label_names", "must be a list of dimension names")
+        return ()
+    out: list[str] = []
+    for j, label in enumerate(raw):
+        at = f"label_names[{j}]"
+        if not isinstance(label, str) or not _LABEL_NAME.match(safe_name(label)):
+            fields.problem(at, f"{label!r} is not a valid Prometheus label name")
+        elif safe_name(label).startswith("__"):
+            fields.problem(at, f"{label!r}: names starting with __ are reserved by Prometheus")
+        elif kind is Kind.DISTRIBUTION and safe_name(label) == "le":
+            fields.problem(at, "'le' is reserved for histogram buckets")
+        elif label in out:
+            fields.problem(at, f"{label!r} listed twice")
+        else:
+            out.append(label)
+    return tuple(out)
+
+
+_BUCKET_KINDS = ["explicit_buckets", "linear_buckets", "exponential_buckets"]
+
+
+def _buckets(fields: _Fields) -> tuple[float, ...]:
+    given = [k for k in _BUCKET_KINDS if k in fields.values]
+    if len(given) != 1:
+        where = "none" if not given else " and ".join(given)
+        fields.problems.append((fields.path, f"exactly one of {', '.join(_BUCKET_KINDS)} is required, got {where}"))
+        return ()
+    kind = given[0]
+    if kind == "explicit_buckets":
+        spec = _Fields(fields.get(kind), fields.at("explicit_buckets"), ["bounds"], fields.problems)
+        raw = spec.get("bounds")
+        if not isinstance(raw, list) or not raw:
+            spec.problem("bounds", "must be a non-empty list of numbers")
+            return ()
+        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in raw):
+            spec.problem("bounds", f"must be finite numbers, got {raw!r}")
+            return ()
+        bounds = tuple(float(b) for b in raw)
+        if any(b >= c for b, c in zip(bounds, bounds[1:])):
+            spec.problem("bounds", f"must be strictly increasing, got {raw!r}")
+            return ()
+        return bounds
+    if kind == "linear_buckets":
+        spec = _Fields(fields.get(kind), fields.at("linear_buckets"), ["num_finite_buckets", "width", "offset"],
+                       fields.problems)
+        count = spec.number("num_finite_buckets", integer=True)
+        width = spec.number("width")
+        offset = spec.number("offset", 0.0)
+        if count is None or count < 1:
+            spec.problem("num_finite_buckets", "required, must be >= 1")
+        if width is None or width <= 0:
+            spec.problem("width", "required, must be > 0")
+        if count is None or count < 1 or width is None or width <= 0 or offset is None:
+            return ()
+        # Mixer's numFiniteBuckets N yields N+1 finite bounds (N finite buckets between them)
+        return tuple(offset + width * i for i in range(int(count) + 1))
+    spec = _Fields(fields.get(kind), fields.at("exponential_buckets"), ["num_finite_buckets", "growth_factor", "scale"],
+                   fields.problems)
+    count = spec.number("num_finite_buckets", integer=True)
+    growth = spec.number("growth_factor")
+    scale = spec.number("scale")
+    if count is None or count < 1:
+        spec.problem("num_finite_buckets", "required, must be >= 1")
+    if growth is None or growth <= 1:
+        spec.problem("growth_factor", "required, must be > 1")
+    if scale is None or scale <= 0:
+        spec.problem("scale", "required, must be > 0")
+    if count is None or count < 1 or growth is None or growth <= 1 or scale is None or scale <= 0:
+        return ()
+    return tuple(scale * growth**i for i in range(int(count) + 1))

@@ -1,0 +1,108 @@
+"""The prometheus handler: feeds the series stores per batch and serves them, with the mixer's own metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from prometheus_client.exposition import choose_encoder
+
+from adapters.prometheus.config import Params
+from adapters.prometheus.exposition import families_in, render
+from adapters.prometheus.server import MetricsServer
+from adapters.prometheus.store import MetricStore
+from mixer.sdk import Env, Handler, InstanceSchema, MetricInstance, ParamsError
+
+
+class PrometheusHandler(Handler):
+    def __init__(self, params: Params, env: Env, instances: Mapping[str, InstanceSchema]) -> None:
+        self._env = env
+        self._clock = env.clock
+        self._expiry = params.expiry
+        self._interval = params.expiry_check_interval or 0.0
+        self._next_sweep = env.clock() + self._interval if params.expiry else float("inf")
+        problems: list[tuple[str, str]] = []
+        self.stores: dict[str, MetricStore] = {}
+        for i, info in enumerate(params.metrics):
+            schema = instances.get(info.instance_name)
+            if schema is None:
+                # Defined but routed to this handler by no rule: expose the (empty) family anyway.
+                dimensions: Sequence[str] = info.label_names
+            else:
+                dimensions = schema.dimension_names
+                if schema.template != "metric":
+                    problems.append((f"metrics[{i}].instance_name", f"{schema.name} is a {schema.template}, not a metric"))
+                    continue
+                missing = [label for label in info.label_names if label not in dimensions]
+                if missing:
+                    problems.append((
+                        f"metrics[{i}].label_names",
+                        f"{', '.join(missing)} not among {schema.name}'s dimensions ({', '.join(dimensions)})",
+                    ))
+                    continue
+            self.stores[info.instance_name] = MetricStore(info, dimensions)
+        unserved = sorted(set(instances) - set(self.stores))
+        for name in unserved:
+            problems.append(("metrics", f"instance {name} is routed here but no metric names it as instance_name"))
+        if problems:
+            raise ParamsError(problems)
+        self._families = list(self.stores.values())
+        self.server = MetricsServer(params.host, params.port, self.scrape)
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def close(self) -> None:
+        await self.server.close()
+
+    def handle_metric(self, instances: Sequence[MetricInstance]) -> None:
+        now = self._clock()
+        stores = self.stores
+        unknown = 0
+        for instance in instances:
+            store = stores.get(instance.name)
+            if store is None:
+                unknown += 1
+                continue
+            store.add(instance.value, instance.dimensions, now)
+        if unknown:
+            self._env.count_dropped(unknown, "unknown_instance")
+        self._account()
+        if now >= self._next_sweep:
+            self.expire(now)
+
+    def _account(self) -> None:
+        """Report folds and bad values as drops, once per batch rather than per instance."""
+        for store in self._families:
+            if store.folded:
+                self._env.count_dropped(store.folded, "series_limit")
+                self._env.logger.warning(
+                    "%s: %d instances folded into the %s overflow series (max_series %d reached)",
+                    self._env.handler_name, store.folded, store.info.name, store.max_series,
+                )
+                store.folded = 0
+            if store.rejected:
+                self._env.count_dropped(store.rejected, "bad_value")
+                store.rejected = 0
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop series idle longer than the expiry; return how many went."""
+        if self._expiry is None:
+            return 0
+        now = self._clock() if now is None else now
+        self._next_sweep = now + self._interval
+        return sum(store.expire(now - self._expiry) for store in self._families)
+
+    def scrape(self, accept: str = "") -> tuple[Callable[[], bytes], str]:
+        """Snapshot now (on the feeding thread); return the formatter to run anywhere and its content type."""
+        if self._expiry is not None and self._clock() >= self._next_sweep:
+            self.expire()
+        families = families_in(self._families)
+        encoder, content_type = choose_encoder(accept)
+        is_openmetrics = content_type.startswith("application/openmetrics-text")
+        registry = self._env.metrics.registry
+
+        def format_all() -> bytes:
+            # The mixer's own metrics go last: in OpenMetrics their encoding ends with the one "# EOF".
+            return render(families, is_openmetrics).encode() + encoder(registry)
+
+        return format_all, content_type
