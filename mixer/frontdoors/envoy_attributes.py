@@ -335,7 +335,7 @@ def http_entry_bag(
     request = entry.request
     headers = dict(request.request_headers)
     if request.request_method:
-        bag["request.method"] = request.request_method
+        bag["request.method"] = _METHOD_NAMES.get(request.request_method, "")
     if request.path:
         bag["request.path"] = request.path
         bag["request.url_path"] = request.path.split("?", 1)[0]
@@ -407,6 +407,15 @@ def _access_log_type_names() -> dict[int, str]:
 
 
 _ACCESS_LOG_TYPE_NAMES = _access_log_type_names()
+
+
+def _method_names() -> dict[int, str]:
+    from envoy.config.core.v3 import base_pb2
+
+    return {number: name for name, number in base_pb2.RequestMethod.items() if number}
+
+
+_METHOD_NAMES = _method_names()
 
 
 # -- ext_authz ---------------------------------------------------------------------------------
