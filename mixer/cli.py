@@ -1,0 +1,128 @@
+"""The ``mixer`` command: serve, validate, expr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import orjson
+
+from mixer.attributes import BagError, bag_from_json, default_manifest, value_to_json
+from mixer.config import DEFAULT_CONFIG_DIR, ConfigError, load_config
+from mixer.expr import EvaluationError, ExpressionError, compile_expression
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    result: int = args.run(args)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mixer", description="Mixer-style telemetry and policy collector")
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="run the collector")
+    serve.add_argument("--config", action="append", help=f"config file or directory (default {DEFAULT_CONFIG_DIR})")
+    serve.add_argument("--host", default="127.0.0.1", help="native HTTP API host (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=15014, help="native HTTP API port (default 15014)")
+    serve.add_argument("--watch-interval", type=float, default=2.0, help="seconds between config checks; 0 off")
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(run=_serve)
+
+    validate = commands.add_parser("validate", help="check config files; print every error")
+    validate.add_argument("paths", nargs="+", help="files or directories")
+    validate.set_defaults(run=_validate)
+
+    expr = commands.add_parser("expr", help="evaluate an expression against attributes")
+    expr.add_argument("expression", help="the expression, or - to read JSON lines from stdin")
+    expr.add_argument("--attributes", default="{}", help="a JSON object of attributes")
+    expr.set_defaults(run=_expr)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mixer.server import ServeOptions, serve
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = ServeOptions(
+        config=args.config or [str(DEFAULT_CONFIG_DIR)],
+        host=args.host,
+        port=args.port,
+        watch_interval=args.watch_interval,
+    )
+    try:
+        asyncio.run(serve(options))
+    except ConfigError as exc:
+        print(f"mixer: invalid config:\n{exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"mixer: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.paths)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} error(s)", file=sys.stderr)
+        return 1
+    print(f"ok: {len(config.handlers)} handlers, {len(config.instances)} instances, {len(config.rules)} rules")
+    return 0
+
+
+def evaluate_json(expression: str, attributes: Any) -> dict[str, Any]:
+    """Compile and evaluate; the result line of ``mixer expr``. Raises ValueError with a message."""
+    manifest = default_manifest()
+    compiled = compile_expression(expression, manifest)
+    bag = bag_from_json(attributes, manifest)
+    value = compiled.evaluate(bag)
+    return {"type": compiled.type.value, "value": value_to_json(compiled.type, value)}
+
+
+def _expr(args: argparse.Namespace) -> int:
+    if args.expression == "-":
+        return _expr_lines(sys.stdin, sys.stdout)
+    try:
+        attributes = orjson.loads(args.attributes)
+        line = evaluate_json(args.expression, attributes)
+    except orjson.JSONDecodeError as exc:
+        print(f"mixer expr: --attributes is not valid JSON: {exc}", file=sys.stderr)
+        return 1
+    except (ExpressionError, EvaluationError, BagError) as exc:
+        print(f"mixer expr: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(orjson.dumps(line).decode() + "\n")
+    return 0
+
+
+def _expr_lines(source: TextIO, sink: TextIO) -> int:
+    """One result line per request line; a failing line answers {"error": ...} and the stream goes on."""
+    for raw in source:
+        if not raw.strip():
+            continue
+        try:
+            request = orjson.loads(raw)
+            if not isinstance(request, dict) or not isinstance(request.get("expression"), str):
+                raise ValueError('expected {"expression": "...", "attributes": {...}}')
+            line = evaluate_json(request["expression"], request.get("attributes", {}))
+        except (orjson.JSONDecodeError, ValueError, ExpressionError, EvaluationError) as exc:
+            line = {"error": str(exc)}
+        sink.write(orjson.dumps(line).decode() + "\n")
+        sink.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""Run bags through a snapshot: report batches, checks and quota allocations."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mixer.attributes import Bag
+from mixer.expr import EvaluationError
+from mixer.runtime._plan import RulePlan
+from mixer.runtime._snapshot import Sink, Snapshot
+from mixer.sdk import (
+    DEFAULT_VALID_DURATION,
+    INTERNAL,
+    CheckResult,
+    QuotaArgs,
+    QuotaResult,
+)
+from mixer.selfmetrics import SelfMetrics
+
+_FAILED = object()  # marks a value whose expression failed for this bag
+
+
+@dataclass
+class CheckResponse:
+    result: CheckResult
+    quotas: dict[str, QuotaResult] = field(default_factory=dict)
+
+
+class ErrorLog:
+    """Counts evaluation errors and logs at most one line per key per interval."""
+
+    def __init__(self, metrics: SelfMetrics, logger: logging.Logger, interval: float = 10.0) -> None:
+        self.metrics = metrics
+        self.logger = logger
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def evaluation_failed(self, where: str, error: Exception) -> None:
+        self.metrics.evaluation_errors.labels(where).inc()
+        now = time.monotonic()
+        if now - self._last.get(where, -self.interval) >= self.interval:
+            suppressed = self._suppressed.pop(where, 0)
+            extra = f" ({suppressed} more since last logged)" if suppressed else ""
+            self.logger.warning("evaluation failed for %s: %s%s", where, error, extra)
+            self._last[where] = now
+        else:
+            self._suppressed[where] = self._suppressed.get(where, 0) + 1
+
+
+def build_instances(
+    plans: Sequence[RulePlan], sinks: list[list[Any]], bags: Sequence[Bag], errors: ErrorLog
+) -> None:
+    """Append each instance every matching rule builds for each bag to its sink list."""
+    for bag in bags:
+        for plan in plans:
+            match = plan.match
+            if match is not None:
+                try:
+                    if not match(bag):
+                        continue
+                except EvaluationError as exc:
+                    errors.evaluation_failed(plan.rule, exc)
+                    continue
+            try:
+                values = [evaluate(bag) for evaluate in plan.evaluators]
+            except EvaluationError:
+                _build_partial(plan, sinks, bag, errors)
+                continue
+            for output in plan.outputs:
+                sinks[output.sink].append(output.make(values))
+
+
+def _build_partial(plan: RulePlan, sinks: list[list[Any]], bag: Bag, errors: ErrorLog) -> None:
+    """Slow path after a failure: build the instances whose expressions all succeeded."""
+    values: list[Any] = []
+    failures: dict[int, EvaluationError] = {}
+    for index, evaluate in enumerate(plan.evaluators):
+        try:
+            values.append(evaluate(bag))
+        except EvaluationError as exc:
+            values.append(_FAILED)
+            failures[index] = exc
+    for output in plan.outputs:
+        failed = output.uses.intersection(failures)
+        if failed:
+            errors.evaluation_failed(output.instance, failures[min(failed)])
+        else:
+            sinks[output.sink].append(output.make(values))
+
+
+def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors: ErrorLog) -> int:
+    """Dispatch a batch; each handler is called once per template. Returns instances dispatched."""
+    sinks: list[list[Any]] = [[] for _ in snapshot.report_sinks]
+    build_instances(snapshot.report_plans, sinks, bags, errors)
+    dispatched = 0
+    for sink, instances in zip(snapshot.report_sinks, sinks):
+        if instances:
+            _call_report_handler(sink, instances, metrics)
+            dispatched += len(instances)
+    return dispatched
+
+
+def _call_report_handler(sink: Sink, instances: list[Any], metrics: SelfMetrics) -> None:
+    slot = sink.slot
+    started = time.perf_counter()
+    try:
+        getattr(slot.handler, sink.method)(instances)
+    except Exception:
+        metrics.dispatch_errors.labels(slot.name, slot.adapter_name).inc()
+        metrics.dropped_instances.labels(slot.name, "handler_error").inc(len(instances))
+        logging.getLogger("mixer.dispatch").exception("handler %s failed on %d %s instances",
+                                                      slot.name, len(instances), sink.template)
+    finally:
+        metrics.dispatches.labels(slot.name, slot.adapter_name, sink.template).inc()
+        metrics.dispatch_duration.labels(slot.name, slot.adapter_name).observe(time.perf_counter() - started)
+
+
+async def check(
+    snapshot: Snapshot,
+    bag: Bag,
+    quotas: Mapping[str, QuotaArgs],
+    metrics: SelfMetrics,
+    errors: ErrorLog,
+) -> CheckResponse:
+    """Ask every matching check handler; combine: first denial wins, minimum duration and count."""
+    sinks: list[list[Any]] = [[] for _ in snapshot.check_sinks]
+    build_instances(snapshot.check_plans, sinks, [bag], errors)
+    calls = [
+        _call_check_handler(sink, instance, metrics)
+        for sink, instances in zip(snapshot.check_sinks, sinks)
+        for instance in instances
+    ]
+    results = await asyncio.gather(*calls) if calls else []
+    combined = combine(results)
+    granted = await _allocate(snapshot, bag, quotas, metrics, errors) if quotas else {}
+    return CheckResponse(combined, granted)
+
+
+def combine(results: Sequence[CheckResult]) -> CheckResult:
+    if not results:
+        return CheckResult()
+    denial = next((r for r in results if not r.ok), None)
+    duration = min(r.valid_duration for r in results)
+    count = min(r.valid_use_count for r in results)
+    base = denial or next((r for r in results if r.headers), results[0])
+    return CheckResult(
+        status_code=base.status_code,
+        message=base.message,
+        valid_duration=duration,
+        valid_use_count=count,
+        http_status=base.http_status,
+        headers=base.headers,
+        body=base.body,
+    )
+
+
+async def _call_check_handler(sink: Sink, instance: Any, metrics: SelfMetrics) -> CheckResult:
+    slot = sink.slot
+    started = time.perf_counter()
+    try:
+        result: CheckResult = await getattr(slot.handler, sink.method)(instance)
+        return result
+    except Exception as exc:
+        # A policy backend that fails must not silently allow: answer INTERNAL (a denial).
+        metrics.dispatch_errors.labels(slot.name, slot.adapter_name).inc()
+        logging.getLogger("mixer.dispatch").exception("check handler %s failed", slot.name)
+        return CheckResult(status_code=INTERNAL, message=f"handler {slot.name} failed: {exc}",
+                           valid_duration=dt.timedelta(0), valid_use_count=0)
+    finally:
+        metrics.dispatches.labels(slot.name, slot.adapter_name, sink.template).inc()
+        metrics.dispatch_duration.labels(slot.name, slot.adapter_name).observe(time.perf_counter() - started)
+
+
+async def _allocate(
+    snapshot: Snapshot,
+    bag: Bag,
+    quotas: Mapping[str, QuotaArgs],
+    metrics: SelfMetrics,
+    errors: ErrorLog,
+) -> dict[str, QuotaResult]:
+    """Allocate each requested quota from the handlers of matching rules that build it.
+
+    A quota is named by its instance (``requestcount``, ``requestcount.istio-system`` or the fully
+    qualified ``requestcount.instance.istio-system``). A quota no rule builds is granted in full.
+    """
+    sinks: list[list[Any]] = [[] for _ in snapshot.quota_sinks]
+    build_instances(snapshot.quota_plans, sinks, [bag], errors)
+    out: dict[str, QuotaResult] = {}
+    for name, args in quotas.items():
+        granted: QuotaResult | None = None
+        for sink, instances in zip(snapshot.quota_sinks, sinks):
+            for instance in instances:
+                if not _names_quota(instance.name, name):
+                    continue
+                result = await _call_quota_handler(sink, instance, args, metrics)
+                if granted is None or result.granted_amount < granted.granted_amount:
+                    granted = result
+        out[name] = granted or QuotaResult(args.amount, DEFAULT_VALID_DURATION)
+    return out
+
+
+def _names_quota(qualified: str, requested: str) -> bool:
+    if qualified == requested:
+        return True
+    name, _, namespace = qualified.split(".", 2)
+    return requested in (name, f"{name}.{namespace}")
+
+
+async def _call_quota_handler(sink: Sink, instance: Any, args: QuotaArgs, metrics: SelfMetrics) -> QuotaResult:
+    slot = sink.slot
+    started = time.perf_counter()
+    try:
+        result: QuotaResult = await slot.handler.allocate_quota(instance, args)
+        return result
+    except Exception as exc:
+        metrics.dispatch_errors.labels(slot.name, slot.adapter_name).inc()
+        logging.getLogger("mixer.dispatch").exception("quota handler %s failed", slot.name)
+        return QuotaResult(0, dt.timedelta(0), INTERNAL, f"handler {slot.name} failed: {exc}")
+    finally:
+        metrics.dispatches.labels(slot.name, slot.adapter_name, sink.template).inc()
+        metrics.dispatch_duration.labels(slot.name, slot.adapter_name).observe(time.perf_counter() - started)
+

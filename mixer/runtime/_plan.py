@@ -1,0 +1,119 @@
+"""Compile a rule's instances into one evaluation plan: each distinct expression is evaluated once
+per bag, and instances are assembled from the shared values by index."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from mixer.config import CompiledInstance
+from mixer.expr import Expression
+from mixer.sdk import Instance, MetricInstance
+
+Values = list[Any]
+Evaluator = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One instance the plan builds for one handler: ``make(values)`` assembles it."""
+
+    sink: int  # index of the (handler, template) sink it goes to
+    instance: str
+    uses: frozenset[int]  # value indices it needs; a failed one drops just this instance
+    make: Callable[[Values], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RulePlan:
+    rule: str
+    match: Evaluator | None
+    evaluators: tuple[Evaluator, ...]
+    outputs: tuple[Output, ...]
+
+
+class _ValueTable:
+    """Deduplicates expressions across a rule's instances by their text."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.evaluators: list[Evaluator] = []
+
+    def slot(self, expression: Expression) -> int:
+        if expression.text not in self.index:
+            self.index[expression.text] = len(self.evaluators)
+            self.evaluators.append(expression.evaluate)
+        return self.index[expression.text]
+
+
+def build_plan(
+    rule: str, match: Expression | None, routes: Sequence[tuple[int, CompiledInstance]]
+) -> RulePlan:
+    """``routes`` pairs a sink index with an instance to build for it."""
+    table = _ValueTable()
+    outputs = tuple(_output(sink, instance, table) for sink, instance in routes)
+    return RulePlan(rule, match.evaluate if match else None, tuple(table.evaluators), outputs)
+
+
+def _output(sink: int, instance: CompiledInstance, table: _ValueTable) -> Output:
+    if instance.template.name == "metric":
+        return _metric_output(sink, instance, table)
+    uses: set[int] = set()
+    shape = _shape(instance.fields, table, uses)
+    name, template = instance.name, instance.template.name
+
+    def make(values: Values) -> Instance:
+        return Instance(name, template, _fill(shape, values))
+
+    return Output(sink, name, frozenset(uses), make)
+
+
+def _metric_output(sink: int, instance: CompiledInstance, table: _ValueTable) -> Output:
+    fields = instance.fields
+    name = instance.name
+    value_expr = fields.get("value")
+    value_index = table.slot(value_expr) if value_expr is not None else -1
+    dims = [table.slot(e) for e in fields.get("dimensions", {}).values()]
+    resource = [table.slot(e) for e in fields.get("monitored_resource_dimensions", {}).values()]
+    get_dims, get_resource = _tuple_getter(dims), _tuple_getter(resource)
+    uses = frozenset([*dims, *resource, *([value_index] if value_index >= 0 else [])])
+
+    if value_index < 0:
+
+        def make(values: Values) -> MetricInstance:
+            return MetricInstance(name, None, get_dims(values), get_resource(values))
+
+    else:
+
+        def make(values: Values) -> MetricInstance:
+            return MetricInstance(name, values[value_index], get_dims(values), get_resource(values))
+
+    return Output(sink, name, uses, make)
+
+
+def _tuple_getter(indices: Sequence[int]) -> Callable[[Values], tuple[Any, ...]]:
+    if not indices:
+        return lambda values: ()
+    if len(indices) == 1:
+        only = indices[0]
+        return lambda values: (values[only],)
+    return itemgetter(*indices)  # type: ignore[return-value]
+
+
+def _shape(fields: dict[str, Any], table: _ValueTable, uses: set[int]) -> dict[str, Any]:
+    """Replace each Expression in a field tree by its value index."""
+    shape: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, Expression):
+            shape[key] = table.slot(value)
+            uses.add(shape[key])
+        else:
+            shape[key] = _shape(value, table, uses)
+    return shape
+
+
+def _fill(shape: dict[str, Any], values: Values) -> dict[str, Any]:
+    return {key: values[i] if isinstance(i, int) else _fill(i, values) for key, i in shape.items()}
+

@@ -1,0 +1,127 @@
+"""The snapshot: compiled config plus built handlers and the per-rule evaluation plans."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from mixer.config import CompiledConfig, CompiledHandler, CompiledInstance
+from mixer.runtime._plan import RulePlan, build_plan
+from mixer.sdk import Env, Handler, InstanceSchema
+from mixer.selfmetrics import SelfMetrics
+from mixer.templates import Variety
+
+
+@dataclass
+class HandlerSlot:
+    """A built handler with its identity key (reused across snapshots when the key is unchanged)."""
+
+    name: str
+    adapter_name: str
+    key: bytes
+    handler: Handler
+    started: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sink:
+    """Where one (handler, template) pair's instances go in a batch."""
+
+    slot: HandlerSlot
+    template: str
+    method: str
+
+
+@dataclass
+class Snapshot:
+    config: CompiledConfig
+    slots: dict[str, HandlerSlot]
+    report_sinks: list[Sink]
+    report_plans: list[RulePlan]
+    check_sinks: list[Sink]
+    check_plans: list[RulePlan]
+    quota_sinks: list[Sink]
+    quota_plans: list[RulePlan]
+    inflight: int = 0
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.config.manifest
+
+
+def handler_key(handler: CompiledHandler, schemas: Mapping[str, InstanceSchema]) -> bytes:
+    """Identity of a handler's config: adapter, params and the instances it receives."""
+    shape = {
+        "adapter": handler.adapter_name,
+        "params": handler.raw_params,
+        "instances": {
+            name: [s.template, list(s.dimension_names), s.monitored_resource_type, s.params]
+            for name, s in sorted(schemas.items())
+        },
+    }
+    return orjson.dumps(shape, option=orjson.OPT_SORT_KEYS, default=str)
+
+
+def build_snapshot(
+    config: CompiledConfig,
+    metrics: SelfMetrics,
+    previous: Mapping[str, HandlerSlot] | None = None,
+) -> Snapshot:
+    """Build handlers referenced by rules (reusing ``previous`` slots with the same key) and plans.
+
+    Handlers are built but not started; the runtime starts new slots before swapping in.
+    """
+    schemas: dict[str, dict[str, InstanceSchema]] = defaultdict(dict)
+    for rule in config.rules:
+        for action in rule.actions:
+            for instance in action.instances:
+                schemas[action.handler.name][instance.name] = instance.schema
+    slots: dict[str, HandlerSlot] = {}
+    for name, handler_schemas in schemas.items():
+        compiled = config.handlers[name]
+        key = handler_key(compiled, handler_schemas)
+        old = (previous or {}).get(name)
+        if old is not None and old.key == key:
+            slots[name] = old
+            continue
+        env = Env(
+            handler_name=name,
+            logger=logging.getLogger(f"mixer.adapter.{compiled.adapter_name}"),
+            metrics=metrics,
+        )
+        built = compiled.adapter.build(compiled.params, env, handler_schemas)
+        slots[name] = HandlerSlot(name, compiled.adapter_name, key, built)
+
+    plans: dict[Variety, list[RulePlan]] = {v: [] for v in Variety}
+    sinks: dict[Variety, list[Sink]] = {v: [] for v in Variety}
+    sink_index: dict[tuple[Variety, str, str], int] = {}
+    for rule in config.rules:
+        routes: dict[Variety, list[tuple[int, CompiledInstance]]] = defaultdict(list)
+        for action in rule.actions:
+            slot = slots[action.handler.name]
+            for instance in action.instances:
+                template = instance.template
+                key3 = (template.variety, slot.name, template.name)
+                if key3 not in sink_index:
+                    sink_index[key3] = len(sinks[template.variety])
+                    sinks[template.variety].append(Sink(slot, template.name, template.handler_method))
+                routes[template.variety].append((sink_index[key3], instance))
+        for variety, rule_routes in routes.items():
+            plans[variety].append(build_plan(rule.name, rule.match, rule_routes))
+    return Snapshot(
+        config=config,
+        slots=slots,
+        report_sinks=sinks[Variety.REPORT],
+        report_plans=plans[Variety.REPORT],
+        check_sinks=sinks[Variety.CHECK],
+        check_plans=plans[Variety.CHECK],
+        quota_sinks=sinks[Variety.QUOTA],
+        quota_plans=plans[Variety.QUOTA],
+    )

@@ -1,0 +1,88 @@
+"""Run the collector: load config, start the front doors, watch config, stop cleanly on signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from mixer.config import ConfigError
+from mixer.runtime import Runtime
+from mixer.server.http import build_app
+
+__all__ = ["ServeOptions", "serve"]
+
+log = logging.getLogger("mixer.server")
+
+
+@dataclass
+class ServeOptions:
+    config: Sequence[str]
+    host: str = "127.0.0.1"
+    port: int = 15014
+    watch_interval: float = 2.0  # seconds between config change checks; 0 disables
+    reuse_port: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def config_signature(paths: Sequence[str]) -> tuple[tuple[str, float, int], ...]:
+    """Cheap change detector: every YAML file's path, mtime and size."""
+    entries = []
+    for raw in paths:
+        path = Path(raw)
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                stat = file.stat()
+            except OSError:
+                continue
+            if file.suffix in (".yaml", ".yml"):
+                entries.append((str(file), stat.st_mtime, stat.st_size))
+    return tuple(entries)
+
+
+async def watch_config(runtime: Runtime, paths: Sequence[str], interval: float) -> None:
+    """Reload when files change; a broken edit is logged and the running config stays."""
+    seen = config_signature(paths)
+    while True:
+        await asyncio.sleep(interval)
+        current = config_signature(paths)
+        if current == seen:
+            continue
+        seen = current
+        try:
+            await runtime.reload(paths)
+            log.info("config reloaded from %s", ", ".join(paths))
+        except ConfigError as exc:
+            log.error("config change rejected, keeping the running config:\n%s", exc)
+
+
+async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
+    runtime = await Runtime.load(options.config)
+    runner = web.AppRunner(build_app(runtime), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.port, reuse_port=options.reuse_port or None)
+    await site.start()
+    log.info("native HTTP API on http://%s:%d", options.host, options.port)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = (
+        asyncio.create_task(watch_config(runtime, options.config, options.watch_interval))
+        if options.watch_interval > 0
+        else None
+    )
+    try:
+        await stop.wait()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        await runner.cleanup()
+        await runtime.close()
+        log.info("stopped")
