@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from prometheus_client.exposition import choose_encoder
 
-from adapters.prometheus.config import Params
+from adapters.prometheus.config import OVERFLOW_LABEL, Params
 from adapters.prometheus.exposition import families_in, render
 from adapters.prometheus.server import MetricsServer
 from adapters.prometheus.store import MetricStore
@@ -46,6 +46,7 @@ class PrometheusHandler(Handler):
         if problems:
             raise ParamsError(problems)
         self._families = list(self.stores.values())
+        self._warned: set[str] = set()
         self.server = MetricsServer(params.host, params.port, self.scrape)
 
     async def start(self) -> None:
@@ -56,6 +57,8 @@ class PrometheusHandler(Handler):
 
     def handle_metric(self, instances: Sequence[MetricInstance]) -> None:
         now = self._clock()
+        if now >= self._next_sweep:  # before recording, so freed room serves this batch
+            self.expire(now)
         stores = self.stores
         unknown = 0
         for instance in instances:
@@ -67,18 +70,18 @@ class PrometheusHandler(Handler):
         if unknown:
             self._env.count_dropped(unknown, "unknown_instance")
         self._account()
-        if now >= self._next_sweep:
-            self.expire(now)
 
     def _account(self) -> None:
         """Report folds and bad values as drops, once per batch rather than per instance."""
         for store in self._families:
             if store.folded:
                 self._env.count_dropped(store.folded, "series_limit")
-                self._env.logger.warning(
-                    "%s: %d instances folded into the %s overflow series (max_series %d reached)",
-                    self._env.handler_name, store.folded, store.info.name, store.max_series,
-                )
+                if store.info.name not in self._warned:  # once: the counter tells the rest
+                    self._warned.add(store.info.name)
+                    self._env.logger.warning(
+                        "%s: %s reached max_series %d; new label sets fold into its %s series",
+                        self._env.handler_name, store.info.name, store.max_series, OVERFLOW_LABEL,
+                    )
                 store.folded = 0
             if store.rejected:
                 self._env.count_dropped(store.rejected, "bad_value")
