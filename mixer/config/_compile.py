@@ -89,10 +89,10 @@ class _Doc:
     def qualified(self) -> str:
         return f"{self.name}.{self.kind}.{self.namespace}"
 
-    def problem(self, path: Path, message: str, offset: int | None = None) -> Problem:
+    def problem(self, path: Path, message: str, offset: int | None = None, at_key: bool = False) -> Problem:
         label = f"{self.kind}[{self.name}.{self.namespace}]"
         rest = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-        return self.source.problem(path, message, label + rest, offset)
+        return self.source.problem(path, message, label + rest, offset, at_key)
 
 
 class _Compiler:
@@ -153,7 +153,7 @@ class _Compiler:
             ok = False
         for key in data:
             if key not in ("apiVersion", "kind", "metadata", "spec"):
-                self.problems.append(source.problem((key,), "unknown field"))
+                self.problems.append(source.problem((key,), "unknown field", at_key=True))
         if not ok:
             return None
         return _Doc(source, str(kind), str(name), str(namespace), spec)  # type: ignore[arg-type]
@@ -171,7 +171,9 @@ class _Compiler:
     def _unknown(self, doc: _Doc, mapping: Mapping[str, Any], allowed: Sequence[str], path: Path) -> None:
         for key in mapping:
             if key not in allowed:
-                self.problems.append(doc.problem((*path, key), f"unknown field (known: {', '.join(allowed)})"))
+                self.problems.append(
+                    doc.problem((*path, key), f"unknown field (known: {', '.join(allowed)})", at_key=True)
+                )
 
     # -- attribute manifests ----------------------------------------------------------------
 
@@ -212,7 +214,7 @@ class _Compiler:
         except ParamsError as exc:
             for sub_path, message in exc.problems:
                 path: Path = ("spec", "params", *_split_path(sub_path))
-                self.problems.append(doc.problem(path, message))
+                self.problems.append(doc.problem(path, message, at_key=message.startswith("unknown field")))
             return
         self.config.handlers[doc.qualified] = CompiledHandler(doc.qualified, adapter_name, adapter, params, raw)
         self.invalid.discard(doc.qualified)
@@ -255,7 +257,7 @@ class _Compiler:
             here = (*path, given_key)
             field_spec = spec.get(key)
             if field_spec is None:
-                self.problems.append(doc.problem(here, f"unknown field (known: {', '.join(spec)})"))
+                self.problems.append(doc.problem(here, f"unknown field (known: {', '.join(spec)})", at_key=True))
             elif isinstance(field_spec, dict):
                 if isinstance(value, dict):
                     out[key] = self._fields(doc, field_spec, value, here)

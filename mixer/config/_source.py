@@ -32,13 +32,18 @@ class SourceDocument:
     file: str
     data: Any
     positions: dict[Path, tuple[int, int, str | None]] = field(default_factory=dict)  # path -> line, col, style
+    key_positions: dict[Path, tuple[int, int, str | None]] = field(default_factory=dict)  # where the key is
 
-    def problem(self, path: Path, message: str, label: str = "", offset: int | None = None) -> Problem:
-        """A Problem at ``path`` (or its closest written ancestor); ``offset`` points inside a scalar."""
+    def problem(
+        self, path: Path, message: str, label: str = "", offset: int | None = None, at_key: bool = False
+    ) -> Problem:
+        """A Problem at ``path`` (or its closest written ancestor); ``offset`` points inside a scalar,
+        ``at_key`` at the mapping key rather than its value (for unknown fields)."""
+        table = self.key_positions if at_key and path in self.key_positions else self.positions
         probe = path
-        while probe not in self.positions and probe:
+        while probe not in table and probe:
             probe = probe[:-1]
-        line, column, style = self.positions.get(probe, (1, 1, None))
+        line, column, style = table.get(probe, (1, 1, None))
         if offset is not None and probe == path:
             column += offset + (1 if style in ("'", '"') else 0)
         return Problem(self.file, line, column, label or format_path(path), message)
@@ -59,7 +64,7 @@ def read_documents(text: str, file: str) -> tuple[list[SourceDocument], list[Pro
             if node is None:
                 continue
             doc = SourceDocument(file, None)
-            doc.data = _convert(node, (), doc.positions)
+            doc.data = _convert(node, (), doc)
             documents.append(doc)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -74,16 +79,21 @@ def read_documents(text: str, file: str) -> tuple[list[SourceDocument], list[Pro
 _CONSTRUCTOR = yaml.SafeLoader("")
 
 
-def _convert(node: yaml.Node, path: Path, positions: dict[Path, tuple[int, int, str | None]]) -> Any:
-    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1, getattr(node, "style", None))
+def _convert(node: yaml.Node, path: Path, doc: SourceDocument) -> Any:
+    doc.positions[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = _CONSTRUCTOR.construct_object(key_node, deep=True)
             if isinstance(key, (dict, list)):
                 key = str(key)
-            out[key] = _convert(value_node, (*path, key), positions)
+            doc.key_positions[(*path, key)] = _mark(key_node)
+            out[key] = _convert(value_node, (*path, key), doc)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, (*path, index), positions) for index, item in enumerate(node.value)]
+        return [_convert(item, (*path, index), doc) for index, item in enumerate(node.value)]
     return _CONSTRUCTOR.construct_object(node, deep=True)
+
+
+def _mark(node: yaml.Node) -> tuple[int, int, str | None]:
+    return node.start_mark.line + 1, node.start_mark.column + 1, getattr(node, "style", None)
