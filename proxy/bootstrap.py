@@ -1,0 +1,364 @@
+"""Sidecar specs and the Envoy bootstrap rendered from them (pure: a spec in, a dict out)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+# Must match mixer.frontdoors.envoy_attributes (kept literal: proxy/ does not import the mixer).
+PEER_WORKLOAD_HEADER = "x-mixer-workload"
+PEER_NAMESPACE_HEADER = "x-mixer-namespace"
+QUOTAS_KEY = "mixer.quotas"
+MIXER_CLUSTER = "mixer"
+
+_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_OVERWRITE = "OVERWRITE_IF_EXISTS_OR_ADD"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """Traffic to this workload: listen on ``port``, forward to the app on ``app_host:app_port``."""
+
+    port: int
+    app_port: int
+    app_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """Traffic from this workload to service ``name`` (``svc`` or ``svc.ns``): listen on ``port``,
+    forward to ``host:target_port`` (normally the callee's inbound sidecar)."""
+
+    name: str
+    port: int
+    host: str
+    target_port: int
+
+    @property
+    def service(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    def namespace(self, default: str) -> str:
+        return self.name.split(".", 1)[1] if "." in self.name else default
+
+
+@dataclass(frozen=True)
+class SidecarSpec:
+    """Everything that makes one sidecar; ``render_bootstrap`` turns it into Envoy config."""
+
+    workload: str
+    namespace: str = "default"
+    inbound: tuple[Inbound, ...] = ()
+    outbound: tuple[Outbound, ...] = ()
+    mixer_host: str = "127.0.0.1"
+    mixer_port: int = 9091
+    fail_open: bool = False  # ext_authz failure_mode_allow / RLS failure_mode_deny=false
+    service: str = ""  # default: the workload name without a trailing -vN
+    labels: Mapping[str, str] = field(default_factory=dict)  # default: app=<service>, version=vN if named
+    service_account: str = ""
+    quotas: tuple[str, ...] = ()  # quota instances every inbound request allocates through ext_authz
+    rate_limits: tuple[str, ...] = ()  # quota instances inbound requests allocate through the RLS
+    admin_port: int = 0  # 0: any free port (EnvoyProcess reads it back)
+    listen_host: str = "127.0.0.1"
+    check_timeout: str = "0.5s"
+    tracing: bool = True
+    log_flush_interval: str = "0.5s"
+
+    @property
+    def service_name(self) -> str:
+        return self.service or re.sub(r"-v\d+$", "", self.workload)
+
+    @property
+    def service_host(self) -> str:
+        return f"{self.service_name}.{self.namespace}.svc.cluster.local"
+
+    def effective_labels(self) -> dict[str, str]:
+        if self.labels:
+            return dict(self.labels)
+        labels = {"app": self.service_name}
+        version = re.search(r"-(v\d+)$", self.workload)
+        if version:
+            labels["version"] = version.group(1)
+        return labels
+
+
+def parse_inbound(text: str) -> Inbound:
+    """``PORT:APP_PORT`` or ``PORT:APP_HOST:APP_PORT``."""
+    parts = text.split(":")
+    try:
+        if len(parts) == 2:
+            return Inbound(int(parts[0]), int(parts[1]))
+        if len(parts) == 3:
+            return Inbound(int(parts[0]), int(parts[2]), parts[1])
+    except ValueError:
+        pass
+    raise ValueError(f"--inbound {text!r}: expected PORT:APP_PORT or PORT:APP_HOST:APP_PORT")
+
+
+def parse_outbound(text: str) -> Outbound:
+    """``NAME=PORT:HOST:TARGET_PORT``."""
+    name, sep, rest = text.partition("=")
+    parts = rest.split(":")
+    if sep and name and len(parts) == 3:
+        try:
+            return Outbound(name, int(parts[0]), parts[1], int(parts[2]))
+        except ValueError:
+            pass
+    raise ValueError(f"--outbound {text!r}: expected NAME=PORT:HOST:TARGET_PORT")
+
+
+def _address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _static_cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, Any]:
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(host, port)}}]}],
+        },
+    }
+    if http2:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+        # Every request's Check goes to the mixer: Envoy's default of 1024 pending would cap throughput.
+        cluster["circuit_breakers"] = {
+            "thresholds": [{"max_connections": 100000, "max_pending_requests": 100000, "max_requests": 100000}]
+        }
+    return cluster
+
+
+def _grpc_service(spec: SidecarSpec, timeout: str | None = None) -> dict[str, Any]:
+    service: dict[str, Any] = {"envoy_grpc": {"cluster_name": MIXER_CLUSTER}}
+    if timeout:
+        service["timeout"] = timeout
+    return service
+
+
+def _identity_headers(spec: SidecarSpec) -> list[dict[str, Any]]:
+    """This workload's identity, stamped over anything the app or a client sent."""
+    return [
+        {"header": {"key": PEER_WORKLOAD_HEADER, "value": spec.workload}, "append_action": _OVERWRITE},
+        {"header": {"key": PEER_NAMESPACE_HEADER, "value": spec.namespace}, "append_action": _OVERWRITE},
+    ]
+
+
+def _access_log(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "name": "envoy.access_loggers.http_grpc",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+            "common_config": {
+                # The mixer reads the reporter kind from the suffix (see docs/envoy-attributes.md).
+                "log_name": f"{spec.workload}_{direction}",
+                "transport_api_version": "V3",
+                "grpc_service": _grpc_service(spec),
+                "buffer_flush_interval": spec.log_flush_interval,
+                "custom_tags": [{"tag": k, "literal": {"value": v}} for k, v in tags.items()],
+            },
+            "additional_request_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type"],
+            "additional_response_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type",
+                                                   "grpc-status"],
+            "additional_response_trailers_to_log": ["grpc-status"],
+        },
+    }
+
+
+def _tracing(spec: SidecarSpec) -> dict[str, Any]:
+    return {
+        "random_sampling": {"value": 100},
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": _grpc_service(spec, "1s"),
+                "service_name": spec.service_name,
+            },
+        },
+    }
+
+
+def _router() -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    }
+
+
+def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
+    cluster = f"inbound_{inbound.port}"
+    extensions = {
+        "destination.service.name": spec.service_name,
+        "destination.service.namespace": spec.namespace,
+        "destination.service.host": spec.service_host,
+    }
+    if spec.quotas:
+        extensions[QUOTAS_KEY] = ",".join(spec.quotas)
+    route: dict[str, Any] = {"cluster": cluster}
+    if spec.rate_limits:
+        route["rate_limits"] = [
+            {
+                "actions": [
+                    {"generic_key": {"descriptor_key": "quota", "descriptor_value": name}},
+                    {"generic_key": {"descriptor_key": "destination.workload.name", "descriptor_value": spec.workload}},
+                    {"request_headers": {"header_name": ":path", "descriptor_key": "request.path"}},
+                ]
+            }
+            for name in spec.rate_limits
+        ]
+    hcm: dict[str, Any] = {
+        "@type": _HCM,
+        "stat_prefix": f"inbound_{inbound.port}",
+        "generate_request_id": True,
+        "access_log": [_access_log(spec, "inbound", {})],
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.ext_authz",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                    "transport_api_version": "V3",
+                    "grpc_service": _grpc_service(spec, spec.check_timeout),
+                    "failure_mode_allow": spec.fail_open,
+                    "include_peer_certificate": True,
+                    # destination.labels (and WORKLOAD_NAME/NAMESPACE) from this node's metadata
+                    "bootstrap_metadata_labels_key": "labels",
+                },
+            },
+            {
+                "name": "envoy.filters.http.ratelimit",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+                    "domain": "mixer",
+                    "timeout": spec.check_timeout,
+                    "failure_mode_deny": not spec.fail_open,
+                    "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+                    "rate_limit_service": {"transport_api_version": "V3", "grpc_service": _grpc_service(spec)},
+                },
+            },
+            _router(),
+        ],
+        "route_config": {
+            "name": f"inbound_{inbound.port}",
+            "response_headers_to_add": _identity_headers(spec),
+            "virtual_hosts": [
+                {
+                    "name": "inbound",
+                    "domains": ["*"],
+                    "routes": [
+                        {
+                            "match": {"prefix": "/"},
+                            "route": route,
+                            "typed_per_filter_config": {
+                                "envoy.filters.http.ext_authz": {
+                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+                                    "check_settings": {"context_extensions": extensions},
+                                }
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+    if spec.tracing:
+        hcm["tracing"] = _tracing(spec)
+    return {
+        "name": f"inbound_{inbound.port}",
+        "address": _address(spec.listen_host, inbound.port),
+        "traffic_direction": "INBOUND",
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+    }
+
+
+def _outbound_listener(spec: SidecarSpec, outbound: Outbound) -> dict[str, Any]:
+    cluster = f"outbound_{outbound.port}_{outbound.service}"
+    namespace = outbound.namespace(spec.namespace)
+    tags = {
+        "destination.service.name": outbound.service,
+        "destination.service.namespace": namespace,
+        "destination.service.host": f"{outbound.service}.{namespace}.svc.cluster.local",
+    }
+    hcm: dict[str, Any] = {
+        "@type": _HCM,
+        "stat_prefix": f"outbound_{outbound.port}",
+        "generate_request_id": True,
+        "add_user_agent": True,  # x-envoy-downstream-service-cluster/-node, as Istio's sidecars send
+        "access_log": [_access_log(spec, "outbound", tags)],
+        "http_filters": [_router()],
+        "route_config": {
+            "name": f"outbound_{outbound.port}",
+            "request_headers_to_add": _identity_headers(spec),
+            "virtual_hosts": [
+                {"name": outbound.service, "domains": ["*"],
+                 "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}
+            ],
+        },
+    }
+    if spec.tracing:
+        hcm["tracing"] = _tracing(spec)
+    return {
+        "name": f"outbound_{outbound.port}",
+        "address": _address(spec.listen_host, outbound.port),
+        "traffic_direction": "OUTBOUND",
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+    }
+
+
+def render_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
+    """The complete Envoy bootstrap for ``spec`` as a dict (``bootstrap_yaml`` for text)."""
+    if not spec.workload:
+        raise ValueError("a sidecar needs a workload name")
+    labels = spec.effective_labels()
+    metadata: dict[str, Any] = {
+        "WORKLOAD_NAME": spec.workload,
+        "NAMESPACE": spec.namespace,
+        "SERVICE_NAME": spec.service_name,
+        # ext_authz copies these into destination.labels; the mixer strips the identity keys back out.
+        "labels": {**labels, "WORKLOAD_NAME": spec.workload, "NAMESPACE": spec.namespace},
+    }
+    if spec.service_account:
+        metadata["SERVICE_ACCOUNT"] = spec.service_account
+    clusters = [_static_cluster(MIXER_CLUSTER, spec.mixer_host, spec.mixer_port, http2=True)]
+    clusters += [_static_cluster(f"inbound_{i.port}", i.app_host, i.app_port) for i in spec.inbound]
+    clusters += [
+        _static_cluster(f"outbound_{o.port}_{o.service}", o.host, o.target_port) for o in spec.outbound
+    ]
+    return {
+        "node": {"id": f"{spec.workload}.{spec.namespace}", "cluster": spec.service_name, "metadata": metadata},
+        "admin": {"address": _address("127.0.0.1", spec.admin_port)},
+        "layered_runtime": {
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {
+                        # The OTel tracer otherwise waits for 5 spans before exporting.
+                        "tracing.opentelemetry.min_flush_spans": 200,
+                        "tracing.opentelemetry.flush_interval_ms": 1000,
+                    },
+                },
+                {"name": "admin", "admin_layer": {}},
+            ]
+        },
+        "static_resources": {
+            "listeners": [_inbound_listener(spec, i) for i in spec.inbound]
+            + [_outbound_listener(spec, o) for o in spec.outbound],
+            "clusters": clusters,
+        },
+    }
+
+
+def bootstrap_yaml(spec: SidecarSpec) -> str:
+    """``render_bootstrap`` as YAML text, with a header naming the workload."""
+    header = f"# Envoy sidecar for workload {spec.workload}.{spec.namespace}, generated by `mixer sidecar`.\n"
+    return header + yaml.safe_dump(render_bootstrap(spec), sort_keys=False, default_flow_style=False)

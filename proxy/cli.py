@@ -1,0 +1,106 @@
+"""``mixer sidecar``: write a sidecar's Envoy bootstrap and optionally run and supervise Envoy."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from proxy.bootstrap import SidecarSpec, bootstrap_yaml, parse_inbound, parse_outbound
+from proxy.envoy import EnvoyProcess, Supervisor
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workload", required=True, help="this workload's name, e.g. reviews-v1")
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--service", default="", help="service name (default: workload without -vN)")
+    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                        help="workload label (default: app=<service>, version=vN)")
+    parser.add_argument("--service-account", default="")
+    parser.add_argument("--inbound", action="append", default=[], metavar="PORT:APP_PORT",
+                        help="listen on PORT for callers, forward to the app on 127.0.0.1:APP_PORT")
+    parser.add_argument("--outbound", action="append", default=[], metavar="NAME=PORT:HOST:TARGET_PORT",
+                        help="listen on PORT for calls to service NAME, forward to HOST:TARGET_PORT")
+    parser.add_argument("--mixer-grpc", default="127.0.0.1:9091", metavar="HOST:PORT")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--fail-open", dest="fail_open", action="store_true",
+                      help="serve requests when the mixer cannot be reached")
+    mode.add_argument("--fail-closed", dest="fail_open", action="store_false",
+                      help="deny (403) when the mixer cannot be reached (default)")
+    parser.set_defaults(fail_open=False)
+    parser.add_argument("--quota", action="append", default=[], metavar="INSTANCE",
+                        help="quota instance each inbound request allocates through ext_authz (429 when out)")
+    parser.add_argument("--rate-limit", action="append", default=[], metavar="INSTANCE",
+                        help="quota instance each inbound request allocates through the rate limit service")
+    parser.add_argument("--base-id", type=int, default=None, help="Envoy --base-id (default: pick a free one)")
+    parser.add_argument("--admin-port", type=int, default=0, help="Envoy admin port (default: any free port)")
+    parser.add_argument("--no-tracing", dest="tracing", action="store_false")
+    parser.add_argument("--output", "-o", default="", help="write the bootstrap here (default: stdout)")
+    parser.add_argument("--run", action="store_true", help="start Envoy with it and keep it running")
+    parser.add_argument("--envoy-log", default="-", help="Envoy's log file when --run (default: '-', this process's output)")
+
+
+def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
+    host, _, port = args.mixer_grpc.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--mixer-grpc {args.mixer_grpc!r}: expected HOST:PORT")
+    labels = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return SidecarSpec(
+        workload=args.workload,
+        namespace=args.namespace,
+        service=args.service,
+        labels=labels,
+        service_account=args.service_account,
+        inbound=tuple(parse_inbound(x) for x in args.inbound),
+        outbound=tuple(parse_outbound(x) for x in args.outbound),
+        mixer_host=host,
+        mixer_port=int(port),
+        fail_open=args.fail_open,
+        quotas=tuple(args.quota),
+        rate_limits=tuple(args.rate_limit),
+        admin_port=args.admin_port,
+        tracing=args.tracing,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        spec = spec_from_args(args)
+    except ValueError as exc:
+        print(f"mixer sidecar: {exc}", file=sys.stderr)
+        return 2
+    text = bootstrap_yaml(spec)
+    if args.output:
+        path = Path(args.output)
+        path.write_text(text)
+    elif args.run:
+        handle = tempfile.NamedTemporaryFile("w", prefix=f"{spec.workload}-", suffix=".yaml", delete=False)
+        with handle:
+            handle.write(text)
+        path = Path(handle.name)
+    else:
+        sys.stdout.write(text)
+        return 0
+    if not args.run:
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    envoy = EnvoyProcess(path, base_id=args.base_id, log_path=args.envoy_log)
+    # The main thread spawns Envoy and stays alive in run(): Envoy's PDEATHSIG follows this thread.
+    return Supervisor(envoy).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mixer sidecar", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
