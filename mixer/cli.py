@@ -19,6 +19,7 @@ from mixer.expr import EvaluationError, ExpressionError, compile_expression
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
@@ -36,7 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=15014, help="native HTTP API port (default 15014)")
     serve.add_argument("--watch-interval", type=float, default=2.0, help="seconds between config checks; 0 off")
     serve.add_argument("--log-level", default="INFO")
+    _add_grpc_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    from proxy.cli import add_arguments as add_sidecar_arguments, run as run_sidecar
+
+    sidecar = commands.add_parser("sidecar", help="write (and --run) an Envoy sidecar bootstrap")
+    add_sidecar_arguments(sidecar)
+    sidecar.set_defaults(run=run_sidecar)
 
     validate = commands.add_parser("validate", help="check config files; print every error")
     validate.add_argument("paths", nargs="+", help="files or directories")
@@ -49,15 +57,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_grpc_arguments(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("--grpc-host", default="127.0.0.1", help="gRPC front doors host (default 127.0.0.1)")
+    serve.add_argument("--grpc-port", type=int, default=9091, help="gRPC front doors port (default 9091)")
+    serve.add_argument("--no-grpc", dest="grpc", action="store_false", help="no gRPC front doors")
+    serve.add_argument("--trust-peer-headers", action="store_true",
+                       help="believe x-mixer-workload/-namespace request headers about the caller (spoofable)")
+    serve.add_argument("--authz-quota", action="append", default=[], metavar="INSTANCE",
+                       help="quota instance every ext_authz Check allocates (amount 1)")
+    serve.add_argument("--workers", type=int, default=1, help="serving processes sharing the ports (SO_REUSEPORT)")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from mixer.server import ServeOptions, serve
 
+    if args.workers > 1:
+        from mixer.frontdoors.workers import run_workers
+
+        return run_workers(args.argv, args.workers)
+    from mixer.frontdoors import FrontDoorOptions
+
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    grpc = FrontDoorOptions(
+        host=args.grpc_host,
+        port=args.grpc_port,
+        trust_peer_headers=args.trust_peer_headers,
+        authz_quotas=tuple(args.authz_quota),
+        reuse_port=args.reuse_port,
+    ) if args.grpc else None
     options = ServeOptions(
         config=args.config or [str(DEFAULT_CONFIG_DIR)],
         host=args.host,
         port=args.port,
         watch_interval=args.watch_interval,
+        reuse_port=args.reuse_port,
+        grpc=grpc,
     )
     try:
         asyncio.run(serve(options))

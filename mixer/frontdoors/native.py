@@ -1,7 +1,8 @@
 """The native Check/Report API over gRPC: JSON bodies (the HTTP API's) under ``/mixer.v1.Mixer/*``.
 
-No protobuf schema: method ``/mixer.v1.Mixer/Check`` and ``/mixer.v1.Mixer/Report`` take and
-return the same JSON bytes as ``POST /v1/check`` and ``POST /v1/report``.
+No protobuf schema: methods ``/mixer.v1.Mixer/Check`` and ``/mixer.v1.Mixer/Report`` take and return
+the same JSON bytes as ``POST /v1/check`` and ``POST /v1/report`` (shapes in ``mixer.api``). A
+request the HTTP API answers with 400 ends with INVALID_ARGUMENT and the same message.
 """
 
 from __future__ import annotations
@@ -9,13 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+import orjson
 
-from mixer.attributes import BagError
-from mixer.frontdoors import jsonapi
-from mixer.frontdoors.base import MAX_BATCH, FrontDoorOptions, RuntimeLike, describe_bag_error, reject
+from mixer.api import RequestError, check_response_json, parse_check, parse_report
+from mixer.frontdoors.base import MAX_BATCH, FrontDoorOptions, RuntimeLike, reject
 
 FRONT_DOOR = "native_grpc"
 SERVICE = "mixer.v1.Mixer"
+
+
+def _load(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"bad JSON: {exc}") from None
 
 
 class NativeFrontDoor:
@@ -34,26 +42,27 @@ class NativeFrontDoor:
     async def check(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         runtime = self._runtime
         try:
-            bag, quotas = jsonapi.parse_check(raw, runtime.manifest)
-        except BagError as exc:
-            await reject(context, runtime.metrics, FRONT_DOOR, describe_bag_error(exc))
-            raise AssertionError("unreachable") from None
-        except ValueError as exc:
+            bag, quotas = parse_check(_load(raw), runtime.manifest)
+        except RequestError as exc:
             await reject(context, runtime.metrics, FRONT_DOOR, str(exc))
             raise AssertionError("unreachable") from None
         answer = await runtime.check(bag, quotas, FRONT_DOOR)
-        return jsonapi.encode_check(answer)
+        return orjson.dumps(check_response_json(answer))
 
     async def report(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         runtime = self._runtime
         try:
-            bags = jsonapi.parse_report(raw, runtime.manifest)
-        except BagError as exc:
-            await reject(context, runtime.metrics, FRONT_DOOR, describe_bag_error(exc))
-            raise AssertionError("unreachable") from None
-        except ValueError as exc:
+            parsed = parse_report(_load(raw), runtime.manifest)
+        except RequestError as exc:
             await reject(context, runtime.metrics, FRONT_DOOR, str(exc))
             raise AssertionError("unreachable") from None
+        bags = parsed.bags
+        dispatched = 0
         for start in range(0, len(bags), MAX_BATCH):
-            runtime.report(bags[start : start + MAX_BATCH], FRONT_DOOR)
-        return jsonapi.encode_report(len(bags))
+            dispatched += runtime.report(bags[start : start + MAX_BATCH], FRONT_DOOR) or 0
+        if parsed.rejected:
+            # As the HTTP API: good bags are kept, the call fails naming each bad one.
+            runtime.metrics.rejected_bags.labels(FRONT_DOOR).inc(len(parsed.rejected) - 1)
+            messages = "; ".join(f"bag {r['index']}: {r['error']}" for r in parsed.rejected)
+            await reject(context, runtime.metrics, FRONT_DOOR, f"accepted {len(bags)}; rejected: {messages}")
+        return orjson.dumps({"accepted": len(bags), "instances": dispatched})

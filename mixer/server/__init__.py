@@ -8,12 +8,16 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from mixer.config import ConfigError
 from mixer.runtime import Runtime
 from mixer.server.http import build_app
+
+if TYPE_CHECKING:
+    from mixer.frontdoors import FrontDoorOptions
 
 __all__ = ["ServeOptions", "serve"]
 
@@ -27,6 +31,7 @@ class ServeOptions:
     port: int = 15014
     watch_interval: float = 2.0  # seconds between config change checks; 0 disables
     reuse_port: bool = False
+    grpc: FrontDoorOptions | None = None  # the gRPC front doors (ext_authz, ALS, RLS, native); None: off
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -78,11 +83,20 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
         if options.watch_interval > 0
         else None
     )
+    doors = None
     try:
+        if options.grpc is not None:
+            from mixer.frontdoors import GrpcFrontDoors
+
+            doors = GrpcFrontDoors(runtime, options.grpc)
+            port = await doors.start()
+            log.info("gRPC front doors on %s:%d", options.grpc.host, port)
         await stop.wait()
     finally:
         if watcher is not None:
             watcher.cancel()
+        if doors is not None:
+            await doors.stop()
         await runner.cleanup()
         await runtime.close()
         log.info("stopped")
