@@ -1,0 +1,60 @@
+"""Mixer's configuration expression language (CEXL): compile text once, evaluate per bag.
+
+    >>> from mixer.attributes import default_manifest
+    >>> expr = compile_expression('request.headers["x-user"] | "anonymous"', default_manifest())
+    >>> expr.type, expr.evaluate({"request.headers": {"x-user": "ann"}})
+    (<ValueType.STRING: 'STRING'>, 'ann')
+
+Syntax is a subset of Go expressions, as in Mixer: literals ("s", 's', `raw`, 42, 1.5,
+true), dotted attribute names, ``m["k"]`` on STRING_MAP, ``|`` (first present operand),
+``|| && == != < <= > >= + ! -`` and the functions in ``_functions``. Precedence is Go's, so
+``|`` binds like ``+``: ``a | "x" == "y"`` is ``(a | "x") == "y"``.
+
+Types are checked at compile time (ExpressionError). ``|`` requires operands of one type (the
+string-like STRING/DNS_NAME/EMAIL_ADDRESS/URI count as one), except that a string literal
+facing a DURATION, TIMESTAMP or IP_ADDRESS is read as a constant of that type
+(``response.duration | "0ms"``); the same holds for comparisons and conditional() branches.
+
+Evaluation raises EvaluationError, e.g. for an absent attribute or map key not guarded by
+``|``. ``a | b`` falls back to ``b`` when anything inside ``a`` is absent; other failures
+(a bad regex or IP text at run time) propagate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._checker import check
+from ._compiler import compile_tree
+from ._errors import CompileError, EvaluationError, ExpressionError
+from ._parser import parse
+from ..attributes import ValueType
+
+__all__ = ["compile_expression", "Expression", "ExpressionError", "EvaluationError"]
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """A compiled expression: its static type and a closure evaluating it against a bag."""
+
+    text: str
+    type: ValueType
+    evaluate: Callable[[Mapping[str, Any]], Any] = field(repr=False, compare=False)
+    attributes: frozenset[str]
+    constant: bool  # references no attribute: evaluate() returns the same value for any bag
+
+
+def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expression:
+    """Parse, type-check and compile ``text`` against ``manifest``; raise ExpressionError."""
+    if not isinstance(text, str):
+        raise TypeError(f"expression must be a string, not {type(text).__name__}")
+    try:
+        tree = check(parse(text), manifest)
+        evaluate = compile_tree(tree, text)
+    except CompileError as exc:
+        raise ExpressionError(exc.message, text, exc.position) from None
+    except RecursionError:
+        raise ExpressionError("expression is nested too deeply", text, 0) from None
+    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs)

@@ -1,0 +1,424 @@
+"""Turns a type-checked tree into nested Python closures, one per node, with fast paths.
+
+Absence is signalled in two ways. "Strict" closures raise AbsentError (an EvaluationError)
+when an attribute or map key is missing. "Optional" closures, used for the left operands of
+``|``, return None instead: bag values are never None, so None can mean "absent" and the
+common ``attr | "default"`` shape collapses into a single ``bag.get(name, default)``.
+Subtrees that reference no attribute are evaluated once here (constant folding).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import _functions as F
+from ._checker import flatten_default
+from ._errors import AbsentError, CompileError, EvaluationError, absent_attribute, absent_key
+from ._nodes import Attr, Binary, Call, Index, Literal, Node, Unary
+from ..attributes import ValueType
+
+Fn = Callable[[Mapping[str, Any]], Any]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_EMPTY_BAG: Mapping[str, Any] = {}
+_ORDER_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def compile_tree(node: Node, text: str) -> Fn:
+    """The evaluate closure for a checked tree; it raises EvaluationError only."""
+    fn = _Compiler().strict(node)
+    if _never_raises_oddly(node):
+        return fn
+    return _guard(fn, text)
+
+
+def _never_raises_oddly(node: Node) -> bool:
+    """Shapes whose closures can only raise AbsentError, so they need no exception guard."""
+    if not node.attrs or isinstance(node, Attr):
+        return True
+    if isinstance(node, Binary) and node.op == "|":
+        return all(isinstance(n, (Attr, Literal)) for n in flatten_default(node))
+    if isinstance(node, Binary) and node.op in ("==", "!=") and node.left.type not in F.EQUALITY:
+        # Python == between built-in values never raises; ip/dns/email/uri equality might.
+        sides = {type(node.left), type(node.right)}
+        return sides <= {Attr, Literal} and node.right.type not in F.EQUALITY
+    return False
+
+
+def _guard(fn: Fn, text: str) -> Fn:
+    # A bag whose values do not match the manifest (or a bug in a built-in) must not escape
+    # as TypeError & co: callers handle EvaluationError per bag and carry on.
+    def evaluate(bag: Mapping[str, Any]) -> Any:
+        try:
+            return fn(bag)
+        except EvaluationError:
+            raise
+        except Exception as exc:
+            raise EvaluationError(f"evaluating {text!r} failed: {type(exc).__name__}: {exc}") from exc
+
+    return evaluate
+
+
+def _constant(value: Any) -> Fn:
+    if isinstance(value, dict):
+        # Hand out a fresh map each time: a caller mutating it must not change the constant.
+        return lambda bag: dict(value)
+    return lambda bag: value
+
+
+def _raiser(message: str) -> Fn:
+    def absent(bag: Mapping[str, Any]) -> Any:
+        raise AbsentError(message)
+
+    return absent
+
+
+class _Absent:
+    """The folded "value" of a constant subtree that is always absent (emptyStringMap()["k"])."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class _Compiler:
+    __slots__ = ("_folded",)
+
+    def __init__(self) -> None:
+        self._folded: dict[int, Any] = {}
+
+    # -- constants ------------------------------------------------------------------------
+
+    def const(self, node: Node) -> Any:
+        """The value of an attribute-free subtree, or an _Absent; folding errors are compile errors."""
+        if isinstance(node, Literal):
+            return node.value
+        key = id(node)
+        if key not in self._folded:
+            try:
+                value = self._build(node)(_EMPTY_BAG)
+            except AbsentError as exc:
+                value = _Absent(str(exc))
+            except EvaluationError as exc:
+                raise CompileError(str(exc), node.pos) from None
+            except Exception as exc:  # e.g. INT64 overflow in "9223372036854775807 + 1"
+                raise CompileError(f"cannot evaluate constant: {exc}", node.pos) from None
+            self._folded[key] = value
+        return self._folded[key]
+
+    def is_const(self, node: Node) -> bool:
+        return not node.attrs and not isinstance(self.const(node), _Absent)
+
+    # -- strict closures ------------------------------------------------------------------
+
+    def strict(self, node: Node) -> Fn:
+        if not node.attrs:
+            value = self.const(node)
+            if isinstance(value, _Absent):
+                return _raiser(value.message)
+            return _constant(value)
+        return self._build(node)
+
+    def _build(self, node: Node) -> Fn:
+        if isinstance(node, Literal):
+            return _constant(node.value)
+        if isinstance(node, Attr):
+            return self.attr(node.name)
+        if isinstance(node, Index):
+            return self.index(node)
+        if isinstance(node, Unary):
+            return self.unary(node)
+        if isinstance(node, Binary):
+            return self.default(node) if node.op == "|" else self.binary(node)
+        if isinstance(node, Call):
+            return self.call(node)
+        raise CompileError(f"cannot compile {type(node).__name__}", node.pos)
+
+    @staticmethod
+    def attr(name: str) -> Fn:
+        def get(bag: Mapping[str, Any]) -> Any:
+            try:
+                return bag[name]
+            except KeyError:
+                raise absent_attribute(name) from None
+
+        return get
+
+    def index(self, node: Index) -> Fn:
+        target, key_node = node.target, node.key
+        if isinstance(target, Attr) and self.is_const(key_node):
+            name, key = target.name, self.const(key_node)
+
+            def lookup(bag: Mapping[str, Any]) -> Any:
+                try:
+                    return bag[name][key]
+                except KeyError:
+                    if name not in bag:
+                        raise absent_attribute(name) from None
+                    raise absent_key(key, f"attribute {name!r}") from None
+
+            return lookup
+        where = f"attribute {target.name!r}" if isinstance(target, Attr) else "the map"
+        map_fn, key_fn = self.strict(target), self.strict(key_node)
+
+        def lookup_any(bag: Mapping[str, Any]) -> Any:
+            mapping, key = map_fn(bag), key_fn(bag)
+            try:
+                return mapping[key]
+            except KeyError:
+                raise absent_key(key, where) from None
+
+        return lookup_any
+
+    def unary(self, node: Unary) -> Fn:
+        fn = self.strict(node.operand)
+        if node.op == "!":
+            return lambda bag: not fn(bag)
+        if node.type is ValueType.INT64:
+            def negate(bag: Mapping[str, Any]) -> Any:
+                value = -fn(bag)
+                if value > _INT64_MAX:
+                    raise EvaluationError("INT64 overflow in unary '-'")
+                return value
+
+            return negate
+        return lambda bag: -fn(bag)
+
+    def binary(self, node: Binary) -> Fn:
+        op, left, right = node.op, node.left, node.right
+        if op in ("&&", "||"):
+            return self.logical(op, left, right)
+        if op == "+":
+            return self.add(node)
+        eq = F.EQUALITY.get(left.type) or F.EQUALITY.get(right.type)
+        if op in ("==", "!=") and eq is None:
+            return self.plain_equality(op == "==", left, right)
+        if op in ("==", "!="):
+            lf, rf = self.strict(left), self.strict(right)
+            if op == "==":
+                return lambda bag: eq(lf(bag), rf(bag))
+            return lambda bag: not eq(lf(bag), rf(bag))
+        cmp = _ORDER_OPS[op]
+        lf = self.strict(left)
+        if self.is_const(right):
+            c = self.const(right)
+            return lambda bag: cmp(lf(bag), c)
+        rf = self.strict(right)
+        return lambda bag: cmp(lf(bag), rf(bag))
+
+    def plain_equality(self, equal: bool, left: Node, right: Node) -> Fn:
+        if self.is_const(left) and not self.is_const(right):
+            left, right = right, left  # equality is symmetric; keep the constant on the right
+        if self.is_const(right):
+            c = self.const(right)
+            if isinstance(left, Attr):
+                name = left.name
+
+                def attr_eq(bag: Mapping[str, Any]) -> bool:
+                    try:
+                        value = bag[name]
+                    except KeyError:
+                        raise absent_attribute(name) from None
+                    return (value == c) is equal
+
+                return attr_eq
+            lf = self.strict(left)
+            if equal:
+                return lambda bag: lf(bag) == c
+            return lambda bag: lf(bag) != c
+        lf, rf = self.strict(left), self.strict(right)
+        if equal:
+            return lambda bag: lf(bag) == rf(bag)
+        return lambda bag: lf(bag) != rf(bag)
+
+    def logical(self, op: str, left: Node, right: Node) -> Fn:
+        rf = self.strict(right)
+        if self.is_const(left):  # "true && x" is x; "false && x" is false
+            decided = bool(self.const(left))
+            if (op == "&&") == decided:
+                return rf
+            return _constant(decided)
+        lf = self.strict(left)
+        if op == "&&":
+            return lambda bag: lf(bag) and rf(bag)
+        return lambda bag: lf(bag) or rf(bag)
+
+    def add(self, node: Binary) -> Fn:
+        lf, rf = self.strict(node.left), self.strict(node.right)
+        if node.type is ValueType.INT64:
+            def add_int(bag: Mapping[str, Any]) -> int:
+                total = lf(bag) + rf(bag)
+                if not _INT64_MIN <= total <= _INT64_MAX:
+                    raise EvaluationError(f"INT64 overflow in '+': {total}")
+                return total
+
+            return add_int
+        if node.type is ValueType.DOUBLE:
+            return lambda bag: float(lf(bag) + rf(bag))
+        if self.is_const(node.right):
+            suffix = self.const(node.right)
+            return lambda bag: lf(bag) + suffix
+        return lambda bag: lf(bag) + rf(bag)
+
+    # -- the default operator -------------------------------------------------------------
+
+    def default(self, node: Binary) -> Fn:
+        operands: list[Node] = []
+        skipped: _Absent | None = None
+        for operand in flatten_default(node):
+            value = None if operand.attrs else self.const(operand)
+            if isinstance(value, _Absent):
+                skipped = value  # always absent (emptyStringMap()["k"]): never worth trying
+                continue
+            operands.append(operand)
+            if not operand.attrs:
+                break  # a constant is always present: later operands are unreachable
+        if not operands:
+            assert skipped is not None
+            return _raiser(skipped.message)
+        last = operands[-1]
+        if len(operands) == 1:
+            return self.strict(last)
+        firsts = operands[:-1]
+        if self.is_const(last) and not isinstance(self.const(last), dict):
+            fast = self.default_to_constant(firsts, self.const(last))
+            if fast is not None:
+                return fast
+        options = [self.optional(n) for n in firsts]
+        last_fn = self.strict(last)
+        if len(options) == 1:
+            first = options[0]
+
+            def either(bag: Mapping[str, Any]) -> Any:
+                value = first(bag)
+                return last_fn(bag) if value is None else value
+
+            return either
+
+        def first_present(bag: Mapping[str, Any]) -> Any:
+            for option in options:
+                value = option(bag)
+                if value is not None:
+                    return value
+            return last_fn(bag)
+
+        return first_present
+
+    def default_to_constant(self, firsts: list[Node], fallback: Any) -> Fn | None:
+        """Single-closure forms of ``a | "x"``, ``m["k"] | "x"`` and ``a | b | "x"``."""
+        if len(firsts) == 1:
+            only = firsts[0]
+            if isinstance(only, Attr):
+                name = only.name
+                return lambda bag: bag.get(name, fallback)
+            if isinstance(only, Index) and isinstance(only.target, Attr) and self.is_const(only.key):
+                name, key = only.target.name, self.const(only.key)
+
+                def map_get(bag: Mapping[str, Any]) -> Any:
+                    mapping = bag.get(name)
+                    return fallback if mapping is None else mapping.get(key, fallback)
+
+                return map_get
+        if all(isinstance(n, Attr) for n in firsts):
+            names = tuple(n.name for n in firsts)  # type: ignore[attr-defined]
+
+            def first_attr(bag: Mapping[str, Any]) -> Any:
+                for name in names:
+                    value = bag.get(name)
+                    if value is not None:
+                        return value
+                return fallback
+
+            return first_attr
+        return None
+
+    def optional(self, node: Node) -> Fn:
+        """Like strict() but returns None where strict() would raise AbsentError."""
+        if not node.attrs:
+            value = self.const(node)
+            return (lambda bag: None) if isinstance(value, _Absent) else _constant(value)
+        if isinstance(node, Attr):
+            name = node.name
+            return lambda bag: bag.get(name)
+        if isinstance(node, Index):
+            if isinstance(node.target, Attr) and self.is_const(node.key):
+                name, key = node.target.name, self.const(node.key)
+
+                def map_get(bag: Mapping[str, Any]) -> Any:
+                    mapping = bag.get(name)
+                    return None if mapping is None else mapping.get(key)
+
+                return map_get
+            map_fn, key_fn = self.optional(node.target), self.optional(node.key)
+
+            def lookup(bag: Mapping[str, Any]) -> Any:
+                mapping = map_fn(bag)
+                if mapping is None:
+                    return None
+                key = key_fn(bag)
+                return None if key is None else mapping.get(key)
+
+            return lookup
+        fn = self.strict(node)
+
+        def guarded(bag: Mapping[str, Any]) -> Any:
+            try:
+                return fn(bag)
+            except AbsentError:
+                return None
+
+        return guarded
+
+    # -- function calls -------------------------------------------------------------------
+
+    def call(self, node: Call) -> Fn:
+        name = node.name
+        args = ([node.target] if node.target is not None else []) + node.args
+        if name in ("conditional", "conditionalString"):
+            return self.conditional(*args)
+        if name == "emptyStringMap":
+            return lambda bag: {}
+        if name == "matches":
+            return self.matches(args[0], args[1])
+        if name == "match" and self.is_const(args[1]):
+            predicate = F.glob_matcher(self.const(args[1]))
+            text_fn = self.strict(args[0])
+            return lambda bag: predicate(text_fn(bag))
+        impl = F.FUNCTIONS[name].impl
+        assert impl is not None, name
+        fns = [self.strict(arg) for arg in args]
+        if len(fns) == 1:
+            (a,) = fns
+            return lambda bag: impl(a(bag))
+        a, b = fns
+        if self.is_const(args[1]):
+            c = self.const(args[1])
+            return lambda bag: impl(a(bag), c)
+        return lambda bag: impl(a(bag), b(bag))
+
+    def conditional(self, cond: Node, yes: Node, no: Node) -> Fn:
+        if self.is_const(cond):  # only the taken branch matters
+            return self.strict(yes if self.const(cond) else no)
+        cf, yf, nf = self.strict(cond), self.strict(yes), self.strict(no)
+        if self.is_const(yes) and self.is_const(no):
+            yv, nv = self.const(yes), self.const(no)
+            if not isinstance(yv, dict) and not isinstance(nv, dict):
+                return lambda bag: yv if cf(bag) else nv
+        return lambda bag: yf(bag) if cf(bag) else nf(bag)
+
+    def matches(self, pattern: Node, text: Node) -> Fn:
+        """Mixer's ``"regex".matches(str)``: the receiver is the pattern; unanchored search."""
+        text_fn = self.strict(text)
+        if self.is_const(pattern):
+            try:
+                search = F.compile_regex(self.const(pattern)).search
+            except re.error as exc:
+                raise CompileError(f"invalid regular expression {self.const(pattern)!r}: {exc}",
+                                   pattern.pos) from None
+            return lambda bag: search(text_fn(bag)) is not None
+        pattern_fn = self.strict(pattern)
+        return lambda bag: F.regex_matches(pattern_fn(bag), text_fn(bag))

@@ -1,0 +1,49 @@
+"""Exceptions raised by the expression language: compile-time and evaluation-time."""
+
+from __future__ import annotations
+
+
+class ExpressionError(ValueError):
+    """A parse or type error found while compiling; points at a 0-based offset in the text."""
+
+    def __init__(self, message: str, expression: str, position: int) -> None:
+        self.message = message
+        self.expression = expression
+        self.position = position
+        super().__init__(f"{message} (at column {position + 1} of {expression!r})")
+
+    def __reduce__(self) -> tuple[type[ExpressionError], tuple[str, str, int]]:
+        # Keeps the error picklable (e.g. across process pools) despite the custom __init__.
+        return (type(self), (self.message, self.expression, self.position))
+
+
+class EvaluationError(Exception):
+    """Evaluating a compiled expression against one bag failed (absent attribute, bad value...)."""
+
+
+class AbsentError(EvaluationError):
+    """An attribute or map key the expression needs is not in the bag.
+
+    Private to the package: it is the signal the ``|`` operator catches to fall back to its
+    right-hand side. Callers see it as a plain EvaluationError.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+def absent_attribute(name: str) -> AbsentError:
+    return AbsentError(f"attribute {name!r} is absent")
+
+
+def absent_key(key: object, where: str) -> AbsentError:
+    return AbsentError(f"key {key!r} is absent from {where}")
+
+
+class CompileError(Exception):
+    """Raised inside the parser/checker with a position; turned into ExpressionError at the API."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.position = position
