@@ -1,0 +1,74 @@
+"""The `mixer` command line: validate and expr, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mixer.config import DEFAULT_CONFIG_DIR
+
+TESTDATA = Path(__file__).parent / "config" / "testdata"
+
+
+def mixer(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mixer.cli", *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_validate_accepts_the_shipped_default_config() -> None:
+    result = mixer("validate", str(DEFAULT_CONFIG_DIR))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("ok: ")
+
+
+def test_validate_prints_every_error_and_exits_1() -> None:
+    result = mixer("validate", str(TESTDATA / "unknown_adapter.yaml"), str(TESTDATA / "type_mismatch.yaml"))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any("unknown_adapter.yaml:6:20:" in line and "promethues" in line for line in lines)
+    assert any("type_mismatch.yaml:11:10:" in line and "want BOOL" in line for line in lines)
+
+
+def test_expr_prints_type_and_json_value() -> None:
+    result = mixer("expr", 'response.duration | "250ms"', "--attributes", "{}")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"type": "DURATION", "value": "250ms"}
+    result = mixer("expr", 'request.headers["x-user"] | "anon"', "--attributes",
+                   '{"request.headers": {"x-user": "ann"}}')
+    assert json.loads(result.stdout) == {"type": "STRING", "value": "ann"}
+    result = mixer("expr", "source.ip", "--attributes", '{"source.ip": "10.1.2.3"}')
+    assert json.loads(result.stdout) == {"type": "IP_ADDRESS", "value": "10.1.2.3"}
+    result = mixer("expr", "request.time", "--attributes", '{"request.time": "2026-11-26T06:22:34.5Z"}')
+    assert json.loads(result.stdout) == {"type": "TIMESTAMP", "value": "2026-11-26T06:22:34.500000Z"}
+
+
+def test_expr_errors_exit_1_with_a_message() -> None:
+    for args, fragment in [
+        (["request.size +"], "end of expression"),
+        (["request.path + 1"], "+"),
+        (["request.size"], "request.size"),  # absent attribute at evaluation
+        (["request.size", "--attributes", "{bad"], "not valid JSON"),
+        (["request.size", "--attributes", '{"request.size": "x"}'], "request.size"),
+    ]:
+        result = mixer("expr", *args)
+        assert result.returncode == 1, args
+        assert fragment in result.stderr, (args, result.stderr)
+        assert result.stdout == ""
+
+
+def test_expr_stream_answers_each_line() -> None:
+    lines = [
+        {"expression": "response.code >= 500", "attributes": {"response.code": 503}},
+        {"expression": "nope(", "attributes": {}},
+        {"expression": 'source.labels["app"] | "unknown"', "attributes": {"source.labels": {}}},
+    ]
+    result = mixer("expr", "-", stdin="\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out[0] == {"type": "BOOL", "value": True}
+    assert "error" in out[1]
+    assert out[2] == {"type": "STRING", "value": "unknown"}
+    assert "error" in out[3]
+    assert len(out) == 4
