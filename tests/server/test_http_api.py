@@ -90,7 +90,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (folder / "config.yaml").write_text(CONFIG % {"records": records})
     port = free_port()
     proc = start(
-        [sys.executable, "-m", "mixer.cli", "serve", "--config", str(folder / "config.yaml"), "--port", str(port)],
+        [sys.executable, "-m", "mixer.cli", "serve", "--config", str(folder / "config.yaml"), "--port", str(port),
+         "--grpc-port", str(free_port())],
         log_path=str(folder / "mixer.log"),
     )
     try:
@@ -177,7 +178,8 @@ def test_self_metrics_count_reports_and_rejections(server: Server) -> None:
 def test_invalid_config_fails_fast_with_every_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: v9\nkind: handlr\nmetadata: {name: x}\nspec: {}\n")
-    proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(bad), "--port", str(free_port())],
+    proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(bad), "--port", str(free_port()),
+                  "--grpc-port", str(free_port())],
                  log_path=str(tmp_path / "log"))
     assert proc.wait(30) == 1
     log = (tmp_path / "log").read_text()
@@ -190,7 +192,7 @@ def test_config_change_is_picked_up_without_restart(tmp_path: Path) -> None:
     config.write_text(CONFIG % {"records": records})
     port = free_port()
     proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(config), "--port", str(port),
-                  "--watch-interval", "0.2"], log_path=str(tmp_path / "log"))
+                  "--grpc-port", str(free_port()), "--watch-interval", "0.2"], log_path=str(tmp_path / "log"))
     try:
         wait_for_port(port, proc=proc)
         server = Server(port, records)
