@@ -25,7 +25,9 @@ _HTTP_BY_CODE = {
 }
 
 # An allow without headers is the same bytes every time.
-_OK_BYTES = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=sdk.OK)).SerializeToString()
+_OK_BYTES = external_auth_pb2.CheckResponse(
+    status=status_pb2.Status(code=sdk.OK), ok_response=external_auth_pb2.OkHttpResponse()
+).SerializeToString()
 
 
 def http_status_for(result: sdk.CheckResult) -> int:
