@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,22 @@ def _build_partial(plan: RulePlan, sinks: list[list[Any]], bag: Bag, errors: Err
             sinks[output.sink].append(output.make(values))
 
 
+@contextlib.contextmanager
+def _accounted(sink: Sink, metrics: SelfMetrics) -> Iterator[None]:
+    """Count one handler call and its duration; count (and re-raise) a failure."""
+    slot = sink.slot
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        metrics.dispatch_errors.labels(slot.name, slot.adapter_name).inc()
+        logging.getLogger("mixer.dispatch").exception("handler %s failed (%s)", slot.name, sink.template)
+        raise
+    finally:
+        metrics.dispatches.labels(slot.name, slot.adapter_name, sink.template).inc()
+        metrics.dispatch_duration.labels(slot.name, slot.adapter_name).observe(time.perf_counter() - started)
+
+
 def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors: ErrorLog) -> int:
     """Dispatch a batch; each handler is called once per template. Returns instances dispatched."""
     sinks: list[list[Any]] = [[] for _ in snapshot.report_sinks]
@@ -108,18 +125,11 @@ def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors
 
 
 def _call_report_handler(sink: Sink, instances: list[Any], metrics: SelfMetrics) -> None:
-    slot = sink.slot
-    started = time.perf_counter()
     try:
-        getattr(slot.handler, sink.method)(instances)
+        with _accounted(sink, metrics):
+            getattr(sink.slot.handler, sink.method)(instances)
     except Exception:
-        metrics.dispatch_errors.labels(slot.name, slot.adapter_name).inc()
-        metrics.dropped_instances.labels(slot.name, "handler_error").inc(len(instances))
-        logging.getLogger("mixer.dispatch").exception("handler %s failed on %d %s instances",
-                                                      slot.name, len(instances), sink.template)
-    finally:
-        metrics.dispatches.labels(slot.name, slot.adapter_name, sink.template).inc()
-        metrics.dispatch_duration.labels(slot.name, slot.adapter_name).observe(time.perf_counter() - started)
+        metrics.dropped_instances.labels(sink.slot.name, "handler_error").inc(len(instances))
 
 
 async def check(
@@ -162,20 +172,14 @@ def combine(results: Sequence[CheckResult]) -> CheckResult:
 
 
 async def _call_check_handler(sink: Sink, instance: Any, metrics: SelfMetrics) -> CheckResult:
-    slot = sink.slot
-    started = time.perf_counter()
     try:
-        result: CheckResult = await getattr(slot.handler, sink.method)(instance)
+        with _accounted(sink, metrics):
+            result: CheckResult = await getattr(sink.slot.handler, sink.method)(instance)
         return result
     except Exception as exc:
         # A policy backend that fails must not silently allow: answer INTERNAL (a denial).
-        metrics.dispatch_errors.labels(slot.name, slot.adapter_name).inc()
-        logging.getLogger("mixer.dispatch").exception("check handler %s failed", slot.name)
-        return CheckResult(status_code=INTERNAL, message=f"handler {slot.name} failed: {exc}",
+        return CheckResult(status_code=INTERNAL, message=f"handler {sink.slot.name} failed: {exc}",
                            valid_duration=dt.timedelta(0), valid_use_count=0)
-    finally:
-        metrics.dispatches.labels(slot.name, slot.adapter_name, sink.template).inc()
-        metrics.dispatch_duration.labels(slot.name, slot.adapter_name).observe(time.perf_counter() - started)
 
 
 async def _allocate(
@@ -214,16 +218,9 @@ def _names_quota(qualified: str, requested: str) -> bool:
 
 
 async def _call_quota_handler(sink: Sink, instance: Any, args: QuotaArgs, metrics: SelfMetrics) -> QuotaResult:
-    slot = sink.slot
-    started = time.perf_counter()
     try:
-        result: QuotaResult = await slot.handler.allocate_quota(instance, args)
+        with _accounted(sink, metrics):
+            result: QuotaResult = await sink.slot.handler.allocate_quota(instance, args)
         return result
     except Exception as exc:
-        metrics.dispatch_errors.labels(slot.name, slot.adapter_name).inc()
-        logging.getLogger("mixer.dispatch").exception("quota handler %s failed", slot.name)
-        return QuotaResult(0, dt.timedelta(0), INTERNAL, f"handler {slot.name} failed: {exc}")
-    finally:
-        metrics.dispatches.labels(slot.name, slot.adapter_name, sink.template).inc()
-        metrics.dispatch_duration.labels(slot.name, slot.adapter_name).observe(time.perf_counter() - started)
-
+        return QuotaResult(0, dt.timedelta(0), INTERNAL, f"handler {sink.slot.name} failed: {exc}")

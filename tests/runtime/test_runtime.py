@@ -238,3 +238,17 @@ async def test_wrongly_typed_values_in_a_bag_never_break_the_batch(bad: dict[str
     runtime.report([{**HTTP_BAG, **bad}, HTTP_BAG])  # must not raise; the good bag still counts
     assert len(recorded(runtime)) >= 4
     await runtime.close()
+
+
+async def test_a_failing_check_handler_denies_with_internal_and_is_counted() -> None:
+    class Broken:
+        async def check_checknothing(self, instance: Any) -> CheckResult:
+            raise ConnectionError("policy backend unreachable")
+
+    runtime = await runtime_for(("c.yaml", DENY_C))
+    slot = runtime.snapshot.slots["deny.handler.istio-system"]
+    slot.handler = Broken()  # type: ignore[assignment]
+    response = await runtime.check({"source.workload.name": "a", "destination.workload.name": "c"})
+    assert response.result.status_code == 13  # INTERNAL: a broken backend never silently allows
+    assert "policy backend unreachable" in response.result.message
+    assert runtime.metrics.dispatch_errors.labels(slot.name, "denier")._value.get() == 1
