@@ -4,7 +4,8 @@ Params: ``quotas: [{name, maxAmount, validDuration, overrides: [{dimensions, max
 ``name`` is the quota instance (``requestcount``, ``requestcount.istio-system`` or fully qualified).
 Each distinct set of dimension values has its own window of ``validDuration``; a window grants up to
 ``maxAmount`` (``best_effort`` grants what is left, otherwise all or nothing). Results carry
-``remaining``, which the rate limit front door reports as ``limit_remaining``. Replicas do not share
+``remaining``, ``limit`` and ``window``, which the rate limit front door reports as
+``limit_remaining`` and ``current_limit`` (Envoy's x-ratelimit-* headers). Replicas do not share
 windows: use a shared quota backend for that.
 """
 
@@ -38,7 +39,9 @@ MAX_WINDOWS = 100_000
 
 @dataclass(frozen=True, slots=True)
 class MemQuotaResult(QuotaResult):
-    remaining: int = 0
+    remaining: int = 0  # what the window has left after this allocation
+    limit: int = 0  # the window's maxAmount
+    window: dt.timedelta = dt.timedelta(0)  # the window's length (validDuration)
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class MemQuotaHandler(Handler):
         until_reset = dt.timedelta(seconds=max(seconds - (now - window[0]), 0.0))
         code = OK if granted or args.amount == 0 else RESOURCE_EXHAUSTED
         return MemQuotaResult(granted, until_reset, code, "" if code == OK else f"quota {limit.name} exhausted",
-                              remaining=left - granted)
+                              remaining=left - granted, limit=max_amount, window=duration)
 
     def _sweep(self, now: float) -> None:
         expired = [key for key, (start, _) in self._windows.items() if now - start >= self._duration(key[0])]

@@ -18,6 +18,28 @@ SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
 
 _OK = rls_pb2.RateLimitResponse.OK
 _OVER = rls_pb2.RateLimitResponse.OVER_LIMIT
+_UNITS = {
+    1: rls_pb2.RateLimitResponse.RateLimit.SECOND,
+    60: rls_pb2.RateLimitResponse.RateLimit.MINUTE,
+    3600: rls_pb2.RateLimitResponse.RateLimit.HOUR,
+    86400: rls_pb2.RateLimitResponse.RateLimit.DAY,
+}
+
+
+def _describe_limit(status: rls_pb2.RateLimitResponse.DescriptorStatus, result: Any) -> None:
+    """Fill ``current_limit`` when the handler tells its limit and window (memquota does).
+
+    Envoy derives its x-ratelimit-* headers from it; RLS units are whole seconds, minutes, hours or
+    days, so other windows leave it unset.
+    """
+    limit = getattr(result, "limit", None)
+    window = getattr(result, "window", None)
+    if not isinstance(limit, int) or window is None:
+        return
+    unit = _UNITS.get(int(window.total_seconds())) if window.total_seconds().is_integer() else None
+    if unit is not None:
+        status.current_limit.requests_per_unit = limit
+        status.current_limit.unit = unit
 
 
 class RateLimitFrontDoor:
@@ -68,6 +90,7 @@ class RateLimitFrontDoor:
                 left = getattr(result, "remaining", None)
                 if isinstance(left, int):
                     remaining = left if remaining is None else min(remaining, left)
+                _describe_limit(status, result)
                 if result.valid_duration:
                     reset = result.valid_duration if reset is None else min(reset, result.valid_duration)
             if remaining is not None:
