@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_sidecar_arguments(sidecar)
     sidecar.set_defaults(run=run_sidecar)
 
+    from mixer.demo import add_arguments as add_demo_arguments, run as run_demo
+
+    demo = commands.add_parser("demo", help="run the mixer with a sidecar'd sample app, load and Prometheus")
+    add_demo_arguments(demo)
+    demo.set_defaults(run=run_demo)
+
     validate = commands.add_parser("validate", help="check config files; print every error")
     validate.add_argument("paths", nargs="+", help="files or directories")
     validate.set_defaults(run=_validate)

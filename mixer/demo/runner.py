@@ -1,0 +1,204 @@
+"""``mixer demo``: the mixer, a sidecar'd sample app, load, and Prometheus, all on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from mixer.demo import prometheus
+from mixer.demo.config import write_config
+from mixer.demo.mesh import Mesh, free_port
+from mixer.demo.traffic import Traffic
+
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARDS = REPO / "grafana" / "dashboards"
+
+
+@dataclass
+class DemoOptions:
+    http_port: int = 15014
+    grpc_port: int = 9091
+    metrics_port: int = 42422
+    prometheus_port: int = 9090
+    any_ports: bool = False  # every port free-picked (tests); otherwise the usual ports when free
+    rate: float = 10.0  # requests per second into the frontend
+    interval: float = 5.0  # seconds between summary lines
+    prometheus: bool = True  # start Prometheus when the binary is installed
+    scrape_interval: str = "5s"
+
+
+def _port(preferred: int, any_port: bool) -> int:
+    if any_port:
+        return free_port()
+    try:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", preferred))
+        return preferred
+    except OSError:
+        return free_port()
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the mixer exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+class Demo:
+    """Starts everything on loopback from the calling thread (keep it alive: Envoy's PDEATHSIG)."""
+
+    def __init__(self, options: DemoOptions, out: TextIO = sys.stdout) -> None:
+        self.options = options
+        self.out = out
+        self.workdir = Path(tempfile.mkdtemp(prefix="mixer-demo-"))
+        any_port = options.any_ports
+        self.http_port = _port(options.http_port, any_port)
+        self.grpc_port = _port(options.grpc_port, any_port)
+        self.metrics_port = _port(options.metrics_port, any_port)
+        self.prometheus_port = _port(options.prometheus_port, any_port)
+        self.mixer: subprocess.Popen[bytes] | None = None
+        self.mesh = Mesh(self.workdir / "sidecars", self.grpc_port)
+        self.traffic: Traffic | None = None
+        self.prometheus: prometheus.PrometheusServer | None = None
+        self.stopping = threading.Event()
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self) -> None:
+        config = write_config(self.workdir / "config", f"127.0.0.1:{self.metrics_port}")
+        log = open(self.workdir / "mixer.log", "wb")  # noqa: SIM115 - handed to the child
+        try:
+            self.mixer = subprocess.Popen(
+                [sys.executable, "-m", "mixer.cli", "serve", "--config", str(config),
+                 "--port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                 # loopback only, no mTLS: the sidecars' identity headers are all there is
+                 "--trust-peer-headers", "--watch-interval", "0"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        finally:
+            log.close()
+        for port in (self.http_port, self.grpc_port, self.metrics_port):
+            _wait_port(port, self.mixer)
+        self.mesh.start()
+        self.traffic = Traffic(self.mesh.entry_port, self.options.rate)
+        self.traffic.start()
+        if self.options.prometheus and prometheus.binary():
+            text = prometheus.scrape_config(f"127.0.0.1:{self.metrics_port}", self.options.scrape_interval)
+            self.prometheus = prometheus.PrometheusServer(text, self.prometheus_port, self.workdir / "prometheus")
+            self.prometheus.start()
+            self.prometheus.wait_ready()
+
+    def pids(self) -> list[int]:
+        """Every child process this demo started."""
+        pids = [self.mixer.pid] if self.mixer else []
+        pids += self.mesh.pids()
+        if self.prometheus and self.prometheus.pid:
+            pids.append(self.prometheus.pid)
+        return pids
+
+    def stop(self) -> None:
+        if self.traffic:
+            self.traffic.stop()
+        self.mesh.stop()
+        if self.prometheus:
+            self.prometheus.stop()
+        if self.mixer and self.mixer.poll() is None:
+            self.mixer.send_signal(signal.SIGTERM)
+            try:
+                self.mixer.wait(10)
+            except subprocess.TimeoutExpired:
+                self.mixer.kill()
+                self.mixer.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def banner(self) -> str:
+        lines = [
+            "mixer demo: frontend -> catalog -> reviews (v1, v2), each behind an Envoy sidecar",
+            f"  mixer native API   http://127.0.0.1:{self.http_port}  (gRPC front doors 127.0.0.1:{self.grpc_port})",
+            f"  metrics            {self.metrics_url}",
+            f"  frontend           http://127.0.0.1:{self.mesh.entry_port}/",
+        ]
+        if self.prometheus:
+            lines.append(f"  prometheus         {self.prometheus.url}/graph?g0.expr=sum(rate(istio_requests_total[1m]))by(destination_service_name,response_code)")
+        else:
+            lines.append("  prometheus         not started (no prometheus binary); scrape config: deploy/prometheus.yml")
+        if DASHBOARDS.is_dir():
+            lines.append(f"  grafana dashboards {DASHBOARDS}/*.json (provisioning in {DASHBOARDS.parent}/provisioning)")
+        lines.append(f"  child pids         {' '.join(map(str, self.pids()))}")
+        lines.append("Ctrl-C to stop.")
+        return "\n".join(lines)
+
+    def run(self) -> int:
+        """Start, print a summary line per interval until SIGINT/SIGTERM, stop everything."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.stopping.set())
+        try:
+            self.start()
+            print(self.banner(), file=self.out, flush=True)
+            summary = Summary(self.metrics_url)
+            while not self.stopping.wait(self.options.interval):
+                print(summary.line(), file=self.out, flush=True)
+        finally:
+            self.stop()
+            print("mixer demo: stopped", file=self.out, flush=True)
+        return 0
+
+
+class Summary:
+    """Rates between two scrapes of the adapter's /metrics."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.last = self._read()
+
+    def _read(self) -> tuple[float, dict[str, float]]:
+        totals = {"requests": 0.0, "errors": 0.0, "checks": 0.0, "denied": 0.0}
+        try:
+            with urllib.request.urlopen(self.url, timeout=5) as reply:
+                text = reply.read().decode()
+        except OSError:
+            return time.monotonic(), totals
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "istio_requests_total" and sample.labels.get("reporter") == "destination":
+                    totals["requests"] += sample.value
+                    if sample.labels.get("response_code", "").startswith("5"):
+                        totals["errors"] += sample.value
+                elif sample.name == "mixer_checks_total":
+                    totals["checks"] += sample.value
+                    if sample.labels.get("result") != "ok":
+                        totals["denied"] += sample.value
+        return time.monotonic(), totals
+
+    def line(self) -> str:
+        (then, before), (now, after) = self.last, self._read()
+        self.last = (now, after)
+        span = max(now - then, 1e-9)
+        delta = {k: after[k] - before[k] for k in after}
+        error_rate = delta["errors"] / delta["requests"] if delta["requests"] else 0.0
+        return (
+            f"{time.strftime('%H:%M:%S')}  mesh requests/s {delta['requests'] / span:6.1f}  errors {error_rate:6.1%}  "
+            f"checks/s {delta['checks'] / span:6.1f}  denials {int(delta['denied'])} (total {int(after['denied'])})"
+        )
