@@ -1,0 +1,62 @@
+"""Reading the dashboards as Grafana does: panels (rows flattened), targets, variables, PromQL."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+GRAFANA = Path(__file__).resolve().parents[2] / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+# Grafana's built-in variables, resolved as it would for a short range on a 1 s scrape interval.
+BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
+_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+_LABEL_VALUES = re.compile(r"^label_values\((?:(?P<metric>[^,]+),\s*)?(?P<label>\w+)\)$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def panels(dashboard: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, those nested in collapsed rows included."""
+    for panel in dashboard.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def provisioned_datasource_uids() -> set[str]:
+    uids = set()
+    for path in (GRAFANA / "provisioning" / "datasources").glob("*.yaml"):
+        for source in yaml.safe_load(path.read_text())["datasources"]:
+            uids.add(source["uid"])
+    return uids
+
+
+def variables_in(text: str) -> set[str]:
+    return {next(g for g in match.groups() if g) for match in _VARIABLE.finditer(text)}
+
+
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = next(g for g in match.groups() if g)
+        return values[name] if name in values else match.group(0)
+
+    return _VARIABLE.sub(one, text)
+
+
+def label_values_query(query: str) -> tuple[str, str]:
+    """``label_values(metric{sel}, label)`` -> (metric{sel}, label)."""
+    match = _LABEL_VALUES.match(query.strip())
+    if match is None:
+        raise ValueError(f"not a label_values() query: {query!r}")
+    return (match.group("metric") or "").strip(), match.group("label")
+
+
+def variable_query(variable: Mapping[str, Any]) -> str:
+    query = variable.get("query")
+    return str(query.get("query") if isinstance(query, Mapping) else query)
