@@ -61,12 +61,12 @@ class PrometheusHandler(Handler):
             self.expire(now)
         stores = self.stores
         unknown = 0
-        for instance in instances:
-            store = stores.get(instance.name)
+        for name, value, dimensions, _resource in instances:
+            store = stores.get(name)
             if store is None:
                 unknown += 1
                 continue
-            store.add(instance.value, instance.dimensions, now)
+            store.add(value, dimensions, now)
         if unknown:
             self._env.count_dropped(unknown, "unknown_instance")
         self._account()

@@ -7,7 +7,7 @@ series count: past ``max_series`` new label sets fold into one overflow series w
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left
 import datetime as dt
 import ipaddress
 from collections.abc import Callable, Sequence
@@ -42,24 +42,67 @@ class MetricStore:
         self.folded = 0  # instances that landed in the overflow series
         self.rejected = 0  # instances whose value was not a usable number
         self._buckets = len(info.bounds) + 1 if info.kind is Kind.DISTRIBUTION else 0
-        self._pick = _picker(info.label_names, dimension_names)
+        self._project, self._order = _keying(info.label_names, dimension_names)
         self.add: Callable[[Any, tuple[Any, ...], float], None] = {
             Kind.COUNTER: self._add_counter,
             Kind.GAUGE: self._set_gauge,
             Kind.DISTRIBUTION: self._observe,
         }[info.kind]
 
-    def _lookup(self, dimensions: tuple[Any, ...], now: float) -> Series:
-        key = dimensions if self._pick is None else self._pick(dimensions)
+    # The three feeders repeat the lookup inline: a shared helper costs a call per instance.
+    def _add_counter(self, value: Any, dimensions: tuple[Any, ...], now: float) -> None:
+        if type(value) is not int and type(value) is not float:
+            value = as_number(value)
+        if value is None or value < 0 or value != value:  # counters only go up; NaN never counts
+            self.rejected += 1
+            return
+        key = dimensions if self._project is None else self._project(dimensions)
         try:
             series = self.series.get(key)
-        except TypeError:  # an unhashable value (a map): key on its text instead
-            key = tuple(label_text(v) for v in key)
-            series = self.series.get(key)
+        except TypeError:
+            key, series = self._hashable(key)
         if series is None:
             series = self._new(key, now)
         series.seen = now
-        return series
+        series.value += value
+
+    def _set_gauge(self, value: Any, dimensions: tuple[Any, ...], now: float) -> None:
+        if type(value) is not int and type(value) is not float:
+            value = as_number(value)
+            if value is None:
+                self.rejected += 1
+                return
+        key = dimensions if self._project is None else self._project(dimensions)
+        try:
+            series = self.series.get(key)
+        except TypeError:
+            key, series = self._hashable(key)
+        if series is None:
+            series = self._new(key, now)
+        series.seen = now
+        series.value = value
+
+    def _observe(self, value: Any, dimensions: tuple[Any, ...], now: float) -> None:
+        if type(value) is not int and type(value) is not float:
+            value = as_number(value)
+        if value is None or value != value:
+            self.rejected += 1
+            return
+        key = dimensions if self._project is None else self._project(dimensions)
+        try:
+            series = self.series.get(key)
+        except TypeError:
+            key, series = self._hashable(key)
+        if series is None:
+            series = self._new(key, now)
+        series.seen = now
+        series.counts[bisect_left(self.info.bounds, value)] += 1  # "le": a value on a bound counts in it
+        series.sum += value
+
+    def _hashable(self, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], Series | None]:
+        """An unhashable value (a map) in the key: key on the values' text instead."""
+        key = tuple(label_text(v) for v in key)
+        return key, self.series.get(key)
 
     def _new(self, key: tuple[Any, ...], now: float) -> Series:
         if len(self.series) < self.max_series:
@@ -68,34 +111,9 @@ class MetricStore:
         # Cardinality guard: memory stays bounded whatever the label values do.
         self.folded += 1
         if self.overflow is None:
-            self.overflow = Series((OVERFLOW_LABEL,) * len(self.info.label_names), self._buckets, now)
+            width = len(key)
+            self.overflow = Series((OVERFLOW_LABEL,) * width, self._buckets, now)
         return self.overflow
-
-    def _add_counter(self, value: Any, dimensions: tuple[Any, ...], now: float) -> None:
-        if type(value) is not int and type(value) is not float:
-            value = as_number(value)
-        if value is None or value < 0 or value != value:  # counters only go up; NaN never counts
-            self.rejected += 1
-            return
-        self._lookup(dimensions, now).value += value
-
-    def _set_gauge(self, value: Any, dimensions: tuple[Any, ...], now: float) -> None:
-        if type(value) is not int and type(value) is not float:
-            value = as_number(value)
-            if value is None:
-                self.rejected += 1
-                return
-        self._lookup(dimensions, now).value = value
-
-    def _observe(self, value: Any, dimensions: tuple[Any, ...], now: float) -> None:
-        if type(value) is not int and type(value) is not float:
-            value = as_number(value)
-        if value is None or value != value:
-            self.rejected += 1
-            return
-        series = self._lookup(dimensions, now)
-        series.counts[bisect.bisect_left(self.info.bounds, value)] += 1  # "le": a value on a bound counts in it
-        series.sum += value
 
     def expire(self, before: float) -> int:
         """Drop series last fed before ``before``; return how many went."""
@@ -114,8 +132,10 @@ class MetricStore:
             everything.append(self.overflow)
         out = []
         texts: dict[Any, str] = {}  # label values repeat across series: convert each distinct one once
+        order = self._order
         for series in everything:
-            labels = tuple(texts[v] if v in texts else texts.setdefault(v, label_text(v)) for v in series.key)
+            values = series.key if order is None else [series.key[i] for i in order]
+            labels = tuple(texts[v] if v in texts else texts.setdefault(v, label_text(v)) for v in values)
             cumulative: list[int] = []
             if self._buckets:
                 running = 0
@@ -126,19 +146,26 @@ class MetricStore:
         return out
 
 
-def _picker(
+def _keying(
     label_names: Sequence[str], dimension_names: Sequence[str]
-) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
-    """Map an instance's dimensions to the metric's label order; None when they already match."""
-    if tuple(label_names) == tuple(dimension_names):
-        return None
-    index = [list(dimension_names).index(name) for name in label_names]
+) -> tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]] | None, tuple[int, ...] | None]:
+    """How dimensions become a series key, and how a key becomes labels in ``label_names`` order.
+
+    When the labels are exactly the dimensions (in any order) the dimensions tuple itself is the key
+    and reordering waits for the scrape: the hot path builds no tuple. Otherwise the key is the
+    projection onto the labels, already in label order.
+    """
+    dims = list(dimension_names)
+    if sorted(label_names) == sorted(dims):
+        order = tuple(dims.index(name) for name in label_names)
+        return None, (None if order == tuple(range(len(dims))) else order)
+    index = [dims.index(name) for name in label_names]
     if not index:
-        return lambda _dims: ()
+        return (lambda _dims: ()), None
     if len(index) == 1:
         only = index[0]
-        return lambda dims: (dims[only],)
-    return itemgetter(*index)  # type: ignore[return-value]
+        return (lambda d: (d[only],)), None
+    return itemgetter(*index), None  # type: ignore[return-value]
 
 
 def as_number(value: Any) -> float | None:

@@ -239,3 +239,19 @@ def test_scrape_includes_the_mixers_own_metrics(build: Build, env: Any) -> None:
     assert content_type.startswith("application/openmetrics-text")
     _render, content_type = handler.scrape("text/plain")
     assert content_type.startswith("text/plain; version=0.0.4")
+
+
+def test_same_dimensions_in_another_order_and_overflow_keep_label_order(build: Build) -> None:
+    handler = build(counter_params(max_series=1), {"rc.instance.ns": ["code", "source"]})
+    handler.handle_metric([MetricInstance("rc.instance.ns", 1, (201, "web")),
+                           MetricInstance("rc.instance.ns", 1, (500, "db"))])
+    assert samples(handler, "istio_requests_total") == {
+        (("code", "201"), ("source", "web")): 1.0,
+        (("code", OVERFLOW_LABEL), ("source", OVERFLOW_LABEL)): 1.0,
+    }
+
+
+def test_map_valued_dimension_is_keyed_by_its_text(build: Build) -> None:
+    handler = build(counter_params(), {"rc.instance.ns": ["source", "code"]})
+    handler.handle_metric([MetricInstance("rc.instance.ns", 1, ({"b": "2", "a": "1"}, 200))] * 2)
+    assert samples(handler, "istio_requests_total") == {(("code", "200"), ("source", "a=1&b=2")): 2.0}
