@@ -127,6 +127,16 @@ def scrape_figures(args: argparse.Namespace) -> None:
               f"prometheus_client's own formatting of the same: {reference:.3f} s")
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu n/a"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bags", type=int, default=200_000)
@@ -136,7 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, {platform.processor() or 'cpu n/a'}, "
+    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, {cpu_model()}, "
           f"Python {platform.python_version()}, pinned to 1 core")
     dispatch_figures(args)
     scrape_figures(args)
