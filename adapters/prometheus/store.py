@@ -165,7 +165,7 @@ def _keying(
     if len(index) == 1:
         only = index[0]
         return (lambda d: (d[only],)), None
-    return itemgetter(*index), None  # type: ignore[return-value]
+    return itemgetter(*index), None
 
 
 def as_number(value: Any) -> float | None:

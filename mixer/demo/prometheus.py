@@ -34,7 +34,7 @@ def scrape_config(target: str, interval: str = "5s") -> str:
                                       "static_configs": [{"targets": ["127.0.0.1:42422"]}]}]}
     config.setdefault("global", {}).update(scrape_interval=interval, evaluation_interval=interval)
     config["scrape_configs"][0]["static_configs"] = [{"targets": [target]}]
-    return yaml.safe_dump(config, sort_keys=False)
+    return str(yaml.safe_dump(config, sort_keys=False))
 
 
 class PrometheusServer:
@@ -91,7 +91,7 @@ class PrometheusServer:
 
     def label_values(self, label: str, match: str = "") -> list[str]:
         params = {"match[]": match} if match else {}
-        return self._api(f"label/{label}/values", params)  # type: ignore[return-value]
+        return [str(value) for value in self._api(f"label/{label}/values", params)]
 
     def targets_up(self) -> bool:
         targets = self._api("targets", {})["activeTargets"]
