@@ -1,4 +1,29 @@
-"""The prometheus adapter: Mixer's metric handler, served at /metrics for Prometheus to scrape."""
+"""The prometheus adapter: Mixer's metric handler, served at /metrics for Prometheus to scrape.
+
+Params (Mixer's, snake_case or camelCase)::
+
+    address: "0.0.0.0:42422"            # host:port of /metrics; port 0 picks a free one
+    max_series_per_metric: 10000        # past it, new label sets fold into one series whose
+                                        # labels are all "__overflow__" (counted as drops)
+    metricsExpirationPolicy:            # optional; without it series never expire
+      metricsExpiryDuration: "10m"      # a series idle this long is removed
+      expiryCheckIntervalDuration: "5m" # default: half the expiry
+    metrics:
+    - name: requests_total              # exposed as <namespace>_<name>; default: the instance name
+      namespace: istio                  # default "istio"
+      instance_name: requestcount.instance.istio-system
+      kind: COUNTER                     # COUNTER | GAUGE | DISTRIBUTION
+      label_names: [reporter, ...]      # instance dimensions, by name
+      description: ""
+      max_series: 10000                 # per-metric override
+      buckets:                          # DISTRIBUTION only; exactly one of:
+        explicit_buckets: {bounds: [0.005, 0.01, ...]}
+        linear_buckets: {num_finite_buckets: 10, width: 1, offset: 0}
+        exponential_buckets: {num_finite_buckets: 8, growth_factor: 10, scale: 1}
+
+One scrape returns these metrics and the mixer's own (``mixer_*``, ``process_*``), in the Prometheus
+text format, or OpenMetrics when the Accept header asks for it.
+"""
 
 from __future__ import annotations
 
