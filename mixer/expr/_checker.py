@@ -202,11 +202,12 @@ class _Checker:
             for i, branch in zip(branches, typed):
                 args[i] = branch
         if spec.name == "matches" and is_regex_literal(args[0]):
+            pattern = args[0]
+            text = getattr(pattern, "value", "")
             try:
-                re.compile(args[0].value)
+                re.compile(text)
             except re.error as exc:
-                raise CompileError(f"invalid regular expression {args[0].value!r}: {exc}",
-                                   args[0].pos) from None
+                raise CompileError(f"invalid regular expression {text!r}: {exc}", pattern.pos) from None
         if node.target is not None:
             node.target, node.args = args[0], args[1:]
         else:

@@ -198,10 +198,12 @@ class _Compiler:
         if op in ("==", "!=") and eq is None:
             return self.plain_equality(op == "==", left, right)
         if op in ("==", "!="):
+            assert eq is not None  # plain equality was handled above
+            equal = eq
             lf, rf = self.strict(left), self.strict(right)
             if op == "==":
-                return lambda bag: eq(lf(bag), rf(bag))
-            return lambda bag: not eq(lf(bag), rf(bag))
+                return lambda bag: equal(lf(bag), rf(bag))
+            return lambda bag: not equal(lf(bag), rf(bag))
         cmp = _ORDER_OPS[op]
         lf = self.strict(left)
         if self.is_const(right):
@@ -251,7 +253,7 @@ class _Compiler:
         lf, rf = self.strict(node.left), self.strict(node.right)
         if node.type is ValueType.INT64:
             def add_int(bag: Mapping[str, Any]) -> int:
-                total = lf(bag) + rf(bag)
+                total: int = lf(bag) + rf(bag)
                 if not _INT64_MIN <= total <= _INT64_MAX:
                     raise EvaluationError(f"INT64 overflow in '+': {total}")
                 return total

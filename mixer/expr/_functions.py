@@ -231,7 +231,7 @@ def ip_equal(a: Any, b: Any) -> bool:
     # Go's net.IP.Equal treats 10.0.0.1 and ::ffff:10.0.0.1 as the same address.
     if a == b:
         return True
-    return (getattr(a, "ipv4_mapped", None) or a) == (getattr(b, "ipv4_mapped", None) or b)
+    return bool((getattr(a, "ipv4_mapped", None) or a) == (getattr(b, "ipv4_mapped", None) or b))
 
 
 # Equality function by static type; types absent here use Python ==.

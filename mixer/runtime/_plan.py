@@ -99,7 +99,7 @@ def _tuple_getter(indices: Sequence[int]) -> Callable[[Values], tuple[Any, ...]]
     if len(indices) == 1:
         only = indices[0]
         return lambda values: (values[only],)
-    return itemgetter(*indices)  # type: ignore[return-value]
+    return itemgetter(*indices)
 
 
 def _shape(fields: dict[str, Any], table: _ValueTable, uses: set[int]) -> dict[str, Any]:
