@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-port", type=int, default=0, help="Envoy admin port (default: any free port)")
     parser.add_argument("--no-tracing", dest="tracing", action="store_false")
     parser.add_argument("--output", "-o", default="", help="write the bootstrap here (default: stdout)")
-    parser.add_argument("--run", action="store_true", help="start Envoy with it and keep it running")
+    parser.add_argument("--run", dest="run_envoy", action="store_true", help="start Envoy with it and keep it running")
     parser.add_argument("--envoy-log", default="-", help="Envoy's log file when --run (default: '-', this process's output)")
 
 
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         path = Path(args.output)
         path.write_text(text)
-    elif args.run:
+    elif args.run_envoy:
         handle = tempfile.NamedTemporaryFile("w", prefix=f"{spec.workload}-", suffix=".yaml", delete=False)
         with handle:
             handle.write(text)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
         return 0
-    if not args.run:
+    if not args.run_envoy:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     envoy = EnvoyProcess(path, base_id=args.base_id, log_path=args.envoy_log)

@@ -1,0 +1,110 @@
+"""Sidecar bootstraps: what they contain, that real Envoy accepts them, and the CLI that writes them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy import Inbound, Outbound, SidecarSpec, parse_inbound, parse_outbound, render_bootstrap, validate_config
+from proxy.cli import main as sidecar_main
+from tests.proxy.support import ROOT
+
+SPEC = SidecarSpec(
+    workload="reviews-v2",
+    namespace="shop",
+    inbound=(Inbound(15006, 9080),),
+    outbound=(Outbound("ratings", 15001, "127.0.0.1", 15007),),
+    mixer_port=9191,
+    quotas=("requestcount",),
+    rate_limits=("ratelimit",),
+)
+
+
+def _hcm(bootstrap: dict, listener: int) -> dict:
+    return bootstrap["static_resources"]["listeners"][listener]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def test_node_carries_workload_identity() -> None:
+    node = render_bootstrap(SPEC)["node"]
+    assert node["id"] == "reviews-v2.shop"
+    assert node["cluster"] == "reviews"
+    assert node["metadata"]["WORKLOAD_NAME"] == "reviews-v2"
+    assert node["metadata"]["NAMESPACE"] == "shop"
+    assert node["metadata"]["labels"] == {"app": "reviews", "version": "v2", "WORKLOAD_NAME": "reviews-v2",
+                                          "NAMESPACE": "shop"}
+
+
+def test_inbound_listener_checks_limits_and_logs_to_the_mixer() -> None:
+    bootstrap = render_bootstrap(SPEC)
+    hcm = _hcm(bootstrap, 0)
+    filters = [f["name"] for f in hcm["http_filters"]]
+    assert filters == ["envoy.filters.http.ext_authz", "envoy.filters.http.ratelimit", "envoy.filters.http.router"]
+    assert hcm["http_filters"][0]["typed_config"]["failure_mode_allow"] is False
+    assert hcm["http_filters"][1]["typed_config"]["failure_mode_deny"] is True
+    log = hcm["access_log"][0]["typed_config"]["common_config"]
+    assert log["log_name"] == "reviews-v2_inbound"
+    assert log["grpc_service"]["envoy_grpc"]["cluster_name"] == "mixer"
+    route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]
+    extensions = route["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["check_settings"]["context_extensions"]
+    assert extensions["mixer.quotas"] == "requestcount"
+    assert extensions["destination.service.host"] == "reviews.shop.svc.cluster.local"
+    assert route["route"]["rate_limits"][0]["actions"][0]["generic_key"]["descriptor_value"] == "ratelimit"
+    assert hcm["tracing"]["provider"]["name"] == "envoy.tracers.opentelemetry"
+    mixer = next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "mixer")
+    endpoint = mixer["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert endpoint == {"address": "127.0.0.1", "port_value": 9191}
+
+
+def test_outbound_listener_stamps_identity_and_names_the_service() -> None:
+    hcm = _hcm(render_bootstrap(SPEC), 1)
+    headers = {h["header"]["key"]: h["header"]["value"] for h in hcm["route_config"]["request_headers_to_add"]}
+    assert headers == {"x-mixer-workload": "reviews-v2", "x-mixer-namespace": "shop"}
+    log = hcm["access_log"][0]["typed_config"]["common_config"]
+    assert log["log_name"] == "reviews-v2_outbound"
+    tags = {t["tag"]: t["literal"]["value"] for t in log["custom_tags"]}
+    assert tags["destination.service.name"] == "ratings"
+
+
+def test_fail_open_flips_both_filters() -> None:
+    bootstrap = render_bootstrap(SidecarSpec(workload="x", inbound=(Inbound(1, 2),), fail_open=True))
+    filters = _hcm(bootstrap, 0)["http_filters"]
+    assert filters[0]["typed_config"]["failure_mode_allow"] is True
+    assert filters[1]["typed_config"]["failure_mode_deny"] is False
+
+
+def test_real_envoy_accepts_the_bootstrap(tmp_path: Path) -> None:
+    path = tmp_path / "sidecar.yaml"
+    assert sidecar_main(["--workload", "reviews-v2", "--inbound", "15006:9080", "--outbound",
+                         "ratings=15001:127.0.0.1:15007", "--quota", "requestcount", "--rate-limit", "rl",
+                         "--fail-open", "--output", str(path)]) == 0
+    validate_config(path)
+    assert yaml.safe_load(path.read_text())["node"]["metadata"]["WORKLOAD_NAME"] == "reviews-v2"
+
+
+def test_envoy_rejects_a_broken_bootstrap(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("static_resources: {listeners: [{name: x}]}\n")
+    with pytest.raises(ValueError, match="rejected"):
+        validate_config(path)
+
+
+def test_mixer_sidecar_subcommand_prints_yaml() -> None:
+    out = subprocess.run([sys.executable, "-m", "mixer.cli", "sidecar", "--workload", "a-v1", "--inbound", "1:2"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert yaml.safe_load(out)["node"]["id"] == "a-v1.default"
+
+
+@pytest.mark.parametrize("text", ["1", "a:b", "1:2:3:4"])
+def test_bad_inbound(text: str) -> None:
+    with pytest.raises(ValueError, match="--inbound"):
+        parse_inbound(text)
+
+
+def test_outbound_parsing() -> None:
+    assert parse_outbound("ratings.shop=15001:127.0.0.1:9080") == Outbound("ratings.shop", 15001, "127.0.0.1", 9080)
+    with pytest.raises(ValueError, match="--outbound"):
+        parse_outbound("ratings=15001")

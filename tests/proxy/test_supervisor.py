@@ -1,0 +1,59 @@
+"""``mixer sidecar --run``: Envoy is restarted after a crash and stopped cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.proxy.support import ROOT, Upstream, get, wait_until
+from tests.support.ports import free_port
+from tests.support.processes import start, stop, wait_for_port
+
+
+def _envoy_children(parent: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(parent)], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "envoy" in line]
+
+
+def test_sidecar_run_restarts_a_crashed_envoy_and_stops_on_sigterm(tmp_path: Path) -> None:
+    app = Upstream()
+    port = free_port()
+    # Fail-open with no mixer listening: the sidecar serves, so the app's answer proves Envoy is up.
+    proc = start([sys.executable, "-m", "mixer.cli", "sidecar", "--workload", "s-v1", "--inbound",
+                  f"{port}:{app.port}", "--mixer-grpc", f"127.0.0.1:{free_port()}", "--fail-open", "--run",
+                  "--no-tracing", "--output", str(tmp_path / "s.yaml"), "--envoy-log", str(tmp_path / "envoy.log")],
+                 log_path=str(tmp_path / "sidecar.log"), cwd=str(ROOT))
+    try:
+        wait_for_port(port, timeout=30, proc=proc)
+        assert get(port, "/up")[0] == 200
+        first = wait_until(lambda: _envoy_children(proc.pid), what="envoy child")[0]
+        os.kill(first, signal.SIGKILL)  # a crash
+        second = wait_until(lambda: [p for p in _envoy_children(proc.pid) if p != first], what="restarted envoy")[0]
+        wait_until(lambda: _serves(port), what="restarted envoy serving")
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 0
+        wait_until(lambda: not _alive(second), what="envoy stopped")
+        assert "restarting" in (tmp_path / "sidecar.log").read_text()
+    finally:
+        stop(proc)
+        app.close()
+
+
+def _serves(port: int) -> bool:
+    try:
+        return get(port, "/again")[0] == 200
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is not alive: it only waits to be reaped by its (gone) parent.
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split()[2] != "Z"
