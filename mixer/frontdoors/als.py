@@ -31,10 +31,8 @@ class AccessLogFrontDoor:
         self._runtime = runtime
         self._mapping = MappingOptions(trust_peer_headers=options.trust_peer_headers)
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            SERVICE, {"StreamAccessLogs": grpc.stream_unary_rpc_method_handler(self.stream)}
-        )
+    def methods(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {"StreamAccessLogs": grpc.stream_unary_rpc_method_handler(self.stream)}
 
     async def stream(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         base: Bag = {}

@@ -79,11 +79,9 @@ class AuthorizationFrontDoor:
         self._options = options
         self._mapping = MappingOptions(trust_peer_headers=options.trust_peer_headers)
 
-    def handler(self) -> grpc.GenericRpcHandler:
+    def methods(self) -> dict[str, grpc.RpcMethodHandler]:
         # Raw bytes in: a bad protobuf must become INVALID_ARGUMENT, not gRPC's generic INTERNAL.
-        return grpc.method_handlers_generic_handler(
-            SERVICE, {"Check": grpc.unary_unary_rpc_method_handler(self.check)}
-        )
+        return {"Check": grpc.unary_unary_rpc_method_handler(self.check)}
 
     async def check(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         runtime = self._runtime

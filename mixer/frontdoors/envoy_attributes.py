@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ META_SERVICE_ACCOUNT = "SERVICE_ACCOUNT"
 _IDENTITY_LABELS = frozenset({META_WORKLOAD, META_NAMESPACE, META_SERVICE, META_SERVICE_ACCOUNT})
 
 _UTC = dt.timezone.utc
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+
+# Peers repeat: parsing an address costs ~3 µs, a cache hit ~0.05 µs. Bounded.
+_ip = functools.lru_cache(maxsize=4096)(ipaddress.ip_address)
 
 # Envoy's short response-flag codes, in the order Envoy prints them.
 _FLAG_CODES: tuple[tuple[str, str], ...] = (
@@ -192,7 +197,7 @@ def _socket(address: Any, bag: Bag, side: str) -> None:
     if not sock.address:
         return
     try:
-        bag[f"{side}.ip"] = ipaddress.ip_address(sock.address)
+        bag[f"{side}.ip"] = _ip(sock.address)
     except ValueError:
         return
     if sock.port_value:
@@ -451,7 +456,8 @@ def check_request_bag(
     http = attrs.request.http
     headers = dict(http.headers)
     if attrs.request.HasField("time"):
-        bag["request.time"] = attrs.request.time.ToDatetime(tzinfo=_UTC)
+        stamp = attrs.request.time
+        bag["request.time"] = _EPOCH + dt.timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
         bag["context.time"] = bag["request.time"]
     if http.method:
         bag["request.method"] = http.method

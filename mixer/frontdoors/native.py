@@ -30,14 +30,11 @@ class NativeFrontDoor:
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
         self._runtime = runtime
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            SERVICE,
-            {
-                "Check": grpc.unary_unary_rpc_method_handler(self.check),
-                "Report": grpc.unary_unary_rpc_method_handler(self.report),
-            },
-        )
+    def methods(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {
+            "Check": grpc.unary_unary_rpc_method_handler(self.check),
+            "Report": grpc.unary_unary_rpc_method_handler(self.report),
+        }
 
     async def check(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         runtime = self._runtime

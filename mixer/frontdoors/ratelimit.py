@@ -52,10 +52,8 @@ class RateLimitFrontDoor:
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
         self._runtime = runtime
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            SERVICE, {"ShouldRateLimit": grpc.unary_unary_rpc_method_handler(self.should_rate_limit)}
-        )
+    def methods(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {"ShouldRateLimit": grpc.unary_unary_rpc_method_handler(self.should_rate_limit)}
 
     async def should_rate_limit(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         runtime = self._runtime

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import grpc
 
+from mixer.frontdoors.als import SERVICE as ALS
 from mixer.frontdoors.als import AccessLogFrontDoor
+from mixer.frontdoors.authz import SERVICE as AUTHZ
 from mixer.frontdoors.authz import AuthorizationFrontDoor
 from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike
+from mixer.frontdoors.native import SERVICE as NATIVE
 from mixer.frontdoors.native import NativeFrontDoor
+from mixer.frontdoors.ratelimit import SERVICE as RLS
 from mixer.frontdoors.ratelimit import RateLimitFrontDoor
 
 # Large enough for Envoy's ALS batches, small enough to bound what one message can cost.
@@ -38,9 +42,11 @@ class GrpcFrontDoors:
             ],
             maximum_concurrent_rpcs=opts.max_concurrent_rpcs,
         )
-        server.add_generic_rpc_handlers(
-            (self.authz.handler(), self.als.handler(), self.ratelimit.handler(), self.native.handler())
-        )
+        for service, door in ((AUTHZ, self.authz), (ALS, self.als), (RLS, self.ratelimit), (NATIVE, self.native)):
+            methods = door.methods()
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
+            # Registered methods skip the per-call walk over generic handlers (as generated stubs do).
+            server.add_registered_method_handlers(service, methods)
         address = f"{opts.host}:{opts.port}"
         try:
             self.port = server.add_insecure_port(address)
