@@ -215,14 +215,21 @@ def _struct_strings(struct: Any) -> dict[str, str]:
 
 def proxy_error_code(flags: Any) -> str:
     """Envoy's short codes for an envoy.data.accesslog.v3.ResponseFlags ("-" when none)."""
-    codes = [code for name, code in _FLAG_CODES if _flag_set(flags, name)]
-    return ",".join(codes) if codes else "-"
+    # ListFields yields only the set flags: cheaper than probing all 28.
+    present = {descriptor.name for descriptor, value in flags.ListFields() if value}
+    if not present:
+        return "-"
+    return ",".join(code for name, code in _FLAG_CODES if name in present)
 
 
-def _flag_set(flags: Any, name: str) -> bool:
-    if name == "unauthorized_details":
-        return flags.HasField("unauthorized_details")
-    return bool(getattr(flags, name))
+def _time(stamp: Any) -> dt.datetime:
+    """A google.protobuf.Timestamp as an aware datetime (faster than ToDatetime)."""
+    return _EPOCH + dt.timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+
+
+def _duration(value: Any) -> dt.timedelta:
+    """A google.protobuf.Duration as a timedelta (faster than ToTimedelta)."""
+    return dt.timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
 
 
 def _protocol(headers: Mapping[str, str]) -> str:
@@ -308,7 +315,7 @@ def _common(common: Any, bag: Bag, manifest: Mapping[str, ValueType], kind: str)
     else:
         _socket(common.downstream_local_address, bag, "destination")
     if common.HasField("start_time"):
-        bag["request.time"] = common.start_time.ToDatetime(tzinfo=_UTC)
+        bag["request.time"] = _time(common.start_time)
         bag["context.time"] = bag["request.time"]
     error = proxy_error_code(common.response_flags) if common.HasField("response_flags") else "-"
     bag["context.proxy_error_code"] = error
@@ -368,9 +375,9 @@ def http_entry_bag(
     if grpc_status:
         bag["response.grpc_status"] = grpc_status
     if common.HasField("time_to_last_downstream_tx_byte"):
-        duration = common.time_to_last_downstream_tx_byte.ToTimedelta()
+        duration = _duration(common.time_to_last_downstream_tx_byte)
     else:
-        duration = common.duration.ToTimedelta()
+        duration = _duration(common.duration)
     bag["response.duration"] = duration
     if "request.time" in bag:
         bag["response.time"] = bag["request.time"] + duration
@@ -397,7 +404,7 @@ def tcp_entry_bag(entry: Any, base: Bag, kind: str, manifest: Mapping[str, Value
     connection = entry.connection_properties
     bag["connection.received.bytes"] = connection.received_bytes
     bag["connection.sent.bytes"] = connection.sent_bytes
-    bag["connection.duration"] = common.duration.ToTimedelta()
+    bag["connection.duration"] = _duration(common.duration)
     log_type = _ACCESS_LOG_TYPE_NAMES.get(common.access_log_type, "")
     bag["connection.event"] = _TCP_EVENTS.get(log_type, "close")
     if stream_id := common.stream_id:
@@ -456,8 +463,7 @@ def check_request_bag(
     http = attrs.request.http
     headers = dict(http.headers)
     if attrs.request.HasField("time"):
-        stamp = attrs.request.time
-        bag["request.time"] = _EPOCH + dt.timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+        bag["request.time"] = _time(attrs.request.time)
         bag["context.time"] = bag["request.time"]
     if http.method:
         bag["request.method"] = http.method
