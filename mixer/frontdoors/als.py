@@ -15,7 +15,7 @@ from mixer.frontdoors.envoy_attributes import MappingOptions, http_entry_bag, st
 
 FRONT_DOOR = "als"
 SERVICE = "envoy.service.accesslog.v3.AccessLogService"
-_EMPTY = als_pb2.StreamAccessLogsResponse().SerializeToString()
+_EMPTY: bytes = als_pb2.StreamAccessLogsResponse().SerializeToString()
 
 
 class AccessLogFrontDoor:

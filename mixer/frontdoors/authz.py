@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -25,7 +26,7 @@ _HTTP_BY_CODE = {
 }
 
 # An allow without headers is the same bytes every time.
-_OK_BYTES = external_auth_pb2.CheckResponse(
+_OK_BYTES: bytes = external_auth_pb2.CheckResponse(
     status=status_pb2.Status(code=sdk.OK), ok_response=external_auth_pb2.OkHttpResponse()
 ).SerializeToString()
 
@@ -37,7 +38,7 @@ def http_status_for(result: sdk.CheckResult) -> int:
     return _HTTP_BY_CODE.get(result.status_code, 403)
 
 
-def _header_options(headers: dict[str, str] | Any) -> list[base_pb2.HeaderValueOption]:
+def _header_options(headers: Mapping[str, str]) -> list[base_pb2.HeaderValueOption]:
     return [
         base_pb2.HeaderValueOption(
             header=base_pb2.HeaderValue(key=key, value=value),
@@ -54,15 +55,17 @@ def encode_result(result: sdk.CheckResult) -> bytes:
             return _OK_BYTES
         response = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=sdk.OK))
         response.ok_response.headers.extend(_header_options(result.headers))
-        return response.SerializeToString()
+        data: bytes = response.SerializeToString()
+        return data
     response = external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=result.status_code, message=result.message)
     )
     denied = response.denied_response
-    denied.status.code = http_status_for(result)  # type: ignore[assignment]
+    denied.status.code = http_status_for(result)
     denied.body = result.body or (result.message + "\n" if result.message else "")
     denied.headers.extend(_header_options(result.headers))
-    return response.SerializeToString()
+    denied_bytes: bytes = response.SerializeToString()
+    return denied_bytes
 
 
 def quota_denial(name: str) -> sdk.CheckResult:

@@ -95,4 +95,5 @@ class RateLimitFrontDoor:
                 status.limit_remaining = max(remaining, 0)
             if reset is not None:
                 status.duration_until_reset.FromTimedelta(reset)
-        return response.SerializeToString()
+        data: bytes = response.SerializeToString()
+        return data
