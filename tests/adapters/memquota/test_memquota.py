@@ -1,0 +1,92 @@
+"""memquota: fixed windows per dimension set, best effort, overrides, params errors; memory's file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import orjson
+import pytest
+
+from adapters.memory import MemoryAdapter
+from adapters.memquota import MemQuotaAdapter, MemQuotaHandler, MemQuotaResult
+from mixer.sdk import OK, RESOURCE_EXHAUSTED, Env, Instance, MetricInstance, ParamsError, QuotaArgs
+from mixer.selfmetrics import SelfMetrics
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _handler(raw: dict, clock: Clock) -> MemQuotaHandler:
+    adapter = MemQuotaAdapter()
+    env = Env("quota.handler.ns", logging.getLogger("test"), SelfMetrics(), clock=clock)
+    handler = adapter.build(adapter.parse_params(raw), env, {})
+    assert isinstance(handler, MemQuotaHandler)
+    return handler
+
+
+def _instance(path: str = "/a", name: str = "requestcount.instance.istio-system") -> Instance:
+    return Instance(name, "quota", {"dimensions": {"path": path}})
+
+
+async def test_window_grants_up_to_max_then_resets() -> None:
+    clock = Clock()
+    handler = _handler({"quotas": [{"name": "requestcount", "maxAmount": 2, "validDuration": "10s"}]}, clock)
+    results = [await handler.allocate_quota(_instance(), QuotaArgs(1)) for _ in range(3)]
+    assert [r.granted_amount for r in results] == [1, 1, 0]
+    assert [r.status_code for r in results] == [OK, OK, RESOURCE_EXHAUSTED]
+    assert isinstance(results[0], MemQuotaResult)
+    assert [r.remaining for r in results] == [1, 0, 0]  # type: ignore[attr-defined]
+    assert results[0].limit == 2 and results[0].window == dt.timedelta(seconds=10)  # type: ignore[attr-defined]
+    assert (await handler.allocate_quota(_instance("/b"), QuotaArgs(1))).granted_amount == 1  # own window
+    clock.now += 10
+    assert (await handler.allocate_quota(_instance(), QuotaArgs(1))).granted_amount == 1
+
+
+async def test_best_effort_and_all_or_nothing() -> None:
+    handler = _handler({"quotas": [{"name": "requestcount", "maxAmount": 3, "validDuration": "1m"}]}, Clock())
+    assert (await handler.allocate_quota(_instance(), QuotaArgs(2))).granted_amount == 2
+    assert (await handler.allocate_quota(_instance(), QuotaArgs(2))).granted_amount == 0
+    assert (await handler.allocate_quota(_instance(), QuotaArgs(2, best_effort=True))).granted_amount == 1
+
+
+async def test_overrides_and_unconfigured_quotas() -> None:
+    raw = {"quotas": [{"name": "requestcount.istio-system", "maxAmount": 1, "validDuration": "1m",
+                       "overrides": [{"dimensions": {"path": "/vip"}, "maxAmount": 5}]}]}
+    handler = _handler(raw, Clock())
+    granted = [(await handler.allocate_quota(_instance("/vip"), QuotaArgs(1))).granted_amount for _ in range(6)]
+    assert granted == [1, 1, 1, 1, 1, 0]
+    other = await handler.allocate_quota(_instance(name="other.instance.istio-system"), QuotaArgs(7))
+    assert other.granted_amount == 7
+
+
+def test_params_errors_name_every_problem() -> None:
+    with pytest.raises(ParamsError) as caught:
+        MemQuotaAdapter().parse_params({"quotas": [{"maxAmount": -1, "validDuration": "soon"}], "extra": 1})
+    paths = [path for path, _ in caught.value.problems]
+    assert paths == ["extra", "quotas[0].name", "quotas[0].maxAmount", "quotas[0].validDuration"]
+
+
+async def test_memory_records_and_writes_json_lines(tmp_path: Path) -> None:
+    adapter = MemoryAdapter()
+    path = tmp_path / "capture.jsonl"
+    metrics = SelfMetrics()
+    handler = adapter.build(adapter.parse_params({"path": str(path), "maxInstances": 2}),
+                            Env("mem", logging.getLogger("test"), metrics), {})
+    await handler.start()
+    handler.handle_metric([MetricInstance("m", 1, ("a",))])
+    handler.handle_logentry([Instance("l", "logentry", {"variables": {"at": dt.timedelta(seconds=1)}})] * 2)
+    await handler.close()
+    await handler.close()  # safe twice
+    assert len(handler.instances) == 2  # type: ignore[attr-defined]
+    assert metrics.registry.get_sample_value("mixer_dropped_instances_total",
+                                             {"handler": "mem", "reason": "memory_full"}) == 1
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert lines[0] == {"name": "m", "template": "metric", "value": 1, "dimensions": ["a"]}
+    assert lines[1]["fields"]["variables"]["at"] == "1s"
