@@ -54,6 +54,8 @@ class SidecarSpec:
     namespace: str = "default"
     inbound: tuple[Inbound, ...] = ()
     outbound: tuple[Outbound, ...] = ()
+    tcp_inbound: tuple[Inbound, ...] = ()  # plain TCP proxying, reported as TCP ALS entries
+    tcp_outbound: tuple[Outbound, ...] = ()
     mixer_host: str = "127.0.0.1"
     mixer_port: int = 9091
     fail_open: bool = False  # ext_authz failure_mode_allow / RLS failure_mode_deny=false
@@ -175,6 +177,43 @@ def _access_log(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> d
     }
 
 
+def _tcp_listener(spec: SidecarSpec, direction: str, port: int, cluster: str, tags: Mapping[str, str]) -> dict[str, Any]:
+    """A tcp_proxy listener whose connections are logged to the mixer (TCP ALS entries).
+
+    TCP carries no headers: the peer's workload is known only through mTLS, so these bags name
+    the reporting side and, outbound, the destination service.
+    """
+    log = _access_log(spec, direction, tags)
+    log["name"] = "envoy.access_loggers.tcp_grpc"
+    log["typed_config"] = {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig",
+        "common_config": log["typed_config"]["common_config"],
+    }
+    return {
+        "name": f"tcp_{direction}_{port}",
+        "address": _address(spec.listen_host, port),
+        "traffic_direction": direction.upper(),
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": f"tcp_{direction}_{port}",
+                "cluster": cluster,
+                "access_log": [log],
+            },
+        }]}],
+    }
+
+
+def _outbound_tags(spec: SidecarSpec, outbound: Outbound) -> dict[str, str]:
+    namespace = outbound.namespace(spec.namespace)
+    return {
+        "destination.service.name": outbound.service,
+        "destination.service.namespace": namespace,
+        "destination.service.host": f"{outbound.service}.{namespace}.svc.cluster.local",
+    }
+
+
 def _tracing(spec: SidecarSpec) -> dict[str, Any]:
     return {
         "random_sampling": {"value": 100},
@@ -283,12 +322,7 @@ def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
 
 def _outbound_listener(spec: SidecarSpec, outbound: Outbound) -> dict[str, Any]:
     cluster = f"outbound_{outbound.port}_{outbound.service}"
-    namespace = outbound.namespace(spec.namespace)
-    tags = {
-        "destination.service.name": outbound.service,
-        "destination.service.namespace": namespace,
-        "destination.service.host": f"{outbound.service}.{namespace}.svc.cluster.local",
-    }
+    tags = _outbound_tags(spec, outbound)
     hcm: dict[str, Any] = {
         "@type": _HCM,
         "stat_prefix": f"outbound_{outbound.port}",
@@ -330,9 +364,17 @@ def render_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
     if spec.service_account:
         metadata["SERVICE_ACCOUNT"] = spec.service_account
     clusters = [_static_cluster(MIXER_CLUSTER, spec.mixer_host, spec.mixer_port, http2=True)]
-    clusters += [_static_cluster(f"inbound_{i.port}", i.app_host, i.app_port) for i in spec.inbound]
+    clusters += [_static_cluster(f"inbound_{i.port}", i.app_host, i.app_port) for i in spec.inbound + spec.tcp_inbound]
     clusters += [
-        _static_cluster(f"outbound_{o.port}_{o.service}", o.host, o.target_port) for o in spec.outbound
+        _static_cluster(f"outbound_{o.port}_{o.service}", o.host, o.target_port)
+        for o in spec.outbound + spec.tcp_outbound
+    ]
+    listeners = [_inbound_listener(spec, i) for i in spec.inbound]
+    listeners += [_outbound_listener(spec, o) for o in spec.outbound]
+    listeners += [_tcp_listener(spec, "inbound", i.port, f"inbound_{i.port}", {}) for i in spec.tcp_inbound]
+    listeners += [
+        _tcp_listener(spec, "outbound", o.port, f"outbound_{o.port}_{o.service}", _outbound_tags(spec, o))
+        for o in spec.tcp_outbound
     ]
     return {
         "node": {"id": f"{spec.workload}.{spec.namespace}", "cluster": spec.service_name, "metadata": metadata},
@@ -351,8 +393,7 @@ def render_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
             ]
         },
         "static_resources": {
-            "listeners": [_inbound_listener(spec, i) for i in spec.inbound]
-            + [_outbound_listener(spec, o) for o in spec.outbound],
+            "listeners": listeners,
             "clusters": clusters,
         },
     }

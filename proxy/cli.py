@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="listen on PORT for callers, forward to the app on 127.0.0.1:APP_PORT")
     parser.add_argument("--outbound", action="append", default=[], metavar="NAME=PORT:HOST:TARGET_PORT",
                         help="listen on PORT for calls to service NAME, forward to HOST:TARGET_PORT")
+    parser.add_argument("--tcp-inbound", action="append", default=[], metavar="PORT:APP_PORT",
+                        help="like --inbound, for plain TCP (logged as TCP connections, no checks)")
+    parser.add_argument("--tcp-outbound", action="append", default=[], metavar="NAME=PORT:HOST:TARGET_PORT",
+                        help="like --outbound, for plain TCP")
     parser.add_argument("--mixer-grpc", default="127.0.0.1:9091", metavar="HOST:PORT")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--fail-open", dest="fail_open", action="store_true",
@@ -60,6 +64,8 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         service_account=args.service_account,
         inbound=tuple(parse_inbound(x) for x in args.inbound),
         outbound=tuple(parse_outbound(x) for x in args.outbound),
+        tcp_inbound=tuple(parse_inbound(x) for x in args.tcp_inbound),
+        tcp_outbound=tuple(parse_outbound(x) for x in args.tcp_outbound),
         mixer_host=host,
         mixer_port=int(port),
         fail_open=args.fail_open,

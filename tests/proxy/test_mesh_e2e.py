@@ -24,6 +24,7 @@ class Mesh:
     a_to_c: int
     b_inbound: int  # fail-closed
     d_inbound: int  # fail-open
+    a_to_b_tcp: int  # a-v1's plain TCP outbound to b-v1's TCP inbound
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     app = Upstream()
     mixer = MixerProcess(workdir)
     mixer.start()
-    ports = {name: free_port() for name in ("b", "c", "d", "a_b", "a_c")}
+    ports = {name: free_port() for name in ("b", "c", "d", "a_b", "a_c", "b_tcp", "a_b_tcp")}
     specs = [
         SidecarSpec(
             workload="a-v1",
@@ -40,10 +41,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
                 Outbound("b", ports["a_b"], "127.0.0.1", ports["b"]),
                 Outbound("c", ports["a_c"], "127.0.0.1", ports["c"]),
             ),
+            tcp_outbound=(Outbound("b", ports["a_b_tcp"], "127.0.0.1", ports["b_tcp"]),),
             mixer_port=mixer.grpc_port,
         ),
         SidecarSpec(workload="b-v1", inbound=(Inbound(ports["b"], app.port),), mixer_port=mixer.grpc_port,
-                    quotas=("requestcount",), rate_limits=("ratelimit",)),
+                    quotas=("requestcount",), rate_limits=("ratelimit",),
+                    tcp_inbound=(Inbound(ports["b_tcp"], app.port),)),
         SidecarSpec(workload="c-v1", inbound=(Inbound(ports["c"], app.port),), mixer_port=mixer.grpc_port),
         SidecarSpec(workload="d-v1", inbound=(Inbound(ports["d"], app.port),), mixer_port=mixer.grpc_port,
                     fail_open=True),
@@ -58,7 +61,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             envoys.append(envoy)
         for envoy in envoys:
             envoy.wait_ready()
-        yield Mesh(mixer, ports["a_b"], ports["a_c"], ports["b"], ports["d"])
+        yield Mesh(mixer, ports["a_b"], ports["a_c"], ports["b"], ports["d"], ports["a_b_tcp"])
     finally:
         for envoy in envoys:
             envoy.close()
@@ -85,6 +88,20 @@ def test_reports_name_both_workloads_on_both_sides(mesh: Mesh) -> None:
         assert bag["method"] == "GET"
         assert bag["protocol"] == "http"
         assert bag["error_code"] == "-"
+
+
+def test_tcp_connections_are_reported_by_both_sidecars(mesh: Mesh) -> None:
+    status, _, body = get(mesh.a_to_b_tcp, "/over-tcp")  # HTTP bytes, proxied as plain TCP
+    assert status == 200, body
+    bags = wait_until(lambda: (lambda b: b if len(b) >= 2 else None)(
+        [bag for bag in mesh.mixer.bags() if bag["protocol"] == "tcp"]), what="2 TCP bags")
+    by_reporter = {bag["reporter"]: bag for bag in bags}
+    assert by_reporter["outbound"]["source_workload"] == "a-v1"
+    assert by_reporter["outbound"]["destination_service"] == "b"
+    assert by_reporter["inbound"]["destination_workload"] == "b-v1"
+    for bag in by_reporter.values():
+        assert bag["event"] == "close"
+        assert bag["received"] > 0
 
 
 def test_rule_denies_a_to_c_while_a_to_b_is_served(mesh: Mesh) -> None:
