@@ -265,13 +265,21 @@ def main() -> int:
     ]
     print("\n".join(lines))
     if args.append:
-        command = "python bench/envoy_check.py " + " ".join(a for a in sys.argv[1:] if a != "--append")
+        command = ".venv/bin/python bench/envoy_check.py " + " ".join(a for a in sys.argv[1:] if a != "--append")
         section = [
             "", "## bench/envoy_check.py", "",
             f"`{command.strip()}` ({time.strftime('%Y-%m-%d')}; {machine}; {args.connections} connections, "
             f"{args.rounds} alternating rounds of {args.duration:g}s, medians; Envoy --concurrency 1 with a "
             "direct 200 response, so only the Check round trip differs)", "",
             *lines, "",
+            f"Goal: the mixer within 1.2x of the bare handler at p50 and p99: "
+            f"{'met' if max(mixer['p50'] / bare['p50'], mixer['p99'] / bare['p99']) <= 1.2 else 'NOT met'}. "
+            "What the mixer adds per Check: mapping the CheckRequest to a bag (~9 µs: headers and labels "
+            "copied out of protobuf maps, cached IP parsing) and the runtime's check (~3 µs with no "
+            "matching deny rule); both servers spend most of their time in grpc.aio itself. "
+            "The ALS figure is one core in process (no gRPC); most of it is the four Istio metric "
+            "instances and their prometheus handler, mapping an entry is ~12 µs. `wrk` is Debian's "
+            "package (`apt-get install wrk`); without it the script falls back to an aiohttp client.", "",
         ]
         with open(ROOT / "BENCHMARKS.md", "a") as handle:
             handle.write("\n".join(section))
