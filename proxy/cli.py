@@ -99,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     envoy = EnvoyProcess(path, base_id=args.base_id, log_path=args.envoy_log)
     # The main thread spawns Envoy and stays alive in run(): Envoy's PDEATHSIG follows this thread.
-    return Supervisor(envoy).run()
+    try:
+        return Supervisor(envoy).run()
+    finally:
+        envoy.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,7 +72,9 @@ class EnvoyProcess:
         self.log_level = log_level
         self.extra_args = tuple(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
-        self._admin_path = Path(tempfile.mkstemp(prefix="envoy-admin-", suffix=".addr")[1])
+        handle, name = tempfile.mkstemp(prefix="envoy-admin-", suffix=".addr")
+        os.close(handle)  # Envoy writes the file; we only read it
+        self._admin_path = Path(name)
 
     def command(self) -> list[str]:
         args = [str(envoy_binary()), "-c", str(self.config_path), "--concurrency", str(self.concurrency),
