@@ -191,9 +191,7 @@ def bench_als(batches: int, per_batch: int) -> dict[str, float]:
     from mixer.frontdoors.als import AccessLogFrontDoor
     from mixer.runtime import Runtime
 
-    reference = ROOT.parent / "shared" / "reference" / "envoy-probe"
-    if not reference.is_dir():
-        reference = Path("/work/shared/reference/envoy-probe")
+    reference = ROOT / "tests" / "frontdoors" / "testdata" / "envoy-probe"
     entries = [json.loads(line) for line in (reference / "als_http_entries.jsonl").read_text().splitlines() if line]
     first = json_format.Parse((reference / "als_identifier_node.json").read_text(), als_pb2.StreamAccessLogsMessage())
     message = als_pb2.StreamAccessLogsMessage()

@@ -27,9 +27,8 @@ from mixer.frontdoors.envoy_attributes import (
     value_from_text,
 )
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "envoy-probe"
-if not REFERENCE.is_dir():  # CI lays shared/ beside the clone
-    REFERENCE = Path("/work/shared/reference/envoy-probe")
+# Copies of what real Envoy 1.40 sent (shared/reference/envoy-probe), kept with the tests.
+REFERENCE = Path(__file__).parent / "testdata" / "envoy-probe"
 
 MANIFEST = default_manifest()
 TRUSTING = MappingOptions(trust_peer_headers=True)
