@@ -27,8 +27,11 @@ class CheckAnswer(Protocol):
 class RuntimeLike(Protocol):
     """The slice of ``mixer.runtime.Runtime`` the front doors call."""
 
-    manifest: Mapping[str, ValueType]
-    metrics: SelfMetrics
+    @property
+    def manifest(self) -> Mapping[str, ValueType]: ...
+
+    @property
+    def metrics(self) -> SelfMetrics: ...
 
     def report(self, bags: Sequence[Bag], front_door: str) -> Any: ...
 
