@@ -215,7 +215,7 @@ def bench_als(batches: int, per_batch: int) -> dict[str, float]:
         base, kind = stream_base_bag(first.identifier.node, first.identifier.log_name)
         begun = time.perf_counter()
         for _ in range(batches):
-            door.ingest(als_pb2.StreamAccessLogsMessage.FromString(raw), base, kind)
+            await door.ingest(als_pb2.StreamAccessLogsMessage.FromString(raw), base, kind)
         elapsed = time.perf_counter() - begun
         await runtime.close()
         return elapsed
