@@ -249,7 +249,7 @@ def main() -> int:
     als = bench_als(args.als_batches, args.als_batch_size)
     bare, mixer = envoy["bare"], envoy["mixer"]
     lines = [
-        f"| path | req/s | p50 ms | p99 ms | non-2xx |",
+        "| path | req/s | p50 ms | p99 ms | non-2xx |",
         "|---|---|---|---|---|",
         f"| Envoy ext_authz -> bare grpc.aio allow | {bare['rps']:.0f} | {bare['p50']:.2f} | {bare['p99']:.2f} | {bare['non2xx']:.0f} |",
         f"| Envoy ext_authz -> mixer | {mixer['rps']:.0f} | {mixer['p50']:.2f} | {mixer['p99']:.2f} | {mixer['non2xx']:.0f} |",

@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mixer import processes
+
 log = logging.getLogger("proxy.envoy")
 
 
@@ -143,17 +145,7 @@ class EnvoyProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM Envoy's process group by PID, SIGKILL if it lingers; safe twice."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
+        processes.stop(self._proc, timeout)
 
     def close(self) -> None:
         self.stop()

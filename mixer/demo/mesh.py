@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixer.demo import app
+from mixer.processes import free_port
 from proxy import EnvoyProcess, Inbound, Outbound, SidecarSpec, write_bootstrap
 
 NAMESPACE = "default"
 WORKLOADS = ("frontend-v1", "catalog-v1", "reviews-v1", "reviews-v2")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -16,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mixer import processes
 
 SCRAPE_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "prometheus.yml"
 
@@ -113,13 +113,6 @@ class PrometheusServer:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
+        processes.stop(proc, timeout)
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mixer.demo import prometheus
 from mixer.demo.config import write_config
-from mixer.demo.mesh import Mesh, free_port
+from mixer.demo.mesh import Mesh
 from mixer.demo.traffic import Traffic
+from mixer.processes import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "grafana" / "dashboards"
@@ -48,19 +49,6 @@ def _port(preferred: int, any_port: bool) -> int:
         return preferred
     except OSError:
         return free_port()
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the mixer exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
 
 
 class Demo:
@@ -99,7 +87,7 @@ class Demo:
         finally:
             log.close()
         for port in (self.http_port, self.grpc_port, self.metrics_port):
-            _wait_port(port, self.mixer)
+            wait_for_port(port, 30.0, self.mixer)
         self.mesh.start()
         self.traffic = Traffic(self.mesh.entry_port, self.options.rate)
         self.traffic.start()

@@ -1,12 +1,7 @@
-"""Free loopback ports for servers started by tests."""
+"""Free loopback ports for servers started by tests (the package's own helper)."""
 
 from __future__ import annotations
 
-import socket
+from mixer.processes import free_port
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port"]
