@@ -91,10 +91,17 @@ class QuotaArgs:
 
 @dataclass(frozen=True, slots=True)
 class QuotaResult:
+    """A quota allocation. Handlers that know their window also tell ``remaining`` (after this
+    allocation), ``limit`` (per window) and ``window`` (its length); the rate limit front door turns
+    them into Envoy's limit_remaining / current_limit (the x-ratelimit-* headers)."""
+
     granted_amount: int
     valid_duration: dt.timedelta = dt.timedelta(0)
     status_code: int = OK
     message: str = ""
+    remaining: int | None = None
+    limit: int | None = None
+    window: dt.timedelta | None = None
 
 
 class ParamsError(ValueError):

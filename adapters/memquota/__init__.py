@@ -4,7 +4,7 @@ Params: ``quotas: [{name, maxAmount, validDuration, overrides: [{dimensions, max
 ``name`` is the quota instance (``requestcount``, ``requestcount.istio-system`` or fully qualified).
 Each distinct set of dimension values has its own window of ``validDuration``; a window grants up to
 ``maxAmount`` (``best_effort`` grants what is left, otherwise all or nothing). Results carry
-``remaining``, ``limit`` and ``window``, which the rate limit front door reports as
+QuotaResult's ``remaining``, ``limit`` and ``window``, which the rate limit front door reports as
 ``limit_remaining`` and ``current_limit`` (Envoy's x-ratelimit-* headers). Replicas do not share
 windows: use a shared quota backend for that.
 """
@@ -31,17 +31,11 @@ from mixer.sdk import (
     unknown_fields,
 )
 
-__all__ = ["MemQuotaAdapter", "MemQuotaHandler", "MemQuotaResult", "QuotaLimit"]
+__all__ = ["MemQuotaAdapter", "MemQuotaHandler", "QuotaLimit"]
 
 # Bound on distinct (quota, dimensions) windows kept; expired ones are swept first.
 MAX_WINDOWS = 100_000
 
-
-@dataclass(frozen=True, slots=True)
-class MemQuotaResult(QuotaResult):
-    remaining: int = 0  # what the window has left after this allocation
-    limit: int = 0  # the window's maxAmount
-    window: dt.timedelta = dt.timedelta(0)  # the window's length (validDuration)
 
 
 @dataclass(frozen=True)
@@ -102,7 +96,7 @@ class MemQuotaHandler(Handler):
         window[1] += granted
         until_reset = dt.timedelta(seconds=max(seconds - (now - window[0]), 0.0))
         code = OK if granted or args.amount == 0 else RESOURCE_EXHAUSTED
-        return MemQuotaResult(granted, until_reset, code, "" if code == OK else f"quota {limit.name} exhausted",
+        return QuotaResult(granted, until_reset, code, "" if code == OK else f"quota {limit.name} exhausted",
                               remaining=left - granted, limit=max_amount, window=duration)
 
     def _sweep(self, now: float) -> None:

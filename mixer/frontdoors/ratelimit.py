@@ -26,15 +26,14 @@ _UNITS = {
 }
 
 
-def _describe_limit(status: rls_pb2.RateLimitResponse.DescriptorStatus, result: Any) -> None:
+def _describe_limit(status: rls_pb2.RateLimitResponse.DescriptorStatus, result: sdk.QuotaResult) -> None:
     """Fill ``current_limit`` when the handler tells its limit and window (memquota does).
 
     Envoy derives its x-ratelimit-* headers from it; RLS units are whole seconds, minutes, hours or
     days, so other windows leave it unset.
     """
-    limit = getattr(result, "limit", None)
-    window = getattr(result, "window", None)
-    if not isinstance(limit, int) or window is None:
+    limit, window = result.limit, result.window
+    if limit is None or window is None:
         return
     unit = _UNITS.get(int(window.total_seconds())) if window.total_seconds().is_integer() else None
     if unit is not None:
@@ -84,8 +83,7 @@ class RateLimitFrontDoor:
                 if result.granted_amount < hits:
                     status.code = _OVER
                     response.overall_code = _OVER
-                # Handlers that know what is left expose it as ``remaining`` (memquota does).
-                left = getattr(result, "remaining", None)
+                left = result.remaining  # known to handlers with windows (memquota)
                 if isinstance(left, int):
                     remaining = left if remaining is None else min(remaining, left)
                 _describe_limit(status, result)

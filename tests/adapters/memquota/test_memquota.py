@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from adapters.memory import MemoryAdapter
-from adapters.memquota import MemQuotaAdapter, MemQuotaHandler, MemQuotaResult
+from adapters.memquota import MemQuotaAdapter, MemQuotaHandler
 from mixer.sdk import OK, RESOURCE_EXHAUSTED, Env, Instance, MetricInstance, ParamsError, QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
@@ -41,9 +41,8 @@ async def test_window_grants_up_to_max_then_resets() -> None:
     results = [await handler.allocate_quota(_instance(), QuotaArgs(1)) for _ in range(3)]
     assert [r.granted_amount for r in results] == [1, 1, 0]
     assert [r.status_code for r in results] == [OK, OK, RESOURCE_EXHAUSTED]
-    assert isinstance(results[0], MemQuotaResult)
-    assert [r.remaining for r in results] == [1, 0, 0]  # type: ignore[attr-defined]
-    assert results[0].limit == 2 and results[0].window == dt.timedelta(seconds=10)  # type: ignore[attr-defined]
+    assert [r.remaining for r in results] == [1, 0, 0]
+    assert results[0].limit == 2 and results[0].window == dt.timedelta(seconds=10)
     assert (await handler.allocate_quota(_instance("/b"), QuotaArgs(1))).granted_amount == 1  # own window
     clock.now += 10
     assert (await handler.allocate_quota(_instance(), QuotaArgs(1))).granted_amount == 1
