@@ -167,7 +167,7 @@ def _amount(raw: Any, where: str, problems: list[tuple[str, str]]) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
         problems.append((where, f"must be a non-negative integer, got {raw!r}"))
         return 0
-    return raw
+    return int(raw)
 
 
 def _duration(raw: Any, where: str, problems: list[tuple[str, str]]) -> dt.timedelta:
