@@ -22,12 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from mixer.processes import free_port, start, stop, wait_for_port
+from proxy import EnvoyProcess, Inbound, SidecarSpec, render_bootstrap
 
-from proxy import EnvoyProcess, Inbound, SidecarSpec, render_bootstrap  # noqa: E402
-from tests.support.ports import free_port  # noqa: E402
-from tests.support.processes import start, stop, wait_for_port  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 POLICY = """\
 apiVersion: config.istio.io/v1alpha2

@@ -310,14 +310,7 @@ def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
             ],
         },
     }
-    if spec.tracing:
-        hcm["tracing"] = _tracing(spec)
-    return {
-        "name": f"inbound_{inbound.port}",
-        "address": _address(spec.listen_host, inbound.port),
-        "traffic_direction": "INBOUND",
-        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
-    }
+    return _http_listener(spec, "INBOUND", inbound.port, hcm)
 
 
 def _outbound_listener(spec: SidecarSpec, outbound: Outbound) -> dict[str, Any]:
@@ -339,12 +332,17 @@ def _outbound_listener(spec: SidecarSpec, outbound: Outbound) -> dict[str, Any]:
             ],
         },
     }
+    return _http_listener(spec, "OUTBOUND", outbound.port, hcm)
+
+
+def _http_listener(spec: SidecarSpec, direction: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
+    """A listener running ``hcm`` (with the tracer when the spec asks for it)."""
     if spec.tracing:
         hcm["tracing"] = _tracing(spec)
     return {
-        "name": f"outbound_{outbound.port}",
-        "address": _address(spec.listen_host, outbound.port),
-        "traffic_direction": "OUTBOUND",
+        "name": f"{direction.lower()}_{port}",
+        "address": _address(spec.listen_host, port),
+        "traffic_direction": direction,
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
     }
 

@@ -46,7 +46,6 @@ class AccessLogFrontDoor:
                 message = als_pb2.StreamAccessLogsMessage.FromString(raw)
             except DecodeError as exc:
                 await reject(context, self._runtime.metrics, FRONT_DOOR, f"malformed StreamAccessLogsMessage: {exc}")
-                raise AssertionError("unreachable") from None
             if message.HasField("identifier"):
                 base, kind = stream_base_bag(message.identifier.node, message.identifier.log_name)
             await self.ingest(message, base, kind)

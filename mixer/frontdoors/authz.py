@@ -92,12 +92,10 @@ class AuthorizationFrontDoor:
             request = external_auth_pb2.CheckRequest.FromString(raw)
         except DecodeError as exc:
             await reject(context, runtime.metrics, FRONT_DOOR, f"malformed CheckRequest: {exc}")
-            raise AssertionError("unreachable") from None
         try:
             bag, extra_quotas = check_request_bag(request, runtime.manifest, self._mapping)
         except BagError as exc:
             await reject(context, runtime.metrics, FRONT_DOOR, describe_bag_error(exc))
-            raise AssertionError("unreachable") from None
         names = [*self._options.authz_quotas, *extra_quotas]
         quotas = {name: sdk.QuotaArgs(amount=1) for name in names}
         answer = await runtime.check(bag, quotas, FRONT_DOOR)

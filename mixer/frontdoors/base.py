@@ -5,23 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
 from mixer.attributes import Bag, BagError, ValueType
-from mixer.sdk import CheckResult, QuotaArgs, QuotaResult
+from mixer.sdk import QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
 log = logging.getLogger("mixer.frontdoors")
-
-# A received batch is dispatched in slices of at most this many bags: bounds per-call memory.
-MAX_BATCH = 512
-
-
-class CheckAnswer(Protocol):
-    result: CheckResult
-    quotas: dict[str, QuotaResult]
 
 
 class RuntimeLike(Protocol):
@@ -52,11 +44,12 @@ class FrontDoorOptions:
 
 async def reject(
     context: grpc.aio.ServicerContext[Any, Any], metrics: SelfMetrics, front_door: str, message: str
-) -> None:
+) -> NoReturn:
     """Count a malformed bag and end the call with INVALID_ARGUMENT (raises AbortError)."""
     metrics.rejected_bags.labels(front_door).inc()
     log.debug("%s: rejected: %s", front_door, message)
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+    raise AssertionError("grpc.aio's abort always raises")
 
 
 def describe_bag_error(exc: BagError) -> str:

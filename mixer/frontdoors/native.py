@@ -13,7 +13,7 @@ import grpc
 import orjson
 
 from mixer.api import RequestError, check_response_json, parse_check, parse_report
-from mixer.frontdoors.base import MAX_BATCH, FrontDoorOptions, RuntimeLike, reject
+from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike, reject
 
 FRONT_DOOR = "native_grpc"
 SERVICE = "mixer.v1.Mixer"
@@ -42,7 +42,6 @@ class NativeFrontDoor:
             bag, quotas = parse_check(_load(raw), runtime.manifest)
         except RequestError as exc:
             await reject(context, runtime.metrics, FRONT_DOOR, str(exc))
-            raise AssertionError("unreachable") from None
         answer = await runtime.check(bag, quotas, FRONT_DOOR)
         return orjson.dumps(check_response_json(answer))
 
@@ -52,11 +51,8 @@ class NativeFrontDoor:
             parsed = parse_report(_load(raw), runtime.manifest)
         except RequestError as exc:
             await reject(context, runtime.metrics, FRONT_DOOR, str(exc))
-            raise AssertionError("unreachable") from None
         bags = parsed.bags
-        dispatched = 0
-        for start in range(0, len(bags), MAX_BATCH):
-            dispatched += runtime.report(bags[start : start + MAX_BATCH], FRONT_DOOR) or 0
+        dispatched = runtime.report(bags, FRONT_DOOR) if bags else 0
         if parsed.rejected:
             # As the HTTP API: good bags are kept, the call fails naming each bad one.
             runtime.metrics.rejected_bags.labels(FRONT_DOOR).inc(len(parsed.rejected) - 1)

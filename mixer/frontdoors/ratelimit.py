@@ -60,7 +60,6 @@ class RateLimitFrontDoor:
             request = rls_pb2.RateLimitRequest.FromString(raw)
         except DecodeError as exc:
             await reject(context, runtime.metrics, FRONT_DOOR, f"malformed RateLimitRequest: {exc}")
-            raise AssertionError("unreachable") from None
         response = rls_pb2.RateLimitResponse(overall_code=_OK)
         default_hits = request.hits_addend or 1
         for descriptor in request.descriptors:
@@ -68,7 +67,6 @@ class RateLimitFrontDoor:
                 bag, names = descriptor_bag(request.domain, descriptor.entries, runtime.manifest)
             except BagError as exc:
                 await reject(context, runtime.metrics, FRONT_DOOR, describe_bag_error(exc))
-                raise AssertionError("unreachable") from None
             hits = descriptor.hits_addend.value if descriptor.HasField("hits_addend") else default_hits
             status = response.statuses.add(code=_OK)
             if not names:

@@ -18,6 +18,8 @@ from mixer.selfmetrics import SelfMetrics
 __all__ = ["CheckResponse", "Runtime", "Snapshot", "combine"]
 
 _DRAIN_TIMEOUT = 10.0
+# A large report is dispatched in slices of at most this many bags: bounds the instances held at once.
+MAX_BATCH = 512
 
 
 class Runtime:
@@ -96,7 +98,11 @@ class Runtime:
     def report(self, bags: Sequence[Bag], front_door: str = "native") -> int:
         """Dispatch a batch of bags to report handlers; returns how many instances were dispatched."""
         self.metrics.reports.labels(front_door).inc(len(bags))
-        return report(self.snapshot, bags, self.metrics, self.errors)
+        snapshot = self.snapshot
+        return sum(
+            report(snapshot, bags[start : start + MAX_BATCH], self.metrics, self.errors)
+            for start in range(0, len(bags), MAX_BATCH)
+        )
 
     async def check(
         self, bag: Bag, quotas: Mapping[str, QuotaArgs] | None = None, front_door: str = "native"

@@ -7,7 +7,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -50,10 +49,6 @@ class Snapshot:
     quota_plans: list[RulePlan]
     inflight: int = 0
     drained: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return self.config.manifest
 
 
 def handler_key(handler: CompiledHandler, schemas: Mapping[str, InstanceSchema]) -> bytes:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,6 @@ class ServeOptions:
     watch_interval: float = 2.0  # seconds between config change checks; 0 disables
     reuse_port: bool = False
     grpc: FrontDoorOptions | None = None  # the gRPC front doors (ext_authz, ALS, RLS, native); None: off
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def config_signature(paths: Sequence[str]) -> tuple[tuple[str, float, int], ...]:

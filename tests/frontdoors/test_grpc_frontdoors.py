@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from mixer.frontdoors import FrontDoorOptions, GrpcFrontDoors
 from mixer.runtime import Runtime
 from tests.frontdoors.test_envoy_attributes import REFERENCE, _lines
-from tests.support.ports import free_port
+from mixer.processes import free_port
 
 MESH = Path(__file__).parent / "testdata" / "mesh.yaml"
 CHECK = "/envoy.service.auth.v3.Authorization/Check"

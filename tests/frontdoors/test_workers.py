@@ -12,8 +12,7 @@ import grpc
 import orjson
 
 from tests.proxy.support import ROOT, MESH_CONFIG
-from tests.support.ports import free_port
-from tests.support.processes import start, stop, wait_for_port
+from mixer.processes import free_port, start, stop, wait_for_port
 
 
 def _children(parent: int) -> list[int]:

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support.ports import free_port
-from tests.support.processes import start, stop, wait_for_port
+from mixer.processes import free_port, start, stop, wait_for_port
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from envoy.service.auth.v3 import external_auth_pb2
 
 from proxy import EnvoyProcess, Inbound, Outbound, SidecarSpec, write_bootstrap
 from tests.proxy.support import MixerProcess, Upstream, get, wait_until
-from tests.support.ports import free_port
+from mixer.processes import free_port
 
 
 @dataclass

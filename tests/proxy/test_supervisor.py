@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.proxy.support import ROOT, Upstream, get, wait_until
-from tests.support.ports import free_port
-from tests.support.processes import start, stop, wait_for_port
+from mixer.processes import free_port, start, stop, wait_for_port
 
 
 def _envoy_children(parent: int) -> list[int]:

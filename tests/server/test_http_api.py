@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.ports import free_port
-from tests.support.processes import start, stop, wait_for_port
+from mixer.processes import free_port, start, stop, wait_for_port
 
 CONFIG = """
 apiVersion: config.istio.io/v1alpha2

@@ -15,8 +15,7 @@ from mixer.demo import app
 from mixer.demo.config import write_config
 from mixer.demo.mesh import Mesh
 from mixer.demo.prometheus import PrometheusServer, scrape_config
-from tests.support.ports import free_port
-from tests.support.processes import start, stop, wait_for_port
+from mixer.processes import free_port, start, stop, wait_for_port
 
 Key = tuple[str, str, str, str]  # reporter, source_workload, destination_workload, response_code
 

@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 
 from mixer.sdk import MetricInstance
-from tests.support.ports import free_port
+from mixer.processes import free_port
 
 from .conftest import Build
 
