@@ -560,3 +560,13 @@ def test_engine_never_uses_eval_exec_or_compile() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in forbidden, f"{source.name}:{node.lineno} calls {node.func.id}()"
+
+
+def test_matches_runs_in_linear_time_on_re2() -> None:
+    # 2^40 paths for a backtracking engine; RE2 answers at once (a hang here would time out).
+    assert compile_expression('"^(a+)+$".matches(request.path)', MANIFEST).evaluate(
+        {"request.path": "a" * 40 + "!"}) is False
+    dynamic = compile_expression("source.labels[\"regex\"].matches(request.path)", MANIFEST)
+    assert dynamic.evaluate({"source.labels": {"regex": "^(a+)+$"}, "request.path": "a" * 40 + "!"}) is False
+    with pytest.raises(ExpressionError, match="invalid regular expression '\\(a\\)\\\\\\\\1'"):
+        compile_expression('"(a)\\\\1".matches(request.path)', MANIFEST)
