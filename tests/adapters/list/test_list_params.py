@@ -53,3 +53,24 @@ def test_istio_docs_blacklist_parses() -> None:
     assert (ips.refresh_interval, ips.ttl) == (dt.timedelta(seconds=30), dt.timedelta(minutes=2))
     assert ListAdapter().parse_params({"providerUrl": "file:///etc/lists/a%20b.txt"}).provider_path == \
         Path("/etc/lists/a b.txt")
+
+
+def test_param_errors_point_into_the_config_file(tmp_path: Path) -> None:
+    from mixer.config import ConfigError, load_config
+
+    path = tmp_path / "list.yaml"
+    path.write_text("""\
+apiVersion: config.istio.io/v1alpha2
+kind: handler
+metadata: {name: paths, namespace: istio-system}
+spec:
+  compiledAdapter: listchecker
+  params:
+    entryType: REGEX
+    overrides: ["^/ok", "(?<=x)y"]
+""")
+    with pytest.raises(ConfigError) as caught:
+        load_config([path])
+    (problem,) = caught.value.problems
+    assert str(problem).startswith(f"{path}:8:25: handler[paths.istio-system].spec.params.overrides[1]: "
+                                   "invalid regular expression '(?<=x)y': invalid perl operator: (?<")
