@@ -29,6 +29,8 @@ class CompiledHandler:
     adapter_name: str
     adapter: Adapter
     params: Any
+    # The params as written: the handler's identity across config swaps. For an adapter that uses
+    # the RbacPolicy, the policy's fingerprint is added ("$rbacPolicy") so a role change rebuilds it.
     raw_params: Mapping[str, Any]
 
 
