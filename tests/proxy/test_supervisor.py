@@ -36,6 +36,9 @@ def test_sidecar_run_restarts_a_crashed_envoy_and_stops_on_sigterm(tmp_path: Pat
         os.kill(first, signal.SIGKILL)  # a crash
         second = wait_until(lambda: [p for p in _envoy_children(proc.pid) if p != first], what="restarted envoy")[0]
         wait_until(lambda: _serves(port), what="restarted envoy serving")
+        # One ready line per LIVE Envoy: the restarted one may have another admin port.
+        wait_until(lambda: (tmp_path / "sidecar.log").read_text().count("envoy ready: admin http://127.0.0.1:") == 2,
+                   what="second ready line")
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(30) == 0
         wait_until(lambda: not _alive(second), what="envoy stopped")
