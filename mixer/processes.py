@@ -104,7 +104,7 @@ def start(
         )
 
 
-def signal_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+def _signal_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     """Send ``sig`` to the child's process group unless it has exited; never blocks."""
     if proc.poll() is not None:
         return
@@ -121,13 +121,13 @@ def stop_all(procs: Iterable[subprocess.Popen[bytes] | None], timeout: float = 1
     """
     children = [proc for proc in procs if proc is not None]
     for proc in children:
-        signal_group(proc, signal.SIGTERM)
+        _signal_group(proc, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for proc in children:
         try:
             proc.wait(max(deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
-            signal_group(proc, signal.SIGKILL)
+            _signal_group(proc, signal.SIGKILL)
             proc.wait(timeout)
 
 
