@@ -33,12 +33,12 @@ def test_sidecar_run_restarts_a_crashed_envoy_and_stops_on_sigterm(tmp_path: Pat
         wait_for_port(port, timeout=30, proc=proc)
         assert get(port, "/up")[0] == 200
         first = wait_until(lambda: _envoy_children(proc.pid), what="envoy child")[0]
+        wait_until(lambda: _ready_lines(tmp_path / "sidecar.log") == 1, what="first ready line")
         os.kill(first, signal.SIGKILL)  # a crash
         second = wait_until(lambda: [p for p in _envoy_children(proc.pid) if p != first], what="restarted envoy")[0]
         wait_until(lambda: _serves(port), what="restarted envoy serving")
         # One ready line per LIVE Envoy: the restarted one may have another admin port.
-        wait_until(lambda: (tmp_path / "sidecar.log").read_text().count("envoy ready: admin http://127.0.0.1:") == 2,
-                   what="second ready line")
+        wait_until(lambda: _ready_lines(tmp_path / "sidecar.log") == 2, what="second ready line")
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(30) == 0
         wait_until(lambda: not _alive(second), what="envoy stopped")
@@ -46,6 +46,10 @@ def test_sidecar_run_restarts_a_crashed_envoy_and_stops_on_sigterm(tmp_path: Pat
     finally:
         stop(proc)
         app.close()
+
+
+def _ready_lines(log: Path) -> int:
+    return log.read_text().count("envoy ready: admin http://127.0.0.1:")
 
 
 def _serves(port: int) -> bool:
@@ -76,7 +80,7 @@ def test_sidecar_run_prints_one_ready_line_and_leaves_no_temp_file(tmp_path: Pat
                   "--mixer-grpc", f"127.0.0.1:{free_port()}", "--fail-open", "--no-tracing", "--run"],
                  out, stderr_path=err, cwd=str(ROOT), env={**os.environ, "TMPDIR": str(tmpdir)})
     try:
-        line = wait_until(lambda: out.read_text(), timeout=30, what="ready line")
+        line = wait_until(lambda: out.read_text().partition("\n")[1] and out.read_text(), timeout=30, what="ready line")
         match = re.fullmatch(r"envoy ready: admin http://127\.0\.0\.1:(\d+)\n", line)
         assert match, line
         admin = f"http://127.0.0.1:{match[1]}"
