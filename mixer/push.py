@@ -119,7 +119,7 @@ class Backoff:
 class PushQueue(Generic[T]):
     """A bounded queue drained in batches by ``settings.senders`` tasks that call ``send``.
 
-    ``offer`` is synchronous and cheap (the report path calls it once per batch): it extends a deque
+    ``offer`` is synchronous and cheap (the report path calls it once per batch): it appends one list
     and wakes the senders at most once. Exact counts live on the object: ``offered``, ``sent`` and
     ``dropped`` (by reason); ``offered == sent + sum(dropped.values()) + queued + in_flight``.
     """
@@ -132,6 +132,8 @@ class PushQueue(Generic[T]):
         size_of: Callable[[T], int] | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        if min(settings.queue_size, settings.queue_bytes, settings.batch_size, settings.senders) < 1:
+            raise ValueError(f"queue_size, queue_bytes, batch_size and senders must be >= 1: {settings}")
         self._send = send
         self.settings = settings
         self._env = env
