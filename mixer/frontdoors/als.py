@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 
 from mixer.attributes import Bag, BagError
 from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike, log, reject
-from mixer.frontdoors.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
+from mixer.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
 
 FRONT_DOOR = "als"
 SERVICE = "envoy.service.accesslog.v3.AccessLogService"

@@ -14,7 +14,7 @@ from google.rpc import status_pb2
 from mixer import sdk
 from mixer.attributes import BagError
 from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike, describe_bag_error, log, reject
-from mixer.frontdoors.envoy_attributes import MappingOptions, check_request_bag
+from mixer.envoy_attributes import MappingOptions, check_request_bag
 
 FRONT_DOOR = "ext_authz"
 SERVICE = "envoy.service.auth.v3.Authorization"

@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 from mixer import sdk
 from mixer.attributes import BagError
 from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike, describe_bag_error, reject
-from mixer.frontdoors.envoy_attributes import descriptor_bag
+from mixer.envoy_attributes import descriptor_bag
 
 FRONT_DOOR = "rls"
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
