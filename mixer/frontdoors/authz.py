@@ -13,7 +13,7 @@ from google.rpc import status_pb2
 from mixer import sdk
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike, log
 from mixer.frontdoors.intake import decode_proto, map_one
-from mixer.frontdoors.envoy_attributes import MappingOptions, check_request_bag
+from mixer.envoy_attributes import MappingOptions, check_request_bag
 
 FRONT_DOOR = "ext_authz"
 SERVICE = "envoy.service.auth.v3.Authorization"

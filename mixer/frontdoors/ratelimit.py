@@ -10,7 +10,7 @@ from envoy.service.ratelimit.v3 import rls_pb2
 from mixer import sdk
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike
 from mixer.frontdoors.intake import decode_proto, map_one
-from mixer.frontdoors.envoy_attributes import descriptor_bag
+from mixer.envoy_attributes import descriptor_bag
 
 FRONT_DOOR = "rls"
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
