@@ -9,15 +9,10 @@ from typing import Any
 import grpc
 from envoy.service.accesslog.v3 import als_pb2
 
-<<<<<<< HEAD
 from mixer.attributes import Bag
+from mixer.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike, log
 from mixer.frontdoors.intake import decode_proto, report_each
-=======
-from mixer.attributes import Bag, BagError
-from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike, log, reject
-from mixer.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
->>>>>>> envoy-mapping-split
 
 FRONT_DOOR = "als"
 SERVICE = "envoy.service.accesslog.v3.AccessLogService"
