@@ -162,9 +162,11 @@ def parse_duration(text: str) -> dt.timedelta:
     """Parse a Go-style duration ("1.5s", "250ms", "1h2m", "-3s")."""
     body = text.strip()
     sign = 1
-    if body[:1] in "+-":
+    if body and body[0] in "+-":
         sign = -1 if body[0] == "-" else 1
         body = body[1:]
+    if not body:
+        raise ValueError(f"invalid duration {text!r}")
     if body == "0":
         return dt.timedelta(0)
     pos, seconds = 0, 0.0
@@ -174,9 +176,13 @@ def parse_duration(text: str) -> dt.timedelta:
             raise ValueError(f"invalid duration {text!r}")
         seconds += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
         pos = part.end()
-    if not body:
-        raise ValueError(f"invalid duration {text!r}")
+    # Go's time.Duration is an int64 of nanoseconds: about 292 years either way.
+    if not seconds <= _MAX_DURATION_SECONDS:
+        raise ValueError(f"duration {text!r} is out of range (at most about 292 years)")
     return dt.timedelta(seconds=sign * seconds)
+
+
+_MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
 
 
 def format_duration(value: dt.timedelta) -> str:
@@ -211,15 +217,24 @@ def _trim(number: float) -> str:
 def parse_timestamp(text: str) -> dt.datetime:
     """Parse RFC 3339 ("2026-11-26T06:22:34.779880Z"); nanosecond fractions are truncated."""
     body = text.strip()
+    if not _RFC3339.match(body):
+        raise ValueError(f"invalid timestamp {text!r} (expected RFC 3339, e.g. 2026-11-26T06:22:34Z)")
     if body.endswith(("Z", "z")):
         body = body[:-1] + "+00:00"
-    match = re.match(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(.*)$", body)
+    match = re.match(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(.*)$", body, re.IGNORECASE)
     if match and match.group(2) and len(match.group(2)) > 7:
         body = match.group(1) + match.group(2)[:7] + match.group(3)
-    value = dt.datetime.fromisoformat(body)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+    try:
+        value = dt.datetime.fromisoformat(body)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValueError(f"timestamp {text!r} is out of range") from None
+
+
+# A date and a time are both required ("2020-01-01" alone is not a timestamp); a missing offset is UTC.
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)?$")
 
 
 def format_timestamp(value: dt.datetime) -> str:
