@@ -20,22 +20,19 @@ class UnknownAdapter(KeyError):
 
 
 class AdapterRegistry:
-    """Adapters by name: from entry points, or from an explicit mapping (tests, embedding)."""
+    """Adapters by name: the installed entry points, plus ``extra`` ones (tests, embedding).
 
-    def __init__(self, adapters: Mapping[str, Adapter] | None = None) -> None:
-        self._explicit = dict(adapters) if adapters is not None else None
-        self._loaded: dict[str, Adapter] = {}
+    An ``extra`` adapter shadows an installed one of the same name, so a test can put a fake
+    behind a config document without touching the runtime's internals.
+    """
+
+    def __init__(self, extra: Mapping[str, Adapter] | None = None) -> None:
+        self._loaded: dict[str, Adapter] = dict(extra or {})
 
     def names(self) -> list[str]:
-        if self._explicit is not None:
-            return sorted(self._explicit)
-        return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+        return sorted({*self._loaded, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
 
     def get(self, name: str) -> Adapter:
-        if self._explicit is not None:
-            if name in self._explicit:
-                return self._explicit[name]
-            raise UnknownAdapter(name, self.names())
         if name not in self._loaded:
             matches = entry_points(group=ENTRY_POINT_GROUP, name=name)
             if not matches:

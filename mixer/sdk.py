@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from mixer.selfmetrics import SelfMetrics
@@ -127,9 +127,11 @@ class Env:
 
 
 class Handler:
-    """Base class: override ``start``/``close`` and the methods of the templates you serve.
+    """Base class: override ``start``/``close``, and implement the protocol of each template served.
 
-    ``close`` must be safe to call twice and without ``start``.
+    ``close`` must be safe to call twice and without ``start``. Which methods a handler needs is
+    said by the protocols below (``MetricHandler`` for ``metric`` and so on); the runtime binds them
+    when it builds a snapshot, so a handler missing one fails at config load, not per batch.
     """
 
     async def start(self) -> None:
@@ -138,31 +140,55 @@ class Handler:
     async def close(self) -> None:
         return None
 
-    # report kinds: called once per batch, must not block (enqueue and return)
-    def handle_metric(self, instances: Sequence[MetricInstance]) -> None:
-        raise NotImplementedError
+    def take_over(self, previous: Handler) -> None:
+        """Carry state over from the handler this one replaces (same name and adapter; its params or
+        instances changed), before ``start``. A prometheus handler keeps the series whose definition
+        did not change, so a reload does not reset counters. ``previous`` is closed afterwards, once
+        in-flight work drains. Default: nothing carried."""
+        return None
 
-    def handle_logentry(self, instances: Sequence[Instance]) -> None:
-        raise NotImplementedError
 
-    def handle_tracespan(self, instances: Sequence[Instance]) -> None:
-        raise NotImplementedError
+# Report protocols: called once per batch with every instance of that template; must not block
+# (a push adapter only enqueues).
+@runtime_checkable
+class MetricHandler(Protocol):
+    def handle_metric(self, instances: Sequence[MetricInstance]) -> None: ...
 
-    def handle_reportnothing(self, instances: Sequence[Instance]) -> None:
-        raise NotImplementedError
 
-    # check kinds
-    async def check_authorization(self, instance: Instance) -> CheckResult:
-        raise NotImplementedError
+@runtime_checkable
+class LogEntryHandler(Protocol):
+    def handle_logentry(self, instances: Sequence[Instance]) -> None: ...
 
-    async def check_listentry(self, instance: Instance) -> CheckResult:
-        raise NotImplementedError
 
-    async def check_checknothing(self, instance: Instance) -> CheckResult:
-        raise NotImplementedError
+@runtime_checkable
+class TraceSpanHandler(Protocol):
+    def handle_tracespan(self, instances: Sequence[Instance]) -> None: ...
 
-    async def allocate_quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
-        raise NotImplementedError
+
+@runtime_checkable
+class ReportNothingHandler(Protocol):
+    def handle_reportnothing(self, instances: Sequence[Instance]) -> None: ...
+
+
+# Check protocols: one instance per call; the verdicts of every matching handler are combined.
+@runtime_checkable
+class AuthorizationHandler(Protocol):
+    async def check_authorization(self, instance: Instance) -> CheckResult: ...
+
+
+@runtime_checkable
+class ListEntryHandler(Protocol):
+    async def check_listentry(self, instance: Instance) -> CheckResult: ...
+
+
+@runtime_checkable
+class CheckNothingHandler(Protocol):
+    async def check_checknothing(self, instance: Instance) -> CheckResult: ...
+
+
+@runtime_checkable
+class QuotaHandler(Protocol):
+    async def allocate_quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult: ...
 
 
 class Adapter:

@@ -33,6 +33,9 @@ class SelfMetrics:
         self.dropped_instances = Counter(
             "mixer_dropped_instances", "Instances a handler could not deliver", ["handler", "reason"], registry=r
         )
+        self.sent_instances = Counter(
+            "mixer_sent_instances", "Instances a push handler delivered to its backend", ["handler"], registry=r
+        )
         self.rejected_bags = Counter(
             "mixer_rejected_bags", "Bags rejected at a front door as malformed", ["front_door"], registry=r
         )

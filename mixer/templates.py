@@ -34,7 +34,6 @@ class Template:
     name: str
     variety: Variety
     fields: Fields
-    handler_method: str  # the Handler method that serves it
 
 
 def _expr(kind: ValueType = ValueType.ANY) -> Field:
@@ -55,14 +54,12 @@ TEMPLATES: dict[str, Template] = {
             "metric",
             Variety.REPORT,
             {"value": _expr(), "dimensions": _map(), **_MONITORED_RESOURCE},
-            "handle_metric",
         ),
         Template(
             "logentry",
             Variety.REPORT,
             {"variables": _map(), "severity": _expr(_S), "timestamp": _expr(_T), "timestamp_format": _expr(_S),
              **_MONITORED_RESOURCE},
-            "handle_logentry",
         ),
         Template(
             "tracespan",
@@ -88,9 +85,8 @@ TEMPLATES: dict[str, Template] = {
                 "response_total_size": _expr(ValueType.INT64),
                 "api_protocol": _expr(_S),
             },
-            "handle_tracespan",
         ),
-        Template("reportnothing", Variety.REPORT, {}, "handle_reportnothing"),
+        Template("reportnothing", Variety.REPORT, {}),
         Template(
             "authorization",
             Variety.CHECK,
@@ -104,11 +100,10 @@ TEMPLATES: dict[str, Template] = {
                     "properties": _map(),
                 },
             },
-            "check_authorization",
         ),
-        Template("listentry", Variety.CHECK, {"value": _expr()}, "check_listentry"),
-        Template("checknothing", Variety.CHECK, {}, "check_checknothing"),
-        Template("quota", Variety.QUOTA, {"dimensions": _map()}, "allocate_quota"),
+        Template("listentry", Variety.CHECK, {"value": _expr()}),
+        Template("checknothing", Variety.CHECK, {}),
+        Template("quota", Variety.QUOTA, {"dimensions": _map()}),
     )
 }
 

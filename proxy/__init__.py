@@ -16,7 +16,8 @@ Python API (what ``mixer sidecar`` does)::
     ...
     envoy.stop()
 
-``Supervisor(envoy).run()`` restarts a crashed Envoy with backoff and stops on SIGTERM/SIGINT.
+``Supervisor(envoy, on_ready=...).run()`` restarts a crashed Envoy with backoff, calls ``on_ready`` each time a
+started Envoy is LIVE, and stops on SIGTERM/SIGINT/SIGHUP.
 What the bootstrap contains and why is in ``proxy/bootstrap.py`` and ``docs/envoy-attributes.md``.
 """
 

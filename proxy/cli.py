@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from proxy.bootstrap import SidecarSpec, bootstrap_yaml, parse_inbound, parse_outbound
-from proxy.envoy import EnvoyProcess, Supervisor
+from proxy.envoy import STOP_SIGNALS, EnvoyProcess, Supervisor
+
+READY_PREFIX = "envoy ready: admin "
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-port", type=int, default=0, help="Envoy admin port (default: any free port)")
     parser.add_argument("--no-tracing", dest="tracing", action="store_false")
     parser.add_argument("--output", "-o", default="", help="write the bootstrap here (default: stdout)")
-    parser.add_argument("--run", dest="run_envoy", action="store_true", help="start Envoy with it and keep it running")
-    parser.add_argument("--envoy-log", default="-", help="Envoy's log file when --run (default: '-', this process's output)")
+    parser.add_argument("--run", dest="run_envoy", action="store_true",
+                        help="start Envoy with it and keep it running (restarted after a crash) until "
+                             "SIGTERM/SIGINT/SIGHUP; each time Envoy's admin /ready answers LIVE, print one "
+                             "line to stdout: 'envoy ready: admin http://127.0.0.1:PORT' (logs go to stderr); "
+                             "without --output the bootstrap is a temporary file removed on exit")
+    parser.add_argument("--envoy-log", default="-",
+                        help="Envoy's log file when --run (default: '-', this process's stderr)")
 
 
 def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
@@ -83,26 +92,45 @@ def run(args: argparse.Namespace) -> int:
         print(f"mixer sidecar: {exc}", file=sys.stderr)
         return 2
     text = bootstrap_yaml(spec)
-    if args.output:
-        path = Path(args.output)
-        path.write_text(text)
-    elif args.run_envoy:
-        handle = tempfile.NamedTemporaryFile("w", prefix=f"{spec.workload}-", suffix=".yaml", delete=False)
-        with handle:
-            handle.write(text)
-        path = Path(handle.name)
-    else:
-        sys.stdout.write(text)
-        return 0
     if not args.run_envoy:
+        if args.output:
+            Path(args.output).write_text(text)
+        else:
+            sys.stdout.write(text)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    envoy = EnvoyProcess(path, base_id=args.base_id, log_path=args.envoy_log)
-    # The main thread spawns Envoy and stays alive in run(): Envoy's PDEATHSIG follows this thread.
+    return _supervise(spec.workload, text, args)
+
+
+def _supervise(workload: str, text: str, args: argparse.Namespace) -> int:
+    """Run Envoy on ``text`` until SIGTERM/SIGINT/SIGHUP; a bootstrap without --output lives in a
+    temporary directory removed on the way out."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if on_main_thread:
+        # Held until the handlers are in place, so a signal during setup still reaches the cleanup.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        return Supervisor(envoy).run()
+        with tempfile.TemporaryDirectory(prefix=f"mixer-sidecar-{workload}-") as workdir:
+            path = Path(args.output) if args.output else Path(workdir) / f"{workload}.yaml"
+            envoy = EnvoyProcess(path, base_id=args.base_id, log_path=args.envoy_log)
+            try:
+                supervisor = Supervisor(envoy, on_ready=_announce_ready)
+                if on_main_thread:
+                    supervisor.stop_on_signals()
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+                path.write_text(text)
+                # This thread spawns Envoy and stays in run(): Envoy's PDEATHSIG follows this thread.
+                return supervisor.run()
+            finally:
+                envoy.close()
     finally:
-        envoy.close()
+        if on_main_thread:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _announce_ready(envoy: EnvoyProcess) -> None:
+    """The one stdout line a script waits for; logs go to stderr."""
+    print(f"{READY_PREFIX}http://{envoy.admin_address}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

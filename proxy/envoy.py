@@ -9,14 +9,14 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mixer import processes
 
 log = logging.getLogger("proxy.envoy")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def envoy_binary() -> Path:
@@ -70,7 +70,7 @@ class EnvoyProcess:
         self.config_path = Path(config_path)
         self.base_id = base_id
         self.concurrency = concurrency
-        self.log_path = Path(log_path) if log_path else None  # "-": inherit this process's stdout
+        self.log_path = Path(log_path) if log_path else None  # "-": share this process's stdout/stderr
         self.log_level = log_level
         self.extra_args = tuple(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -88,14 +88,7 @@ class EnvoyProcess:
         if self.running:
             return
         self._admin_path.write_text("")
-        inherit = self.log_path is not None and str(self.log_path) == "-"
-        out = None if inherit else open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self._proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
-        finally:
-            if self.log_path and not inherit:
-                out.close()  # type: ignore[union-attr]
+        self._proc = processes.start(self.command(), self.log_path, append=True)
 
     @property
     def pid(self) -> int | None:
@@ -117,23 +110,20 @@ class EnvoyProcess:
         except OSError:
             return ""
 
+    def ready(self) -> bool:
+        """True when the admin ``/ready`` endpoint answers LIVE (listeners are bound by then)."""
+        address = self.admin_address
+        if not address:
+            return False
+        answer = processes.http_get(f"http://{address}/ready")
+        return answer is not None and answer[0] == 200 and answer[1].strip() == b"LIVE"
+
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Poll the admin ``/ready`` endpoint until Envoy reports LIVE (listeners are bound by then)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running:
-                raise RuntimeError(f"envoy exited with {self.returncode} before becoming ready"
-                                   + (f"; see {self.log_path}" if self.log_path else ""))
-            address = self.admin_address
-            if address:
-                try:
-                    with urllib.request.urlopen(f"http://{address}/ready", timeout=1) as reply:
-                        if reply.read().strip() == b"LIVE":
-                            return
-                except (urllib.error.URLError, OSError):
-                    pass
-            time.sleep(0.05)
-        raise TimeoutError(f"envoy not ready within {timeout}s")
+        """Poll ``ready`` until Envoy is LIVE; RuntimeError if it exits first."""
+        if self._proc is None:
+            raise RuntimeError("envoy was not started")
+        what = "envoy" + (f" (log: {self.log_path})" if self.log_path else "")
+        processes.wait_until_ready(self.ready, timeout, self._proc, what=what)
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self._proc is None:
@@ -156,8 +146,9 @@ class Supervisor:
     """Keeps an EnvoyProcess running: restarts it after a crash with exponential backoff.
 
     ``run`` blocks in the calling thread (which is the thread that spawns Envoy: keep it alive) until
-    ``request_stop`` is called, e.g. from a SIGTERM/SIGINT handler that ``run`` installs when it is
-    called on the main thread.
+    ``request_stop`` is called, e.g. from the SIGTERM/SIGINT/SIGHUP handlers that ``stop_on_signals``
+    installs (``run`` calls it when it runs on the main thread). ``on_ready`` is called once each
+    time a started Envoy reports LIVE on its admin ``/ready``.
     """
 
     def __init__(
@@ -168,23 +159,37 @@ class Supervisor:
         max_backoff: float = 30.0,
         healthy_after: float = 10.0,
         on_start: Callable[[EnvoyProcess], None] | None = None,
+        on_ready: Callable[[EnvoyProcess], None] | None = None,
     ) -> None:
         self.process = process
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.healthy_after = healthy_after
         self.on_start = on_start
+        self.on_ready = on_ready
         self.restarts = 0
         self._stop = threading.Event()
 
     def request_stop(self) -> None:
         self._stop.set()
 
+    def stop_on_signals(self) -> None:
+        """Turn SIGTERM, SIGINT and SIGHUP into ``request_stop`` (main thread only), so cleanup runs."""
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, lambda *_: self.request_stop())
+
+    def _watch(self, on_ready: Callable[[EnvoyProcess], None] | None) -> None:
+        """Wait while Envoy runs and no stop is requested; call ``on_ready`` once when it is LIVE."""
+        while not self._stop.is_set() and self.process.running:
+            if on_ready is not None and self.process.ready():
+                on_ready(self.process)
+                on_ready = None
+            self._stop.wait(0.2 if on_ready is None else 0.05)
+
     def run(self) -> int:
         """Supervise until stopped; returns 0 after a clean stop."""
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self.request_stop())
+            self.stop_on_signals()
         backoff = self.initial_backoff
         try:
             while not self._stop.is_set():
@@ -192,8 +197,7 @@ class Supervisor:
                 self.process.start()
                 if self.on_start is not None:
                     self.on_start(self.process)
-                while not self._stop.is_set() and self.process.running:
-                    self._stop.wait(0.2)
+                self._watch(self.on_ready)
                 if self._stop.is_set():
                     break
                 code = self.process.returncode

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -61,29 +60,20 @@ class PrometheusServer:
         exe = binary()
         if exe is None:
             raise FileNotFoundError("no prometheus binary on PATH")
-        log = open(self.workdir / "prometheus.log", "wb")  # noqa: SIM115 - handed to the child
-        try:
-            self._proc = subprocess.Popen(
-                [exe, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        finally:
-            log.close()
+        self._proc = processes.start(
+            [exe, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
+            self.workdir / "prometheus.log",
+        )
+
+    def ready(self) -> bool:
+        """True once Prometheus answers 200 on /-/ready."""
+        answer = processes.http_get(f"{self.url}/-/ready")
+        return answer is not None and answer[0] == 200
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self._proc.returncode}; see {self.workdir / 'prometheus.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as reply:
-                    if reply.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"prometheus not ready within {timeout}s")
+        processes.wait_until_ready(self.ready, timeout, self._proc,
+                                   what=f"prometheus (log: {self.workdir / 'prometheus.log'})")
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """An instant query's result vector; raises ValueError when Prometheus rejects the query."""
@@ -111,8 +101,6 @@ class PrometheusServer:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM by PID, SIGKILL if it lingers; safe twice."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
         processes.stop(proc, timeout)
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)

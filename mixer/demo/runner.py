@@ -17,6 +17,7 @@ from typing import TextIO
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from mixer import processes
 from mixer.demo import prometheus
 from mixer.demo.config import write_config
 from mixer.demo.mesh import Mesh
@@ -75,17 +76,13 @@ class Demo:
 
     def start(self) -> None:
         config = write_config(self.workdir / "config", f"127.0.0.1:{self.metrics_port}")
-        log = open(self.workdir / "mixer.log", "wb")  # noqa: SIM115 - handed to the child
-        try:
-            self.mixer = subprocess.Popen(
-                [sys.executable, "-m", "mixer.cli", "serve", "--config", str(config),
-                 "--port", str(self.http_port), "--grpc-port", str(self.grpc_port),
-                 # loopback only, no mTLS: the sidecars' identity headers are all there is
-                 "--trust-peer-headers", "--watch-interval", "0"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        finally:
-            log.close()
+        self.mixer = processes.start(
+            [sys.executable, "-m", "mixer.cli", "serve", "--config", str(config),
+             "--port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+             # loopback only, no mTLS: the sidecars' identity headers are all there is
+             "--trust-peer-headers", "--watch-interval", "0"],
+            self.workdir / "mixer.log",
+        )
         for port in (self.http_port, self.grpc_port, self.metrics_port):
             wait_for_port(port, 30.0, self.mixer)
         self.mesh.start()
@@ -111,13 +108,7 @@ class Demo:
         self.mesh.stop()
         if self.prometheus:
             self.prometheus.stop()
-        if self.mixer and self.mixer.poll() is None:
-            self.mixer.send_signal(signal.SIGTERM)
-            try:
-                self.mixer.wait(10)
-            except subprocess.TimeoutExpired:
-                self.mixer.kill()
-                self.mixer.wait(10)
+        processes.stop(self.mixer)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def banner(self) -> str:

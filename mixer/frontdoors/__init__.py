@@ -1,16 +1,46 @@
-"""gRPC front doors: Envoy's ext_authz, access log and rate limit services, and the native API.
+"""Front doors: each turns one protocol into attribute bags for the runtime.
 
-Usage::
+Envoy's ext_authz, access log and rate limit services and the native Check/Report API (JSON over
+HTTP and gRPC). Doors mount on two shared listeners; ``mixer serve`` starts the doors and the
+listeners and stops them in reverse order::
 
-    doors = GrpcFrontDoors(runtime, FrontDoorOptions(host="127.0.0.1", port=9091))
-    await doors.start()
-    ...
-    await doors.stop()
+    doors = standard_doors(runtime, FrontDoorOptions(port=9091))
+    grpc_listener = GrpcListener(runtime, doors, options)
+    http_listener = HttpListener(runtime, doors, "127.0.0.1", 15014)
+    for part in (*doors, grpc_listener, http_listener):
+        await part.start()
+
+Adding a door: a module with a ``FrontDoor`` subclass, and one line in ``standard_doors``.
 """
 
 from __future__ import annotations
 
-from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike
-from mixer.frontdoors.server import GrpcFrontDoors
+from mixer.frontdoors.als import AccessLogFrontDoor
+from mixer.frontdoors.authz import AuthorizationFrontDoor
+from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, RuntimeLike
+from mixer.frontdoors.intake import BadRequest
+from mixer.frontdoors.listeners import GrpcListener, HttpListener
+from mixer.frontdoors.native import NativeGrpcFrontDoor, NativeHttpFrontDoor
+from mixer.frontdoors.ratelimit import RateLimitFrontDoor
 
-__all__ = ["FrontDoorOptions", "GrpcFrontDoors", "RuntimeLike"]
+__all__ = [
+    "BadRequest",
+    "FrontDoor",
+    "FrontDoorOptions",
+    "GrpcListener",
+    "HttpListener",
+    "HttpRoute",
+    "RuntimeLike",
+    "standard_doors",
+]
+
+
+def standard_doors(runtime: RuntimeLike, options: FrontDoorOptions) -> list[FrontDoor]:
+    """Every front door the collector serves, in start-up order."""
+    return [
+        AuthorizationFrontDoor(runtime, options),
+        AccessLogFrontDoor(runtime, options),
+        RateLimitFrontDoor(runtime, options),
+        NativeGrpcFrontDoor(runtime, options),
+        NativeHttpFrontDoor(runtime, options),
+    ]

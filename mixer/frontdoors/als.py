@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2
-from google.protobuf.message import DecodeError
 
-from mixer.attributes import Bag, BagError
-from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike, log, reject
-from mixer.frontdoors.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
+from mixer.attributes import Bag
+from mixer.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
+from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike, log
+from mixer.frontdoors.intake import decode_proto, report_each
 
 FRONT_DOOR = "als"
 SERVICE = "envoy.service.accesslog.v3.AccessLogService"
-# Entries mapped and reported per slice before yielding to the event loop (~1-2 ms of work).
-SLICE = 128
 _EMPTY: bytes = als_pb2.StreamAccessLogsResponse().SerializeToString()
 
 
-class AccessLogFrontDoor:
+class AccessLogFrontDoor(FrontDoor):
     """Turns each ALS message (Envoy's batch) into one report of bags.
 
     The stream's first message carries ``identifier.node``: the reporting sidecar's own identity,
@@ -31,60 +28,39 @@ class AccessLogFrontDoor:
     INVALID_ARGUMENT (Envoy reopens it and resends its identifier).
     """
 
+    name = FRONT_DOOR
+
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
         self._runtime = runtime
         self._mapping = MappingOptions(trust_peer_headers=options.trust_peer_headers)
 
-    def methods(self) -> dict[str, grpc.RpcMethodHandler]:
-        return {"StreamAccessLogs": grpc.stream_unary_rpc_method_handler(self.stream)}
+    def grpc_services(self) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
+        return {SERVICE: {"StreamAccessLogs": grpc.stream_unary_rpc_method_handler(self.stream)}}
 
     async def stream(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         base: Bag = {}
         kind = ""
         async for raw in requests:
-            try:
-                message = als_pb2.StreamAccessLogsMessage.FromString(raw)
-            except DecodeError as exc:
-                await reject(context, self._runtime.metrics, FRONT_DOOR, f"malformed StreamAccessLogsMessage: {exc}")
+            message = decode_proto(als_pb2.StreamAccessLogsMessage, raw)
             if message.HasField("identifier"):
                 base, kind = stream_base_bag(message.identifier.node, message.identifier.log_name)
             await self.ingest(message, base, kind)
         return _EMPTY
 
     async def ingest(self, message: als_pb2.StreamAccessLogsMessage, base: Bag, kind: str) -> int:
-        """Map and report one message's entries; returns how many bags were reported.
-
-        Works in slices of ``SLICE`` entries and yields to the event loop between them, so a large
-        batch does not hold up Checks waiting on the same loop.
-        """
+        """Map and report one message's entries; returns how many bags were reported."""
         runtime = self._runtime
         manifest = runtime.manifest
-        mapping = self._mapping
         build: Callable[[Any], Bag]
         if message.HasField("http_logs"):
             entries: Any = message.http_logs.log_entry
-            build = functools.partial(http_entry_bag, base=base, kind=kind, manifest=manifest, options=mapping)
+            build = functools.partial(http_entry_bag, base=base, kind=kind, manifest=manifest, options=self._mapping)
         elif message.HasField("tcp_logs"):
             entries = message.tcp_logs.log_entry
             build = functools.partial(tcp_entry_bag, base=base, kind=kind, manifest=manifest)
         else:
             return 0
-        reported = 0
-        for start in range(0, len(entries), SLICE):
-            bags: list[Bag] = []
-            rejected = 0
-            for entry in entries[start : start + SLICE]:
-                try:
-                    bags.append(build(entry))
-                except BagError as exc:
-                    rejected += 1
-                    log.debug("als: dropped entry: %s", exc)
-            if rejected:
-                runtime.metrics.rejected_bags.labels(FRONT_DOOR).inc(rejected)
-            if bags:
-                runtime.report(bags, FRONT_DOOR)
-                reported += len(bags)
-            if start + SLICE < len(entries):
-                await asyncio.sleep(0)
-        return reported
-
+        outcome = await report_each(runtime, entries, build, FRONT_DOOR)
+        for rejection in outcome.rejected:
+            log.debug("als: dropped entry %d: %s", rejection.index, rejection.error)
+        return outcome.accepted

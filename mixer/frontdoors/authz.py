@@ -8,13 +8,12 @@ from typing import Any
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2
-from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from mixer import sdk
-from mixer.attributes import BagError
-from mixer.frontdoors.base import FrontDoorOptions, RuntimeLike, describe_bag_error, log, reject
-from mixer.frontdoors.envoy_attributes import MappingOptions, check_request_bag
+from mixer.envoy_attributes import MappingOptions, check_request_bag
+from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike, log
+from mixer.frontdoors.intake import decode_proto, map_one
 
 FRONT_DOOR = "ext_authz"
 SERVICE = "envoy.service.auth.v3.Authorization"
@@ -68,44 +67,28 @@ def encode_result(result: sdk.CheckResult) -> bytes:
     return denied_bytes
 
 
-def quota_denial(name: str) -> sdk.CheckResult:
-    return sdk.CheckResult(
-        status_code=sdk.RESOURCE_EXHAUSTED, message=f"quota {name} exhausted", http_status=429
-    )
-
-
-class AuthorizationFrontDoor:
+class AuthorizationFrontDoor(FrontDoor):
     """Serves ext_authz Check. Quotas: ``--authz-quota`` names plus the ``mixer.quotas`` extension."""
+
+    name = FRONT_DOOR
 
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
         self._runtime = runtime
         self._options = options
         self._mapping = MappingOptions(trust_peer_headers=options.trust_peer_headers)
 
-    def methods(self) -> dict[str, grpc.RpcMethodHandler]:
+    def grpc_services(self) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
         # Raw bytes in: a bad protobuf must become INVALID_ARGUMENT, not gRPC's generic INTERNAL.
-        return {"Check": grpc.unary_unary_rpc_method_handler(self.check)}
+        return {SERVICE: {"Check": grpc.unary_unary_rpc_method_handler(self.check)}}
 
     async def check(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         runtime = self._runtime
-        try:
-            request = external_auth_pb2.CheckRequest.FromString(raw)
-        except DecodeError as exc:
-            await reject(context, runtime.metrics, FRONT_DOOR, f"malformed CheckRequest: {exc}")
-        try:
-            bag, extra_quotas = check_request_bag(request, runtime.manifest, self._mapping)
-        except BagError as exc:
-            await reject(context, runtime.metrics, FRONT_DOOR, describe_bag_error(exc))
+        request = decode_proto(external_auth_pb2.CheckRequest, raw)
+        manifest = runtime.manifest
+        bag, extra_quotas = map_one(lambda r: check_request_bag(r, manifest, self._mapping), request)
         names = [*self._options.authz_quotas, *extra_quotas]
-        quotas = {name: sdk.QuotaArgs(amount=1) for name in names}
-        answer = await runtime.check(bag, quotas, FRONT_DOOR)
-        result: sdk.CheckResult = answer.result
-        if result.ok:
-            for name in names:
-                granted = answer.quotas.get(name)
-                if granted is not None and granted.granted_amount < 1:
-                    result = quota_denial(name)
-                    break
+        answer = await runtime.check(bag, {name: sdk.QuotaArgs(amount=1) for name in names}, FRONT_DOOR)
+        result = answer.verdict()
         if not result.ok:
             log.debug("ext_authz denied: %s", result.message)
         return encode_result(result)

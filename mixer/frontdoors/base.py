@@ -1,17 +1,27 @@
-"""What the front doors need from the runtime, and their shared options and error handling."""
+"""What every front door is and what it needs from the runtime.
+
+A front door turns one protocol into attribute bags. It mounts gRPC methods and HTTP routes on the
+collector's shared listeners (``mixer.frontdoors.listeners``), or runs its own I/O in ``start`` and
+``stop`` (a consumer of a queue). ``mixer serve`` starts the doors, then the listeners, and stops
+them in reverse order.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import grpc
+from aiohttp import web
 
-from mixer.attributes import Bag, BagError, ValueType
+from mixer.attributes import Bag, ValueType
 from mixer.sdk import QuotaArgs
 from mixer.selfmetrics import SelfMetrics
+
+if TYPE_CHECKING:
+    from mixer.runtime import CheckResponse
 
 log = logging.getLogger("mixer.frontdoors")
 
@@ -25,14 +35,20 @@ class RuntimeLike(Protocol):
     @property
     def metrics(self) -> SelfMetrics: ...
 
-    def report(self, bags: Sequence[Bag], front_door: str) -> Any: ...
+    @property
+    def ready(self) -> bool: ...
 
-    async def check(self, bag: Bag, quotas: Mapping[str, QuotaArgs], front_door: str) -> Any: ...
+    @property
+    def batch_size(self) -> int: ...
+
+    def report(self, bags: Sequence[Bag], front_door: str) -> int: ...
+
+    async def check(self, bag: Bag, quotas: Mapping[str, QuotaArgs], front_door: str) -> CheckResponse: ...
 
 
 @dataclass(frozen=True, slots=True)
 class FrontDoorOptions:
-    """Settings of the gRPC front doors (``mixer serve`` flags)."""
+    """Settings of the front doors and their gRPC listener (``mixer serve`` flags)."""
 
     host: str = "127.0.0.1"
     port: int = 9091
@@ -42,15 +58,43 @@ class FrontDoorOptions:
     max_concurrent_rpcs: int | None = 4096  # bounds in-flight work; beyond it gRPC answers RESOURCE_EXHAUSTED
 
 
-async def reject(
-    context: grpc.aio.ServicerContext[Any, Any], metrics: SelfMetrics, front_door: str, message: str
-) -> NoReturn:
-    """Count a malformed bag and end the call with INVALID_ARGUMENT (raises AbortError)."""
-    metrics.rejected_bags.labels(front_door).inc()
-    log.debug("%s: rejected: %s", front_door, message)
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
-    raise AssertionError("grpc.aio's abort always raises")
+HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def describe_bag_error(exc: BagError) -> str:
-    return f"bad attribute: {exc}"
+@dataclass(frozen=True, slots=True)
+class HttpRoute:
+    method: str  # "GET", "POST"
+    path: str
+    handler: HttpHandler
+
+
+class FrontDoor:
+    """Base class of a front door: ``name`` (its ``front_door`` label) and what it serves.
+
+    Override ``grpc_services`` and/or ``http_routes`` to be mounted on the shared listeners, and
+    ``start``/``stop`` for I/O of its own (``stop`` safe twice and without ``start``).
+    """
+
+    name: ClassVar[str] = ""
+
+    def grpc_services(self) -> Mapping[str, Mapping[str, grpc.RpcMethodHandler]]:
+        """``{"package.Service": {"Method": handler}}``; handlers take and return raw bytes."""
+        return {}
+
+    def http_routes(self) -> Sequence[HttpRoute]:
+        return ()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def serves(self) -> list[str]:
+        """What this door answers, one line each (logged at start-up)."""
+        grpc_methods = [
+            f"gRPC /{service}/{method}"
+            for service, methods in self.grpc_services().items()
+            for method in methods
+        ]
+        return grpc_methods + [f"HTTP {route.method} {route.path}" for route in self.http_routes()]

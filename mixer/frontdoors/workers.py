@@ -1,18 +1,24 @@
 """``mixer serve --workers N``: N re-executed serve processes sharing ports with SO_REUSEPORT.
 
 The parent creates no gRPC object (gRPC does not survive fork): it starts each worker as a fresh
-``python -m mixer.cli serve ... --workers 1 --reuse-port`` process, forwards SIGTERM/SIGINT to
-them by PID, and exits when they have all exited (non-zero if any failed).
+``python -m mixer.cli serve ... --workers 1 --reuse-port`` process (sharing the parent's stdout
+and stderr), stops them by PID on SIGTERM/SIGINT/SIGHUP, and exits when they have all exited
+(non-zero if any failed).
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+
+from mixer import processes
+
+# Each worker runs in its own session (so it can be stopped as a group), out of reach of the
+# terminal's signals: the parent forwards them, SIGHUP included, so no worker outlives it.
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def worker_command(argv: Sequence[str]) -> list[str]:
@@ -23,22 +29,13 @@ def worker_command(argv: Sequence[str]) -> list[str]:
 def run_workers(argv: Sequence[str], count: int) -> int:
     """Start ``count`` workers and wait for them; stop them all when one fails or on a signal."""
     stopping = threading.Event()
-    children = [subprocess.Popen(worker_command(argv)) for _ in range(count)]
-
-    def stop_all(*_: object) -> None:
-        stopping.set()
-        for child in children:
-            if child.poll() is None:
-                try:
-                    os.kill(child.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-
-    previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in FORWARDED_SIGNALS}
+    children: list[subprocess.Popen[bytes]] = []
     status = 0
     try:
+        children = [processes.start(worker_command(argv), processes.INHERIT) for _ in range(count)]
         remaining = list(children)
-        while remaining:
+        while remaining and not stopping.is_set():
             for child in list(remaining):
                 try:
                     code = child.wait(0.2)
@@ -49,14 +46,10 @@ def run_workers(argv: Sequence[str], count: int) -> int:
                     # A worker that dies on its own (bad config, port taken) takes the others down.
                     print(f"mixer: worker {child.pid} exited with {code}; stopping the others", file=sys.stderr)
                     status = code
-                    stop_all()
+                    stopping.set()
+                    break
     finally:
-        stop_all()
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        processes.stop_all(children)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status

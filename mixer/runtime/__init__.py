@@ -10,28 +10,39 @@ from pathlib import Path
 from mixer.attributes import AttributeManifest, Bag
 from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
-from mixer.runtime._dispatch import CheckResponse, ErrorLog, check, combine, report
+from mixer.runtime._dispatch import CheckResponse, ErrorLog, QuotaVerdict, check, combine, report
 from mixer.runtime._snapshot import HandlerSlot, Snapshot, build_snapshot
 from mixer.sdk import QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
-__all__ = ["CheckResponse", "Runtime", "Snapshot", "combine"]
+__all__ = ["CheckResponse", "QuotaVerdict", "Runtime", "Snapshot", "combine"]
 
 _DRAIN_TIMEOUT = 10.0
-# A large report is dispatched in slices of at most this many bags: bounds the instances held at once.
-MAX_BATCH = 512
+# The one report batching knob: a report is dispatched in slices of at most this many bags (each
+# handler is called once per slice), and the front doors yield to the event loop between slices.
+# It bounds the instances held at once and how long a report can hold up a check (~2 ms at 128).
+REPORT_BATCH_SIZE = 128
 
 
 class Runtime:
     """Front doors call ``report`` and ``check``; ``apply`` swaps config without a gap."""
 
-    def __init__(self, metrics: SelfMetrics | None = None, registry: AdapterRegistry | None = None) -> None:
+    def __init__(
+        self,
+        metrics: SelfMetrics | None = None,
+        registry: AdapterRegistry | None = None,
+        batch_size: int = REPORT_BATCH_SIZE,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.metrics = metrics or SelfMetrics()
         self.registry = registry or AdapterRegistry()
+        self.batch_size = batch_size
         self.logger = logging.getLogger("mixer.runtime")
         self.errors = ErrorLog(self.metrics, self.logger)
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
 
     @classmethod
     async def load(
@@ -41,7 +52,7 @@ class Runtime:
         registry: AdapterRegistry | None = None,
     ) -> Runtime:
         runtime = cls(metrics, registry)
-        await runtime.apply(load_config(paths, runtime.registry))
+        await runtime.reload(paths)
         return runtime
 
     @property
@@ -59,9 +70,12 @@ class Runtime:
         return self._snapshot is not None
 
     async def reload(self, paths: Iterable[str | Path]) -> None:
-        """Load config from ``paths`` and apply it; on ConfigError the current snapshot stays."""
+        """Load config from ``paths`` and apply it; on any error the current snapshot stays.
+
+        Parsing and compiling run in a thread: a large config must not stall checks on the loop.
+        """
         try:
-            config = load_config(paths, self.registry)
+            config = await asyncio.to_thread(load_config, list(paths), self.registry)
         except Exception:
             self.metrics.config_loads.labels("error").inc()
             raise
@@ -71,7 +85,11 @@ class Runtime:
         """Build a snapshot off the hot path, start its new handlers, swap, then retire old ones."""
         async with self._lock:
             old = self._snapshot
-            snapshot = build_snapshot(config, self.metrics, old.slots if old else None)
+            try:
+                snapshot = build_snapshot(config, self.metrics, old.slots if old else None)
+            except Exception:
+                self.metrics.config_loads.labels("error").inc()
+                raise
             fresh = [slot for slot in snapshot.slots.values() if not slot.started]
             try:
                 for slot in fresh:
@@ -85,7 +103,9 @@ class Runtime:
             self.metrics.config_loads.labels("ok").inc()
             if old is not None:
                 retired = [s for name, s in old.slots.items() if snapshot.slots.get(name) is not s]
-                asyncio.get_running_loop().create_task(self._retire(old, retired))
+                task = asyncio.get_running_loop().create_task(self._retire(old, retired))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
 
     async def _retire(self, old: Snapshot, retired: Sequence[HandlerSlot]) -> None:
         if old.inflight:
@@ -99,9 +119,12 @@ class Runtime:
         """Dispatch a batch of bags to report handlers; returns how many instances were dispatched."""
         self.metrics.reports.labels(front_door).inc(len(bags))
         snapshot = self.snapshot
+        step = self.batch_size
+        if len(bags) <= step:
+            return report(snapshot, bags, self.metrics, self.errors)
         return sum(
-            report(snapshot, bags[start : start + MAX_BATCH], self.metrics, self.errors)
-            for start in range(0, len(bags), MAX_BATCH)
+            report(snapshot, bags[start : start + step], self.metrics, self.errors)
+            for start in range(0, len(bags), step)
         )
 
     async def check(
@@ -120,7 +143,9 @@ class Runtime:
         return response
 
     async def close(self) -> None:
-        """Close every handler; safe to call twice."""
+        """Close every handler (retiring ones first); safe to call twice."""
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         async with self._lock:
             if self._snapshot is not None:
                 await _close_slots(list(self._snapshot.slots.values()))

@@ -14,10 +14,11 @@ from typing import Any
 from mixer.attributes import Bag
 from mixer.expr import EvaluationError
 from mixer.runtime._plan import RulePlan
-from mixer.runtime._snapshot import Sink, Snapshot
+from mixer.runtime._snapshot import CheckSink, QuotaSink, ReportSink, Sink, Snapshot
 from mixer.sdk import (
     DEFAULT_VALID_DURATION,
     INTERNAL,
+    RESOURCE_EXHAUSTED,
     CheckResult,
     QuotaArgs,
     QuotaResult,
@@ -27,10 +28,60 @@ from mixer.selfmetrics import SelfMetrics
 _FAILED = object()  # marks a value whose expression failed for this bag
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaVerdict:
+    """What one check's quota allocations add up to, for every front door alike.
+
+    ``exhausted`` names the first quota (in the order asked) granted less than asked; ``remaining``
+    is the least remaining over the handlers that know it; ``limited`` is an allocation that told its
+    limit and window (the rate limit service's ``current_limit``); ``reset`` is the shortest
+    non-zero valid duration (when the window resets).
+    """
+
+    exhausted: str | None = None
+    remaining: int | None = None
+    limited: QuotaResult | None = None
+    reset: dt.timedelta | None = None
+
+
 @dataclass
 class CheckResponse:
+    """The combined answer of the check handlers and every quota allocation asked for."""
+
     result: CheckResult
     quotas: dict[str, QuotaResult] = field(default_factory=dict)
+    requested: Mapping[str, QuotaArgs] = field(default_factory=dict)
+
+    def quota_verdict(self) -> QuotaVerdict:
+        exhausted: str | None = None
+        remaining: int | None = None
+        limited: QuotaResult | None = None
+        reset: dt.timedelta | None = None
+        for name, args in self.requested.items():
+            granted = self.quotas.get(name)
+            if granted is None:
+                continue
+            if exhausted is None and granted.granted_amount < args.amount:
+                exhausted = name
+            if granted.remaining is not None:
+                remaining = granted.remaining if remaining is None else min(remaining, granted.remaining)
+            if granted.limit is not None and granted.window is not None:
+                limited = granted
+            if granted.valid_duration:
+                reset = granted.valid_duration if reset is None else min(reset, granted.valid_duration)
+        return QuotaVerdict(exhausted, remaining, limited, reset)
+
+    def verdict(self) -> CheckResult:
+        """The answer for the request: a denial by a check handler first, then an exhausted quota
+        (RESOURCE_EXHAUSTED, HTTP 429), else the combined allow."""
+        if not self.result.ok:
+            return self.result
+        exhausted = self.quota_verdict().exhausted
+        if exhausted is None:
+            return self.result
+        return CheckResult(
+            status_code=RESOURCE_EXHAUSTED, message=f"quota {exhausted} exhausted", http_status=429
+        )
 
 
 class ErrorLog:
@@ -124,10 +175,10 @@ def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors
     return dispatched
 
 
-def _call_report_handler(sink: Sink, instances: list[Any], metrics: SelfMetrics) -> None:
+def _call_report_handler(sink: ReportSink, instances: list[Any], metrics: SelfMetrics) -> None:
     try:
         with _accounted(sink, metrics):
-            getattr(sink.slot.handler, sink.method)(instances)
+            sink.call(instances)
     except Exception:
         metrics.dropped_instances.labels(sink.slot.name, "handler_error").inc(len(instances))
 
@@ -150,7 +201,7 @@ async def check(
     results = await asyncio.gather(*calls) if calls else []
     combined = combine(results)
     granted = await _allocate(snapshot, bag, quotas, metrics, errors) if quotas else {}
-    return CheckResponse(combined, granted)
+    return CheckResponse(combined, granted, quotas)
 
 
 def combine(results: Sequence[CheckResult]) -> CheckResult:
@@ -171,11 +222,10 @@ def combine(results: Sequence[CheckResult]) -> CheckResult:
     )
 
 
-async def _call_check_handler(sink: Sink, instance: Any, metrics: SelfMetrics) -> CheckResult:
+async def _call_check_handler(sink: CheckSink, instance: Any, metrics: SelfMetrics) -> CheckResult:
     try:
         with _accounted(sink, metrics):
-            result: CheckResult = await getattr(sink.slot.handler, sink.method)(instance)
-        return result
+            return await sink.call(instance)
     except Exception as exc:
         # A policy backend that fails must not silently allow: answer INTERNAL (a denial).
         return CheckResult(status_code=INTERNAL, message=f"handler {sink.slot.name} failed: {exc}",
@@ -217,10 +267,9 @@ def _names_quota(qualified: str, requested: str) -> bool:
     return requested in (name, f"{name}.{namespace}")
 
 
-async def _call_quota_handler(sink: Sink, instance: Any, args: QuotaArgs, metrics: SelfMetrics) -> QuotaResult:
+async def _call_quota_handler(sink: QuotaSink, instance: Any, args: QuotaArgs, metrics: SelfMetrics) -> QuotaResult:
     try:
         with _accounted(sink, metrics):
-            result: QuotaResult = await sink.slot.handler.allocate_quota(instance, args)
-        return result
+            return await sink.call(instance, args)
     except Exception as exc:
         return QuotaResult(0, dt.timedelta(0), INTERNAL, f"handler {sink.slot.name} failed: {exc}")

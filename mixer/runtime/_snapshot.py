@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from mixer.config import CompiledConfig, CompiledHandler, CompiledInstance
+from mixer.runtime._binding import CheckCall, QuotaCall, ReportCall, check_call, quota_call, report_call
 from mixer.runtime._plan import RulePlan, build_plan
 from mixer.sdk import Env, Handler, InstanceSchema
 from mixer.selfmetrics import SelfMetrics
@@ -29,23 +30,40 @@ class HandlerSlot:
 
 
 @dataclass(frozen=True, slots=True)
-class Sink:
-    """Where one (handler, template) pair's instances go in a batch."""
+class ReportSink:
+    """Where one (handler, template) pair's report instances go in a batch."""
 
     slot: HandlerSlot
     template: str
-    method: str
+    call: ReportCall
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSink:
+    slot: HandlerSlot
+    template: str
+    call: CheckCall
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSink:
+    slot: HandlerSlot
+    template: str
+    call: QuotaCall
+
+
+Sink = ReportSink | CheckSink | QuotaSink
 
 
 @dataclass
 class Snapshot:
     config: CompiledConfig
     slots: dict[str, HandlerSlot]
-    report_sinks: list[Sink]
+    report_sinks: list[ReportSink]
     report_plans: list[RulePlan]
-    check_sinks: list[Sink]
+    check_sinks: list[CheckSink]
     check_plans: list[RulePlan]
-    quota_sinks: list[Sink]
+    quota_sinks: list[QuotaSink]
     quota_plans: list[RulePlan]
     inflight: int = 0
     drained: asyncio.Event = field(default_factory=asyncio.Event)
@@ -92,6 +110,8 @@ def build_snapshot(
             metrics=metrics,
         )
         built = compiled.adapter.build(compiled.params, env, handler_schemas)
+        if old is not None and old.adapter_name == compiled.adapter_name:
+            built.take_over(old.handler)
         slots[name] = HandlerSlot(name, compiled.adapter_name, key, built)
 
     plans: dict[Variety, list[RulePlan]] = {v: [] for v in Variety}
@@ -106,17 +126,25 @@ def build_snapshot(
                 key3 = (template.variety, slot.name, template.name)
                 if key3 not in sink_index:
                     sink_index[key3] = len(sinks[template.variety])
-                    sinks[template.variety].append(Sink(slot, template.name, template.handler_method))
+                    sinks[template.variety].append(_sink(slot, template.name, template.variety))
                 routes[template.variety].append((sink_index[key3], instance))
         for variety, rule_routes in routes.items():
             plans[variety].append(build_plan(rule.name, rule.match, rule_routes))
     return Snapshot(
         config=config,
         slots=slots,
-        report_sinks=sinks[Variety.REPORT],
+        report_sinks=[s for s in sinks[Variety.REPORT] if isinstance(s, ReportSink)],
         report_plans=plans[Variety.REPORT],
-        check_sinks=sinks[Variety.CHECK],
+        check_sinks=[s for s in sinks[Variety.CHECK] if isinstance(s, CheckSink)],
         check_plans=plans[Variety.CHECK],
-        quota_sinks=sinks[Variety.QUOTA],
+        quota_sinks=[s for s in sinks[Variety.QUOTA] if isinstance(s, QuotaSink)],
         quota_plans=plans[Variety.QUOTA],
     )
+
+
+def _sink(slot: HandlerSlot, template: str, variety: Variety) -> Sink:
+    if variety is Variety.REPORT:
+        return ReportSink(slot, template, report_call(slot.name, slot.handler, template))
+    if variety is Variety.CHECK:
+        return CheckSink(slot, template, check_call(slot.name, slot.handler, template))
+    return QuotaSink(slot, template, quota_call(slot.name, slot.handler, template))

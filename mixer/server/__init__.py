@@ -8,16 +8,11 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from aiohttp import web
+from typing import Protocol
 
 from mixer.config import ConfigError
+from mixer.frontdoors import FrontDoorOptions, GrpcListener, HttpListener, standard_doors
 from mixer.runtime import Runtime
-from mixer.server.http import build_app
-
-if TYPE_CHECKING:
-    from mixer.frontdoors import FrontDoorOptions
 
 __all__ = ["ServeOptions", "serve"]
 
@@ -31,7 +26,15 @@ class ServeOptions:
     port: int = 15014
     watch_interval: float = 2.0  # seconds between config change checks; 0 disables
     reuse_port: bool = False
-    grpc: FrontDoorOptions | None = None  # the gRPC front doors (ext_authz, ALS, RLS, native); None: off
+    grpc: FrontDoorOptions | None = None  # the gRPC listener (ext_authz, ALS, RLS, native); None: off
+
+
+class _Part(Protocol):
+    """A front door or a listener: started in order, stopped in reverse."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 def config_signature(paths: Sequence[str]) -> tuple[tuple[str, float, int], ...]:
@@ -51,28 +54,34 @@ def config_signature(paths: Sequence[str]) -> tuple[tuple[str, float, int], ...]
 
 
 async def watch_config(runtime: Runtime, paths: Sequence[str], interval: float) -> None:
-    """Reload when files change; a broken edit is logged and the running config stays."""
+    """Reload when files change. Whatever goes wrong while loading (a broken edit, an adapter that
+    cannot start, a bug), the running config keeps serving, the error is logged and counted
+    (``mixer_config_loads_total{result="error"}``), and the next edit is tried."""
     seen = config_signature(paths)
     while True:
         await asyncio.sleep(interval)
-        current = config_signature(paths)
-        if current == seen:
-            continue
-        seen = current
         try:
+            current = config_signature(paths)
+            if current == seen:
+                continue
+            seen = current
             await runtime.reload(paths)
             log.info("config reloaded from %s", ", ".join(paths))
         except ConfigError as exc:
             log.error("config change rejected, keeping the running config:\n%s", exc)
+        except Exception:  # counted by the runtime; the watcher must outlive any error
+            log.exception("config change could not be applied, keeping the running config")
 
 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
+    """Load config, start every front door and listener, run until ``stop`` or a signal."""
     runtime = await Runtime.load(options.config)
-    runner = web.AppRunner(build_app(runtime), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port, reuse_port=options.reuse_port or None)
-    await site.start()
-    log.info("native HTTP API on http://%s:%d", options.host, options.port)
+    door_options = options.grpc or FrontDoorOptions()
+    doors = standard_doors(runtime, door_options)
+    parts: list[_Part] = [*doors]
+    if options.grpc is not None:
+        parts.append(GrpcListener(runtime, doors, options.grpc))
+    parts.append(HttpListener(runtime, doors, options.host, options.port, options.reuse_port))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -82,20 +91,18 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
         if options.watch_interval > 0
         else None
     )
-    doors = None
+    started: list[_Part] = []
     try:
-        if options.grpc is not None:
-            from mixer.frontdoors import GrpcFrontDoors
-
-            doors = GrpcFrontDoors(runtime, options.grpc)
-            port = await doors.start()
-            log.info("gRPC front doors on %s:%d", options.grpc.host, port)
+        for part in parts:
+            await part.start()
+            started.append(part)
+        for door in doors:
+            log.debug("%s serves %s", door.name, ", ".join(door.serves()) or "nothing on the listeners")
         await stop.wait()
     finally:
         if watcher is not None:
             watcher.cancel()
-        if doors is not None:
-            await doors.stop()
-        await runner.cleanup()
+        for part in reversed(started):
+            await part.stop()
         await runtime.close()
         log.info("stopped")

@@ -15,7 +15,8 @@ from envoy.service.auth.v3 import external_auth_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf import json_format
 
-from mixer.frontdoors import FrontDoorOptions, GrpcFrontDoors
+from adapters.memory import MemoryHandler
+from mixer.frontdoors import FrontDoorOptions, GrpcListener, standard_doors
 from mixer.runtime import Runtime
 from tests.frontdoors.test_envoy_attributes import REFERENCE, _lines
 from mixer.processes import free_port
@@ -27,7 +28,7 @@ RLS = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 
 
 class Mixer:
-    def __init__(self, runtime: Runtime, doors: GrpcFrontDoors, channel: grpc.aio.Channel) -> None:
+    def __init__(self, runtime: Runtime, doors: GrpcListener, channel: grpc.aio.Channel) -> None:
         self.runtime = runtime
         self.doors = doors
         self.channel = channel
@@ -37,7 +38,8 @@ class Mixer:
 
     def bags(self) -> list[dict[str, Any]]:
         handler = self.runtime.snapshot.slots["capture.handler.istio-system"].handler
-        return [dict(i.fields["variables"]) for i in handler.instances]  # type: ignore[attr-defined]
+        assert isinstance(handler, MemoryHandler)
+        return [dict(i.fields["variables"]) for i in handler.instances]
 
     def rejected(self, front_door: str) -> float:
         value = self.runtime.metrics.registry.get_sample_value("mixer_rejected_bags_total", {"front_door": front_door})
@@ -49,8 +51,10 @@ async def mixer(tmp_path: Path) -> AsyncIterator[Mixer]:
     config = tmp_path / "mesh.yaml"
     config.write_text(MESH.read_text().replace("CAPTURE_PATH", ""))
     runtime = await Runtime.load([str(config)])
-    doors = GrpcFrontDoors(runtime, FrontDoorOptions(port=free_port(), trust_peer_headers=True))
-    port = await doors.start()
+    options = FrontDoorOptions(port=free_port(), trust_peer_headers=True)
+    doors = GrpcListener(runtime, standard_doors(runtime, options), options)
+    await doors.start()
+    port = doors.port
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield Mixer(runtime, doors, channel)

@@ -43,3 +43,23 @@ def test_workers_share_the_ports_and_stop_together(tmp_path: Path) -> None:
             assert not Path(f"/proc/{worker}").exists() or Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z"
     finally:
         stop(proc)
+
+
+def test_workers_stop_when_the_parent_gets_sighup(tmp_path: Path) -> None:
+    # Workers run in their own sessions, so a closing terminal reaches them only through the parent.
+    config = tmp_path / "mesh.yaml"
+    config.write_text(MESH_CONFIG.read_text().replace("CAPTURE_PATH", ""))
+    grpc_port = free_port()
+    proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(config), "--port", str(free_port()),
+                  "--grpc-port", str(grpc_port), "--workers", "2", "--watch-interval", "0"],
+                 log_path=str(tmp_path / "mixer.log"), cwd=str(ROOT))
+    try:
+        wait_for_port(grpc_port, timeout=30, proc=proc)
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        os.kill(proc.pid, signal.SIGHUP)
+        assert proc.wait(30) == 0
+        for worker in workers:
+            assert not Path(f"/proc/{worker}").exists() or Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z"
+    finally:
+        stop(proc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from mixer.config import DEFAULT_CONFIG_DIR, compile_config
 from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime, combine
-from mixer.sdk import PERMISSION_DENIED, CheckResult, QuotaArgs
+from adapters.memory import MemoryHandler
+from mixer.sdk import PERMISSION_DENIED, Adapter, CheckResult, Env, Handler, Instance, InstanceSchema, QuotaArgs
 
 HEADER = "apiVersion: config.istio.io/v1alpha2\n"
 MEMORY_AS_PROMETHEUS = HEADER + """kind: handler
@@ -25,14 +27,30 @@ def istio_sources() -> list[tuple[str, str]]:
     return [(str(telemetry), telemetry.read_text()), ("memory.yaml", MEMORY_AS_PROMETHEUS)]
 
 
-async def runtime_for(*sources: tuple[str, str]) -> Runtime:
-    runtime = Runtime()
-    await runtime.apply(compile_config(list(sources), AdapterRegistry()))
+async def runtime_for(*sources: tuple[str, str], registry: AdapterRegistry | None = None) -> Runtime:
+    runtime = Runtime(registry=registry)
+    await runtime.apply(compile_config(list(sources), runtime.registry))
     return runtime
 
 
 def recorded(runtime: Runtime, handler: str = "prometheus.handler.istio-system") -> list[Any]:
-    return list(runtime.snapshot.slots[handler].handler.instances)  # type: ignore[attr-defined]
+    memory = runtime.snapshot.slots[handler].handler
+    assert isinstance(memory, MemoryHandler)
+    return list(memory.instances)
+
+
+class _FakeAdapter(Adapter):
+    """An adapter whose every handler is the one given: a fake put behind a config document."""
+
+    def __init__(self, handler: Handler, templates: frozenset[str]) -> None:
+        self.handler = handler
+        self.templates = templates  # type: ignore[misc]  # per instance here, a ClassVar for real adapters
+
+    def parse_params(self, raw: Mapping[str, Any]) -> Any:
+        return raw  # whatever the real adapter's document says
+
+    def build(self, params: Any, env: Env, instances: Mapping[str, InstanceSchema]) -> Handler:
+        return self.handler
 
 
 def named(runtime: Runtime, instance: Any) -> dict[str, Any]:
@@ -220,13 +238,15 @@ async def test_config_swap_keeps_unchanged_handlers_and_closes_removed_ones() ->
 
 
 async def test_a_failing_report_handler_is_counted_not_raised() -> None:
-    class Boom:
-        def handle_metric(self, instances: Any) -> None:
+    class Boom(Handler):
+        def handle_metric(self, instances: Sequence[Any]) -> None:
             raise RuntimeError("backend down")
 
-    runtime = await runtime_for(*istio_sources())
+    telemetry = istio_sources()[0]
+    boom_as_prometheus = ("boom.yaml", MEMORY_AS_PROMETHEUS.replace("memory", "boom"))
+    registry = AdapterRegistry({"boom": _FakeAdapter(Boom(), frozenset({"metric"}))})
+    runtime = await runtime_for(telemetry, boom_as_prometheus, registry=registry)
     slot = runtime.snapshot.slots["prometheus.handler.istio-system"]
-    slot.handler = Boom()  # type: ignore[assignment]
     runtime.report([HTTP_BAG])
     dropped = runtime.metrics.dropped_instances.labels(slot.name, "handler_error")._value.get()
     assert dropped == 4
@@ -241,14 +261,24 @@ async def test_wrongly_typed_values_in_a_bag_never_break_the_batch(bad: dict[str
 
 
 async def test_a_failing_check_handler_denies_with_internal_and_is_counted() -> None:
-    class Broken:
-        async def check_checknothing(self, instance: Any) -> CheckResult:
+    class Broken(Handler):
+        async def check_checknothing(self, instance: Instance) -> CheckResult:
             raise ConnectionError("policy backend unreachable")
 
-    runtime = await runtime_for(("c.yaml", DENY_C))
+    registry = AdapterRegistry({"denier": _FakeAdapter(Broken(), frozenset({"checknothing"}))})
+    runtime = await runtime_for(("c.yaml", DENY_C), registry=registry)
     slot = runtime.snapshot.slots["deny.handler.istio-system"]
-    slot.handler = Broken()  # type: ignore[assignment]
     response = await runtime.check({"source.workload.name": "a", "destination.workload.name": "c"})
     assert response.result.status_code == 13  # INTERNAL: a broken backend never silently allows
     assert "policy backend unreachable" in response.result.message
     assert runtime.metrics.dispatch_errors.labels(slot.name, "denier")._value.get() == 1
+
+
+async def test_a_handler_missing_a_template_method_fails_at_config_load() -> None:
+    class Mute(Handler):
+        pass  # claims metric below but has no handle_metric
+
+    registry = AdapterRegistry({"mute": _FakeAdapter(Mute(), frozenset({"metric"}))})
+    telemetry = istio_sources()[0]
+    with pytest.raises(TypeError, match="serves template 'metric' but has no handle_metric"):
+        await runtime_for(telemetry, ("mute.yaml", MEMORY_AS_PROMETHEUS.replace("memory", "mute")), registry=registry)

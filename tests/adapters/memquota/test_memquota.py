@@ -1,17 +1,14 @@
-"""memquota: fixed windows per dimension set, best effort, overrides, params errors; memory's file."""
+"""memquota: fixed windows per dimension set, best effort, overrides, params errors."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from pathlib import Path
 
-import orjson
 import pytest
 
-from adapters.memory import MemoryAdapter
 from adapters.memquota import MemQuotaAdapter, MemQuotaHandler
-from mixer.sdk import OK, RESOURCE_EXHAUSTED, Env, Instance, MetricInstance, ParamsError, QuotaArgs
+from mixer.sdk import OK, RESOURCE_EXHAUSTED, Env, Instance, ParamsError, QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
 
@@ -70,22 +67,3 @@ def test_params_errors_name_every_problem() -> None:
         MemQuotaAdapter().parse_params({"quotas": [{"maxAmount": -1, "validDuration": "soon"}], "extra": 1})
     paths = [path for path, _ in caught.value.problems]
     assert paths == ["extra", "quotas[0].name", "quotas[0].maxAmount", "quotas[0].validDuration"]
-
-
-async def test_memory_records_and_writes_json_lines(tmp_path: Path) -> None:
-    adapter = MemoryAdapter()
-    path = tmp_path / "capture.jsonl"
-    metrics = SelfMetrics()
-    handler = adapter.build(adapter.parse_params({"path": str(path), "maxInstances": 2}),
-                            Env("mem", logging.getLogger("test"), metrics), {})
-    await handler.start()
-    handler.handle_metric([MetricInstance("m", 1, ("a",))])
-    handler.handle_logentry([Instance("l", "logentry", {"variables": {"at": dt.timedelta(seconds=1)}})] * 2)
-    await handler.close()
-    await handler.close()  # safe twice
-    assert len(handler.instances) == 2  # type: ignore[attr-defined]
-    assert metrics.registry.get_sample_value("mixer_dropped_instances_total",
-                                             {"handler": "mem", "reason": "memory_full"}) == 1
-    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
-    assert lines[0] == {"name": "m", "template": "metric", "value": 1, "dimensions": ["a"]}
-    assert lines[1]["fields"]["variables"]["at"] == "1s"

@@ -1,23 +1,16 @@
-"""The core's own adapters: stdio (JSON lines), denier (fixed verdict), noop."""
+"""The stdio adapter: metrics and log entries as JSON lines on a stream or a file."""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from pathlib import Path
 
 import orjson
 import pytest
 
-from adapters.denier import DenierAdapter
-from adapters.noop import NoopAdapter
 from adapters.stdio import StdioAdapter
-from mixer.sdk import PERMISSION_DENIED, UNAUTHENTICATED, Env, Instance, InstanceSchema, MetricInstance, ParamsError
-from mixer.selfmetrics import SelfMetrics
-
-
-def env() -> Env:
-    return Env("h.handler.ns", logging.getLogger("test"), SelfMetrics(), clock=lambda: 1_700_000_000.0)
+from mixer.sdk import Instance, InstanceSchema, MetricInstance, ParamsError
+from tests.adapters.support import env
 
 
 async def test_stdio_writes_metrics_and_logs_as_json_lines(tmp_path: Path) -> None:
@@ -61,28 +54,3 @@ def test_stdio_rejects_bad_params(params: dict[str, object], path: str) -> None:
     with pytest.raises(ParamsError) as caught:
         StdioAdapter().parse_params(params)
     assert [p for p, _ in caught.value.problems] == [path]
-
-
-async def test_denier_answers_its_fixed_verdict() -> None:
-    adapter = DenierAdapter()
-    params = adapter.parse_params(
-        {"status": {"code": UNAUTHENTICATED, "message": "who are you"}, "validDuration": "2.5s", "validUseCount": 7}
-    )
-    handler = adapter.build(params, env(), {})
-    result = await handler.check_checknothing(Instance("n", "checknothing", {}))
-    assert (result.status_code, result.message) == (UNAUTHENTICATED, "who are you")
-    assert (result.valid_duration, result.valid_use_count) == (dt.timedelta(seconds=2.5), 7)
-    default = await adapter.build(adapter.parse_params({}), env(), {}).check_listentry(Instance("l", "listentry", {}))
-    assert default.status_code == PERMISSION_DENIED
-
-
-def test_denier_lists_every_bad_param() -> None:
-    with pytest.raises(ParamsError) as caught:
-        DenierAdapter().parse_params({"status": {"code": 99}, "validDuration": "-1s", "validUseCount": -2, "x": 1})
-    assert sorted(p for p, _ in caught.value.problems) == ["status.code", "validDuration", "validUseCount", "x"]
-
-
-async def test_noop_accepts_everything() -> None:
-    handler = NoopAdapter().build(None, env(), {})
-    handler.handle_metric([MetricInstance("m", 1, ())])
-    assert (await handler.check_authorization(Instance("a", "authorization", {}))).ok
