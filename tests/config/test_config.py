@@ -130,3 +130,12 @@ spec:
 def test_missing_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config([tmp_path / "absent.yaml"])
+
+
+def test_deep_nesting_is_refused_even_after_expressions_raised_the_recursion_limit() -> None:
+    from mixer.attributes import default_manifest
+    from mixer.expr import compile_expression
+
+    compile_expression("request.size > 1", default_manifest())  # raises the process's recursion limit
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config([TESTDATA / "bad_deep_nesting.yaml"])
