@@ -64,6 +64,15 @@ class ListHandler(Handler):
         await self.refresh()  # ready to answer from the first check on, as Mixer was
         self._loop_task = asyncio.get_running_loop().create_task(self._refresh_forever())
 
+    def take_over(self, previous: Handler) -> None:
+        """Keep the last good list across a rebuild from the same provider, so a provider that is
+        down while the config changes does not leave the new handler without a list."""
+        if (isinstance(previous, ListHandler) and previous.provided is not None
+                and previous.params.provider_url == self.params.provider_url
+                and previous.params.entry_type is self.params.entry_type):
+            self.provided, self.fetched_at = previous.provided, previous.fetched_at
+            self._digest, self.last_error = previous._digest, previous.last_error
+
     async def close(self) -> None:
         task, self._loop_task = self._loop_task, None
         if task is not None:

@@ -261,3 +261,20 @@ async def test_refresh_loop_runs_on_its_interval(make: Make, server: ListServer)
     seen = server.requests
     await asyncio.sleep(1.2)
     assert server.requests == seen  # no refresh after close
+
+
+async def test_a_rebuilt_handler_keeps_the_last_good_list_while_the_provider_is_down(
+    make: Make, server: ListServer
+) -> None:
+    server.body = "mallory\n"
+    old = make(providerUrl=server.url, blacklist=True, cachingInterval="10s")
+    await old.start()
+    server.status = 503
+    new = make(providerUrl=server.url, blacklist=True, cachingInterval="20s")  # params changed: rebuilt
+    new.take_over(old)
+    await new.start()
+    assert (await check(new, "mallory"))[0] == PERMISSION_DENIED
+    other_kind = make(providerUrl=server.url, blacklist=True, entryType="REGEX")
+    other_kind.take_over(old)  # a list of another kind is not carried over
+    await other_kind.start()
+    assert (await check(other_kind, "mallory"))[0] == UNAVAILABLE
