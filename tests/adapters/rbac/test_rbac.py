@@ -4,6 +4,7 @@ config files decide authorization checks, and a denial names what did not allow 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from adapters.rbac import RbacAdapter, RbacHandler
 from mixer.config import compile_config, load_config, read_sources
 from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime
-from mixer.sdk import OK, PERMISSION_DENIED, ParamsError
+from mixer.selfmetrics import SelfMetrics
+from mixer.sdk import OK, PERMISSION_DENIED, Env, Instance, ParamsError
 
 TESTDATA = Path(__file__).parent / "testdata"
 POLICY = TESTDATA / "policy.yaml"
@@ -153,3 +155,38 @@ spec: {compiledAdapter: denier}
     config = compile_config(sources, AdapterRegistry())
     assert "$rbacPolicy" not in config.handlers["deny.handler.istio-system"].raw_params
     assert "$rbacPolicy" in config.handlers[HANDLER].raw_params
+
+
+# Mixer's TestRBACStore_CheckPermission: (namespace, service, path, method, version, source namespace,
+# source service, user, allowed).
+MIXER_CASES = [
+    ("ns1", "products", "/products", "GET", "v1", "ns2", "svc1", "alice@yahoo.com", True),
+    ("ns1", "products", "/somepath", "POST", "v2", "abc", "reviews", "bob@yahoo.com", True),
+    ("ns1", "products", "/somepath", "POST", "v2", "abc", "svc1", "bob@yahoo.com", False),
+    ("ns1", "products", "/somepath", "POST", "v3", "ns2", "svc1", "alice@yahoo.com", False),
+    ("ns1", "bookstore", "/books", "GET", "", "acme", "svc1", "svc@gserviceaccount.com", True),
+    ("ns1", "bookstore", "/books", "POST", "", "acme", "svc1", "svc@gserviceaccount.com", False),
+    ("ns1", "bookstore", "/shelf", "GET", "", "acme", "svc1", "svc@gserviceaccount.com", False),
+    ("ns1", "fishpond", "/pond/a", "GET", "v1", "abcfish", "serv", "svc@gserviceaccount.com", True),
+    ("ns1", "fish", "/pond/review", "GET", "v1", "mynamespace", "xyz", "alice@yahoo.com", True),
+    ("ns1", "fish", "/pond/review", "GET", "v1", "wonrgnamespace", "xyz", "alice@yahoo.com", False),
+    ("ns1", "fishpond", "/pond/review", "GET", "v1", "mynamespace", "xyz", "alice@yahoo.com", False),
+    ("ns1", "fish", "/pond/review", "GET", "v1", "mynamespace", "xyz", "bob@yahoo.com", False),
+    ("ns1", "abc", "/index", "GET", "", "mynamespace", "xyz", "anyuser", True),
+]
+
+
+@pytest.mark.parametrize("case", MIXER_CASES, ids=[f"{c[1]}{c[2]}-{c[3]}-{c[7]}-{c[8]}" for c in MIXER_CASES])
+async def test_mixers_own_rbac_cases(case: tuple[Any, ...]) -> None:
+    namespace, service, path, method, version, source_ns, source_svc, user, allowed = case
+    config = load_config([TESTDATA / "mixer_store.yaml"])
+    compiled = config.handlers[HANDLER]
+    env = Env(HANDLER, logging.getLogger("test.rbac"), SelfMetrics())
+    handler = compiled.adapter.build(compiled.params, env, {})
+    fields = {
+        "subject": {"user": user, "groups": user, "properties": {"namespace": source_ns, "service": source_svc}},
+        "action": {"namespace": namespace, "service": service, "path": path, "method": method,
+                   "properties": {"version": version}},
+    }
+    result = await handler.check_authorization(Instance("ctx.instance.istio-system", "authorization", fields))
+    assert result.ok is allowed, result.message
