@@ -127,7 +127,9 @@ def _validate(args: argparse.Namespace) -> int:
             print(problem)
         print(f"{len(exc.problems)} error(s)", file=sys.stderr)
         return 1
-    print(f"ok: {len(config.handlers)} handlers, {len(config.instances)} instances, {len(config.rules)} rules")
+    rbac = config.rbac
+    roles = f", {len(rbac.roles)} ServiceRoles, {len(rbac.bindings)} ServiceRoleBindings" if rbac.roles else ""
+    print(f"ok: {len(config.handlers)} handlers, {len(config.instances)} instances, {len(config.rules)} rules{roles}")
     return 0
 
 

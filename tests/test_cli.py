@@ -123,3 +123,10 @@ spec:
     broken.write_text(VOCABULARY.replace("DOUBLE", "FLOAT"))
     result = mixer("expr", "--config", str(broken), "1")
     assert result.returncode == 1 and "unknown valueType 'FLOAT'" in result.stderr
+
+
+def test_validate_counts_rbac_documents() -> None:
+    policy = Path(__file__).parent / "adapters" / "rbac" / "testdata" / "policy.yaml"
+    result = mixer("validate", str(policy))
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip() == "ok: 1 handlers, 1 instances, 1 rules, 5 ServiceRoles, 4 ServiceRoleBindings"
