@@ -94,24 +94,30 @@ def _address(value: object) -> IPAddress:
 
 
 class NetworkEntries:
-    """Single addresses in a set (one lookup), ranges scanned in order."""
+    """Addresses and ranges indexed by prefix length: a check is one set lookup per distinct
+    prefix length in the list (a /32 list is one lookup), not one comparison per entry."""
 
     def __init__(self, networks: Iterable[IPNetwork]) -> None:
-        hosts: set[IPAddress] = set()
-        ranges: list[IPNetwork] = []
+        # (IP version, prefix length) -> network numbers shifted right by the host bits
+        index: dict[tuple[int, int], set[int]] = {}
         for network in networks:
-            if network.num_addresses == 1:
-                hosts.add(network.network_address)
-            else:
-                ranges.append(network)
-        self._hosts, self._ranges = frozenset(hosts), tuple(ranges)
+            host_bits = network.max_prefixlen - network.prefixlen
+            index.setdefault((network.version, network.prefixlen), set()).add(
+                int(network.network_address) >> host_bits)
+        self._index = {key: frozenset(prefixes) for key, prefixes in index.items()}
+        self._lengths = {version: tuple(sorted(length for v, length in index if v == version))
+                         for version in (4, 6)}
+        self._size = sum(len(prefixes) for prefixes in index.values())
 
     def __contains__(self, value: object) -> bool:
         address = _address(value)
-        return address in self._hosts or any(address in network for network in self._ranges)
+        number, version, max_bits = int(address), address.version, address.max_prefixlen
+        index = self._index
+        return any(number >> (max_bits - length) in index[(version, length)]
+                   for length in self._lengths[version])
 
     def __len__(self) -> int:
-        return len(self._hosts) + len(self._ranges)
+        return self._size
 
 
 class RegexEntries:

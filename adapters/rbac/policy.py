@@ -87,28 +87,49 @@ class Verdict:
     reason: str  # for a denial: which roles and bindings were considered and why none allowed
 
 
+def _exact(pattern: str) -> bool:
+    return pattern != "*" and not pattern.startswith("*") and not pattern.endswith("*")
+
+
 class Authorizer:
-    """A policy indexed by namespace, built once per handler."""
+    """A policy indexed by namespace, and within it by exact service name, built once per handler:
+    a check looks only at the roles naming its service plus those using service wildcards."""
 
     def __init__(self, policy: RbacPolicy) -> None:
-        self._roles: dict[str, list[ServiceRole]] = defaultdict(list)
-        for role in policy.roles:
-            self._roles[role.namespace].append(role)
+        self._role_names: dict[str, str] = {}
+        self._by_service: dict[tuple[str, str], list[ServiceRole]] = defaultdict(list)
+        self._by_pattern: dict[str, list[ServiceRole]] = defaultdict(list)
+        for role in policy.roles:  # sorted by name: denials list roles in a stable order
+            self._role_names[role.namespace] = ", ".join(
+                filter(None, (self._role_names.get(role.namespace), role.name)))
+            services = {service for rule in role.rules for service in rule.services}
+            if all(_exact(service) for service in services):
+                for service in sorted(services):
+                    self._by_service[(role.namespace, service)].append(role)
+            else:
+                self._by_pattern[role.namespace].append(role)
         self._bindings: dict[tuple[str, str], list[ServiceRoleBinding]] = defaultdict(list)
         for binding in policy.bindings:
             self._bindings[(binding.namespace, binding.role)].append(binding)
+
+    def _candidates(self, request: Request) -> list[ServiceRole]:
+        named = self._by_service.get((request.namespace, request.service), [])
+        patterned = self._by_pattern.get(request.namespace, [])
+        if not patterned:
+            return named
+        return sorted({id(role): role for role in (*named, *patterned)}.values(), key=lambda role: role.name)
 
     def check(self, request: Request) -> Verdict:
         missing = request.missing()
         if missing:
             return Verdict(False, f"the authorization instance has no {', '.join(missing)}")
-        roles = self._roles.get(request.namespace, [])
+        names = self._role_names.get(request.namespace)
         action = f"{request.method} {request.path} on service {request.service}"
-        if not roles:
+        if names is None:
             return Verdict(False, f"no ServiceRole in namespace {request.namespace!r}")
-        eligible = [role for role in roles if any(rule_matches(rule, request) for rule in role.rules)]
+        eligible = [role for role in self._candidates(request)
+                    if any(rule_matches(rule, request) for rule in role.rules)]
         if not eligible:
-            names = ", ".join(role.name for role in roles)
             return Verdict(False, f"no ServiceRole in namespace {request.namespace!r} allows {action} "
                                   f"(roles: {names})")
         who = f"user {request.user!r}" + (f" (group {request.groups!r})" if request.groups else "")

@@ -278,3 +278,24 @@ async def test_a_rebuilt_handler_keeps_the_last_good_list_while_the_provider_is_
     other_kind.take_over(old)  # a list of another kind is not carried over
     await other_kind.start()
     assert (await check(other_kind, "mallory"))[0] == UNAVAILABLE
+
+
+def test_ip_index_agrees_with_plain_containment() -> None:
+    import random
+
+    from adapters.list.entries import NetworkEntries, parse_network
+
+    rng = random.Random(11)
+    networks = [parse_network(f"10.{rng.randrange(4)}.{rng.randrange(256)}.{rng.randrange(256)}/{rng.randrange(8, 33)}")
+                for _ in range(300)]
+    networks += [parse_network(f"2001:db8:{rng.randrange(16):x}::/{rng.randrange(32, 129)}") for _ in range(50)]
+    entries = NetworkEntries(networks)
+    for _ in range(3000):
+        if rng.random() < 0.8:
+            address = ipaddress.ip_address(f"10.{rng.randrange(4)}.{rng.randrange(256)}.{rng.randrange(256)}")
+        else:
+            address = ipaddress.ip_address(f"2001:db8:{rng.randrange(16):x}::{rng.randrange(65536):x}")
+        assert (address in entries) == any(address in network for network in networks), address
+    everything = NetworkEntries([parse_network("0.0.0.0/0")])
+    assert "203.0.113.9" in everything and "::1" not in everything
+    assert len(NetworkEntries([parse_network("10.0.0.0/8"), parse_network("10.0.0.0/8")])) == 1
