@@ -67,15 +67,23 @@ async def watch_config(runtime: Runtime, paths: Sequence[str], interval: float) 
             seen = current
             await runtime.reload(paths)
             log.info("config reloaded from %s", ", ".join(paths))
+            log_notes(runtime)
         except ConfigError as exc:
             log.error("config change rejected, keeping the running config:\n%s", exc)
         except Exception:  # counted by the runtime; the watcher must outlive any error
             log.exception("config change could not be applied, keeping the running config")
 
 
+def log_notes(runtime: Runtime) -> None:
+    """What loading the running config told besides errors: skipped documents, handlers not run."""
+    for note in runtime.snapshot.config.notes:
+        log.log(logging.WARNING if note.level == "warning" else logging.INFO, "%s", note)
+
+
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
     """Load config, start every front door and listener, run until ``stop`` or a signal."""
     runtime = await Runtime.load(options.config)
+    log_notes(runtime)
     door_options = options.grpc or FrontDoorOptions()
     doors = standard_doors(runtime, door_options)
     parts: list[_Part] = [*doors]
