@@ -15,9 +15,6 @@ from mixer.sdk import Adapter, InstanceSchema, ParamsError
 from mixer.templates import CAMEL_ALIASES, TEMPLATES, Field, FieldKind, Fields, Template, Variety
 
 API_VERSIONS = frozenset({"config.istio.io/v1alpha2", "policy.istio.io/v1beta1"})
-# Documents of any other API group (a DestinationRule, a ConfigMap) share files with Mixer config in
-# Helm and kubectl output; Mixer ignored them, and so does loading, with one info note each (unless
-# their kind is a Mixer kind: then the apiVersion is the mistake).
 MIXER_API_GROUPS = frozenset(api.partition("/")[0] for api in API_VERSIONS)
 KINDS = ("handler", "instance", "rule", "attributemanifest")
 DEFAULT_NAMESPACE = "istio-system"
@@ -151,16 +148,15 @@ class _Compiler:
             return None
         ok = True
         api = data.get("apiVersion")
-        foreign = isinstance(api, str) and api.rpartition("/")[0] not in MIXER_API_GROUPS
-        if foreign and data.get("kind") not in KINDS:  # `kind: handler` there is a mistaken apiVersion
-            self._foreign(source, str(api))
+        kind = data.get("kind")
+        if _is_other_api_group(api, kind):
+            self._other_api_group(source, str(api))
             return None
         if api not in API_VERSIONS:
             self.problems.append(
                 source.problem(("apiVersion",), f"apiVersion {api!r} is not one of {', '.join(sorted(API_VERSIONS))}")
             )
             ok = False
-        kind = data.get("kind")
         if kind not in KINDS:
             self.problems.append(source.problem(("kind",), f"unknown kind {kind!r} (known: {', '.join(KINDS)})"))
             ok = False
@@ -181,7 +177,7 @@ class _Compiler:
             return None
         return _Doc(source, str(kind), str(name), str(namespace), spec)  # type: ignore[arg-type]
 
-    def _foreign(self, source: SourceDocument, api: str) -> None:
+    def _other_api_group(self, source: SourceDocument, api: str) -> None:
         """A document of another API group: skipped with a note, or an error when strict."""
         metadata = source.data.get("metadata")
         name = metadata.get("name") if isinstance(metadata, dict) else None
@@ -472,6 +468,18 @@ class _Compiler:
         known = ", ".join(sorted(table)) or "none"
         self.problems.append(doc.problem(path, f"{kind} {ref!r} not found (valid {kind}s: {known})"))
         return None
+
+
+def _is_other_api_group(api: Any, kind: Any) -> bool:
+    """A Kubernetes object of another API group (a DestinationRule, a ConfigMap): Helm and kubectl
+    output mixes them with Mixer config, and Mixer ignored them. Kubernetes kinds are CamelCase and
+    Mixer's lowercase, so a lowercase kind under a wrong apiVersion is a mistaken Mixer document."""
+    return (
+        isinstance(api, str)
+        and api.rpartition("/")[0] not in MIXER_API_GROUPS
+        and isinstance(kind, str)
+        and kind[:1].isupper()
+    )
 
 
 def _candidates(ref: str, kind: str, namespace: str) -> list[str]:
