@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check config files; print every error")
     validate.add_argument("paths", nargs="+", help="files or directories")
+    validate.add_argument("--strict", action="store_true",
+                          help="documents of other API groups (a DestinationRule...) are errors, not skipped")
     _add_vocabulary_argument(validate)
     validate.set_defaults(run=_validate)
 
@@ -121,12 +123,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     try:
-        config = load_config([*args.config, *args.paths])
+        config = load_config([*args.config, *args.paths], strict=args.strict)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
         print(f"{len(exc.problems)} error(s)", file=sys.stderr)
         return 1
+    for note in config.notes:
+        print(note)
     rbac = config.rbac
     roles = f", {len(rbac.roles)} ServiceRoles, {len(rbac.bindings)} ServiceRoleBindings" if rbac.roles else ""
     print(f"ok: {len(config.handlers)} handlers, {len(config.instances)} instances, {len(config.rules)} rules{roles}")

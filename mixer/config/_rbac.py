@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 RBAC_API_VERSION = "rbac.istio.io/v1alpha1"
 RBAC_KINDS = ("ServiceRole", "ServiceRoleBinding")
+RBAC_PILOT_KINDS = ("RbacConfig", "ClusterRbacConfig")  # for Pilot (Envoy's RBAC filter), not Mixer
 
 # path below the document, message -> a Problem (the loader's _Doc.problem)
 Report = Callable[[tuple[str | int, ...], str], None]
