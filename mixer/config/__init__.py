@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mixer.config._compile import (
+    CallPolicy,
     CompiledAction,
     CompiledConfig,
     CompiledHandler,
@@ -29,6 +30,7 @@ from mixer.registry import AdapterRegistry
 
 __all__ = [
     "AccessRule",
+    "CallPolicy",
     "CompiledAction",
     "CompiledConfig",
     "CompiledHandler",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mixer.attributes import STRING_LIKE, AttributeManifest, ValueType, default_manifest
+from mixer.attributes import STRING_LIKE, AttributeManifest, ValueType, default_manifest, parse_duration
 from mixer.config import _attrgen, _rbac
 from mixer.config._rbac import RBAC_API_VERSION, RBAC_KINDS, RBAC_PILOT_KINDS, RbacPolicy, UsesRbacPolicy
 from mixer.config._source import Note, Path, Problem, SourceDocument, read_documents
@@ -24,6 +25,16 @@ DEFAULT_NAMESPACE = "istio-system"
 CompiledFields = dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """How the runtime calls one handler's check and quota methods (the handler document's
+    ``spec.connection.timeout`` and ``spec.failOpen``): a call that takes longer than ``timeout``
+    is cancelled, and a call that times out or raises allows (``fail_open``) or denies."""
+
+    timeout: dt.timedelta | None = None  # None: wait as long as the handler takes
+    fail_open: bool = False  # default: a broken policy backend never silently allows
+
+
 @dataclass
 class CompiledHandler:
     name: str  # "prometheus.handler.istio-system"
@@ -33,6 +44,7 @@ class CompiledHandler:
     # The params as written: the handler's identity across config swaps. For an adapter that uses
     # the RbacPolicy, the policy's fingerprint is added ("$rbacPolicy") so a role change rebuilds it.
     raw_params: Mapping[str, Any]
+    calls: CallPolicy = field(default_factory=CallPolicy)
 
 
 @dataclass
@@ -250,7 +262,7 @@ class _Compiler:
     # -- handlers ---------------------------------------------------------------------------
 
     def _handler(self, doc: _Doc) -> None:
-        self._unknown(doc, doc.spec, ("compiledAdapter", "adapter", "params", "connection"), ("spec",))
+        self._unknown(doc, doc.spec, ("compiledAdapter", "adapter", "params", "connection", "failOpen"), ("spec",))
         adapter_name = doc.spec.get("compiledAdapter", doc.spec.get("adapter"))
         if not isinstance(adapter_name, str):
             self.problems.append(doc.problem(("spec",), "spec.compiledAdapter is required"))
@@ -267,6 +279,7 @@ class _Compiler:
         if not isinstance(raw, dict):
             self.problems.append(doc.problem(("spec", "params"), "params must be a mapping"))
             return
+        calls = self._call_policy(doc)
         try:
             params = adapter.parse_params(raw)
         except ParamsError as exc:
@@ -278,8 +291,34 @@ class _Compiler:
             params = adapter.with_rbac_policy(params, self.config.rbac)
             # The handler's identity includes the roles, so a role change rebuilds it.
             raw = {**raw, "$rbacPolicy": self.config.rbac.fingerprint()}
-        self.config.handlers[doc.qualified] = CompiledHandler(doc.qualified, adapter_name, adapter, params, raw)
+        if calls is None:
+            return
+        self.config.handlers[doc.qualified] = CompiledHandler(doc.qualified, adapter_name, adapter, params, raw, calls)
         self.invalid.discard(doc.qualified)
+
+    def _call_policy(self, doc: _Doc) -> CallPolicy | None:
+        """``spec.connection.timeout`` (Mixer's field) and ``spec.failOpen``; None after a problem."""
+        ok = True
+        timeout: dt.timedelta | None = None
+        connection = doc.spec.get("connection") or {}
+        if not isinstance(connection, dict):
+            self.problems.append(doc.problem(("spec", "connection"), "connection must be a mapping"))
+            connection, ok = {}, False
+        # address/authentication: Mixer's out-of-process adapters, which this collector does not run.
+        self._unknown(doc, connection, ("timeout",), ("spec", "connection"))
+        if "timeout" in connection:
+            try:
+                timeout = parse_duration(str(connection["timeout"]))
+                if timeout <= dt.timedelta(0):
+                    raise ValueError("must be positive")
+            except ValueError as exc:
+                self.problems.append(doc.problem(("spec", "connection", "timeout"), f"timeout {exc}"))
+                ok = False
+        fail_open = doc.spec.get("failOpen", False)
+        if not isinstance(fail_open, bool):
+            self.problems.append(doc.problem(("spec", "failOpen"), f"failOpen must be true or false, got {fail_open!r}"))
+            ok = False
+        return CallPolicy(timeout, fail_open) if ok else None
 
     def _generator(self, doc: _Doc) -> None:
         raw = doc.spec.get("params") or {}

@@ -16,8 +16,10 @@ from mixer.expr import EvaluationError
 from mixer.runtime._plan import RulePlan
 from mixer.runtime._snapshot import CheckSink, QuotaSink, ReportSink, Sink, Snapshot
 from mixer.sdk import (
+    DEADLINE_EXCEEDED,
     DEFAULT_VALID_DURATION,
     INTERNAL,
+    OK,
     RESOURCE_EXHAUSTED,
     CheckResult,
     QuotaArgs,
@@ -227,13 +229,26 @@ def combine(results: Sequence[CheckResult]) -> CheckResult:
 
 
 async def _call_check_handler(sink: CheckSink, instance: Any, metrics: SelfMetrics) -> CheckResult:
+    calls = sink.slot.calls
     try:
         with _accounted(sink, metrics):
-            return await sink.call(instance)
+            if calls.timeout is None:
+                return await sink.call(instance)
+            return await asyncio.wait_for(sink.call(instance), calls.timeout.total_seconds())
     except Exception as exc:
-        # A policy backend that fails must not silently allow: answer INTERNAL (a denial).
-        return CheckResult(status_code=INTERNAL, message=f"handler {sink.slot.name} failed: {exc}",
+        # A policy backend that fails must not silently allow unless its handler says failOpen.
+        # Either way the answer is not to be reused: the next check asks the handler again.
+        code, why = _failure(sink, exc)
+        return CheckResult(status_code=OK if calls.fail_open else code, message=why,
                            valid_duration=dt.timedelta(0), valid_use_count=0)
+
+
+def _failure(sink: Sink, exc: Exception) -> tuple[int, str]:
+    """The rpc code and message for a handler call that timed out or raised."""
+    if isinstance(exc, TimeoutError):
+        timeout = sink.slot.calls.timeout
+        return DEADLINE_EXCEEDED, f"handler {sink.slot.name} timed out after {timeout.total_seconds() if timeout else 0:g}s"
+    return INTERNAL, f"handler {sink.slot.name} failed: {exc}"
 
 
 async def _allocate(
@@ -272,8 +287,14 @@ def _names_quota(qualified: str, requested: str) -> bool:
 
 
 async def _call_quota_handler(sink: QuotaSink, instance: Any, args: QuotaArgs, metrics: SelfMetrics) -> QuotaResult:
+    calls = sink.slot.calls
     try:
         with _accounted(sink, metrics):
-            return await sink.call(instance, args)
+            if calls.timeout is None:
+                return await sink.call(instance, args)
+            return await asyncio.wait_for(sink.call(instance, args), calls.timeout.total_seconds())
     except Exception as exc:
-        return QuotaResult(0, dt.timedelta(0), INTERNAL, f"handler {sink.slot.name} failed: {exc}")
+        code, why = _failure(sink, exc)
+        if calls.fail_open:
+            return QuotaResult(args.amount, dt.timedelta(0), OK, why)
+        return QuotaResult(0, dt.timedelta(0), code, why)

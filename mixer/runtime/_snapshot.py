@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from mixer.config import CompiledConfig, CompiledHandler, CompiledInstance
+from mixer.config import CallPolicy, CompiledConfig, CompiledHandler, CompiledInstance
 from mixer.runtime._binding import CheckCall, QuotaCall, ReportCall, check_call, quota_call, report_call
 from mixer.runtime._plan import RulePlan, build_plan
 from mixer.sdk import Env, Handler, InstanceSchema
@@ -27,6 +27,7 @@ class HandlerSlot:
     key: bytes
     handler: Handler
     started: bool = False
+    calls: CallPolicy = field(default_factory=CallPolicy)  # timeout and failure policy of check/quota calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ def handler_key(handler: CompiledHandler, schemas: Mapping[str, InstanceSchema])
     shape = {
         "adapter": handler.adapter_name,
         "params": handler.raw_params,
+        "calls": [handler.calls.timeout, handler.calls.fail_open],
         "instances": {
             name: [s.template, list(s.dimension_names), s.monitored_resource_type, s.params]
             for name, s in sorted(schemas.items())
@@ -112,7 +114,7 @@ def build_snapshot(
         built = compiled.adapter.build(compiled.params, env, handler_schemas)
         if old is not None and old.adapter_name == compiled.adapter_name:
             built.take_over(old.handler)
-        slots[name] = HandlerSlot(name, compiled.adapter_name, key, built)
+        slots[name] = HandlerSlot(name, compiled.adapter_name, key, built, calls=compiled.calls)
 
     plans: dict[Variety, list[RulePlan]] = {v: [] for v in Variety}
     sinks: dict[Variety, list[Sink]] = {v: [] for v in Variety}
