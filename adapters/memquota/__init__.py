@@ -31,7 +31,7 @@ from mixer.sdk import (
     unknown_fields,
 )
 
-__all__ = ["MemQuotaAdapter", "MemQuotaHandler", "QuotaLimit"]
+__all__ = ["MemQuotaAdapter", "MemQuotaHandler", "QuotaLimit", "Window", "grant", "duration_param", "parse_limits", "window_for"]
 
 # Bound on distinct (quota, dimensions) windows kept; expired ones are swept first.
 MAX_WINDOWS = 100_000
@@ -51,6 +51,41 @@ class MemQuotaParams:
     quotas: tuple[QuotaLimit, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Which counter an allocation draws on and its limit: one per quota and distinct dimensions
+    (the first matching override sets the limit). redisquota resolves through this too, so both
+    adapters count the same way for the same config (Istio #15543 was that they did not)."""
+
+    limit: QuotaLimit
+    dimensions: tuple[tuple[str, str], ...]  # sorted (name, value) pairs
+    max_amount: int
+    duration: dt.timedelta
+
+
+def window_for(limits: Mapping[str, QuotaLimit], instance: Instance) -> Window | None:
+    """The window ``instance`` allocates from, or None when no configured quota names it."""
+    limit = next((limits[n] for n in _names(instance.name) if n in limits), None)
+    if limit is None:
+        return None
+    dimensions = {str(k): str(v) for k, v in (instance.fields.get("dimensions") or {}).items()}
+    max_amount, duration = limit.max_amount, limit.valid_duration
+    for match, amount, override_duration in limit.overrides:
+        if all(dimensions.get(k) == v for k, v in match.items()):
+            max_amount, duration = amount, override_duration
+            break
+    return Window(limit, tuple(sorted(dimensions.items())), max_amount, duration)
+
+
+def grant(asked: int, left: int, best_effort: bool) -> int:
+    """How much of ``asked`` a window with ``left`` grants: best effort takes what is left,
+    otherwise all or nothing."""
+    left = max(left, 0)  # a lowered maxAmount can leave a window over its new limit
+    if best_effort:
+        return min(asked, left)
+    return asked if asked <= left else 0
+
+
 def _names(qualified: str) -> tuple[str, ...]:
     """The names a quota instance may be configured under."""
     parts = qualified.split(".")
@@ -66,41 +101,29 @@ class MemQuotaHandler(Handler):
         self._limits = {limit.name: limit for limit in params.quotas}
         self._windows: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}  # key -> [start, used]
 
-    def _limit_for(self, instance: Instance) -> QuotaLimit | None:
-        for name in _names(instance.name):
-            if name in self._limits:
-                return self._limits[name]
-        return None
-
     async def allocate_quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
-        limit = self._limit_for(instance)
-        if limit is None:
+        window = window_for(self._limits, instance)
+        if window is None:
             return QuotaResult(args.amount)  # not configured here: unlimited
-        dimensions = {k: str(v) for k, v in (instance.fields.get("dimensions") or {}).items()}
-        max_amount, duration = limit.max_amount, limit.valid_duration
-        for match, amount, override_duration in limit.overrides:
-            if all(dimensions.get(k) == v for k, v in match.items()):
-                max_amount, duration = amount, override_duration
-                break
         now = self._clock()
-        key = (limit.name, tuple(sorted(dimensions.items())))
-        window = self._windows.get(key)
-        seconds = duration.total_seconds()
-        if window is None or now - window[0] >= seconds:
-            if window is None and len(self._windows) >= MAX_WINDOWS:
+        key = (window.limit.name, window.dimensions)
+        counter = self._windows.get(key)
+        seconds = window.duration.total_seconds()
+        if counter is None or now - counter[0] >= seconds:
+            if counter is None and len(self._windows) >= MAX_WINDOWS:
                 self._sweep(now)
-            window = [now, 0.0]
-            self._windows[key] = window
-        left = max_amount - int(window[1])
-        granted = min(args.amount, left) if args.best_effort else (args.amount if args.amount <= left else 0)
-        window[1] += granted
-        until_reset = dt.timedelta(seconds=max(seconds - (now - window[0]), 0.0))
+            counter = [now, 0.0]
+            self._windows[key] = counter
+        left = window.max_amount - int(counter[1])
+        granted = grant(args.amount, left, args.best_effort)
+        counter[1] += granted
+        until_reset = dt.timedelta(seconds=max(seconds - (now - counter[0]), 0.0))
         code = OK if granted or args.amount == 0 else RESOURCE_EXHAUSTED
-        return QuotaResult(granted, until_reset, code, "" if code == OK else f"quota {limit.name} exhausted",
-                              remaining=left - granted, limit=max_amount, window=duration)
+        return QuotaResult(granted, until_reset, code, "" if code == OK else f"quota {window.limit.name} exhausted",
+                           remaining=max(left - granted, 0), limit=window.max_amount, window=window.duration)
 
     def _sweep(self, now: float) -> None:
-        expired = [key for key, (start, _) in self._windows.items() if now - start >= self._duration(key[0])]
+        expired = [key for key, (start, _) in self._windows.items() if now - start >= self._window_seconds(key[0])]
         for key in expired:
             del self._windows[key]
         if len(self._windows) >= MAX_WINDOWS:
@@ -110,7 +133,7 @@ class MemQuotaHandler(Handler):
                 del self._windows[key]
             self.env.count_dropped(len(oldest), "memquota_windows_full")
 
-    def _duration(self, name: str) -> float:
+    def _window_seconds(self, name: str) -> float:
         return self._limits[name].valid_duration.total_seconds()
 
 
@@ -120,47 +143,59 @@ class MemQuotaAdapter(Adapter):
 
     def parse_params(self, raw: Mapping[str, Any]) -> MemQuotaParams:
         problems = unknown_fields(raw, ("quotas",))
-        quotas: list[QuotaLimit] = []
-        raw_quotas = raw.get("quotas", [])
-        if not isinstance(raw_quotas, list):
-            problems.append(("quotas", "must be a list"))
-            raw_quotas = []
-        for i, item in enumerate(raw_quotas):
-            where = f"quotas[{i}]"
-            if not isinstance(item, dict):
-                problems.append((where, "must be a mapping with name, maxAmount, validDuration"))
-                continue
-            problems += unknown_fields(item, ("name", "maxAmount", "validDuration", "overrides"), where)
-            name = item.get("name")
-            if not isinstance(name, str) or not name:
-                problems.append((f"{where}.name", "required string"))
-                name = ""
-            max_amount = _amount(item.get("maxAmount"), f"{where}.maxAmount", problems)
-            duration = _duration(item.get("validDuration", "1s"), f"{where}.validDuration", problems)
-            overrides = []
-            for j, override in enumerate(item.get("overrides") or []):
-                owhere = f"{where}.overrides[{j}]"
-                if not isinstance(override, dict):
-                    problems.append((owhere, "must be a mapping"))
-                    continue
-                problems += unknown_fields(override, ("dimensions", "maxAmount", "validDuration"), owhere)
-                dims = override.get("dimensions") or {}
-                if not isinstance(dims, dict):
-                    problems.append((f"{owhere}.dimensions", "must be a mapping"))
-                    dims = {}
-                overrides.append((
-                    {str(k): str(v) for k, v in dims.items()},
-                    _amount(override.get("maxAmount"), f"{owhere}.maxAmount", problems),
-                    _duration(override.get("validDuration", item.get("validDuration", "1s")),
-                              f"{owhere}.validDuration", problems),
-                ))
-            quotas.append(QuotaLimit(name, max_amount, duration, tuple(overrides)))
+        limits = [limit for limit, _ in parse_limits(raw.get("quotas", []), problems)]
         if problems:
             raise ParamsError(problems)
-        return MemQuotaParams(tuple(quotas))
+        return MemQuotaParams(tuple(limits))
 
     def build(self, params: Any, env: Env, instances: Mapping[str, InstanceSchema]) -> Handler:
         return MemQuotaHandler(params, env)
+
+
+def parse_limits(
+    raw_quotas: Any, problems: list[tuple[str, str]], extra_fields: tuple[str, ...] = ()
+) -> list[tuple[QuotaLimit, Mapping[str, Any]]]:
+    """``quotas: [{name, maxAmount, validDuration, overrides}]``, each with its raw mapping (for an
+    adapter's ``extra_fields``); every problem is appended with its path."""
+    out: list[tuple[QuotaLimit, Mapping[str, Any]]] = []
+    if not isinstance(raw_quotas, list):
+        problems.append(("quotas", "must be a list"))
+        return out
+    for i, item in enumerate(raw_quotas):
+        where = f"quotas[{i}]"
+        if not isinstance(item, dict):
+            problems.append((where, "must be a mapping with name, maxAmount, validDuration"))
+            continue
+        problems += unknown_fields(item, ("name", "maxAmount", "validDuration", "overrides", *extra_fields), where)
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            problems.append((f"{where}.name", "required string"))
+            name = ""
+        max_amount = _amount(item.get("maxAmount"), f"{where}.maxAmount", problems)
+        duration = duration_param(item.get("validDuration", "1s"), f"{where}.validDuration", problems)
+        overrides = []
+        raw_overrides = item.get("overrides") or []
+        if not isinstance(raw_overrides, list):
+            problems.append((f"{where}.overrides", "must be a list"))
+            raw_overrides = []
+        for j, override in enumerate(raw_overrides):
+            owhere = f"{where}.overrides[{j}]"
+            if not isinstance(override, dict):
+                problems.append((owhere, "must be a mapping"))
+                continue
+            problems += unknown_fields(override, ("dimensions", "maxAmount", "validDuration"), owhere)
+            dims = override.get("dimensions") or {}
+            if not isinstance(dims, dict):
+                problems.append((f"{owhere}.dimensions", "must be a mapping"))
+                dims = {}
+            overrides.append((
+                {str(k): str(v) for k, v in dims.items()},
+                _amount(override.get("maxAmount"), f"{owhere}.maxAmount", problems),
+                duration_param(override.get("validDuration", item.get("validDuration", "1s")),
+                          f"{owhere}.validDuration", problems),
+            ))
+        out.append((QuotaLimit(name, max_amount, duration, tuple(overrides)), item))
+    return out
 
 
 def _amount(raw: Any, where: str, problems: list[tuple[str, str]]) -> int:
@@ -170,7 +205,7 @@ def _amount(raw: Any, where: str, problems: list[tuple[str, str]]) -> int:
     return int(raw)
 
 
-def _duration(raw: Any, where: str, problems: list[tuple[str, str]]) -> dt.timedelta:
+def duration_param(raw: Any, where: str, problems: list[tuple[str, str]]) -> dt.timedelta:
     try:
         value = parse_duration(str(raw))
     except ValueError as exc:

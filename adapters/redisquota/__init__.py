@@ -1,0 +1,199 @@
+"""The redisquota adapter (Mixer's params): quotas shared by every mixer through one Redis.
+
+Params: ``redisServerUrl`` (``host:port`` as Mixer wrote it, or a ``redis://`` / ``unix://`` URL),
+``connectionPoolSize`` (default 10), ``quotas: [{name, maxAmount, validDuration, bucketDuration,
+rateLimitAlgorithm, overrides: [{dimensions, maxAmount, validDuration}]}]``.
+``rateLimitAlgorithm`` is ``FIXED_WINDOW`` (the default) or ``ROLLING_WINDOW`` (which needs
+``bucketDuration``, at most ``validDuration``: the window slides in steps of one bucket).
+
+Windows are resolved exactly as memquota's (``adapters.memquota.window_for``): one counter per quota
+and distinct set of dimension values, the first matching override setting the limit, so both
+adapters count the same way for the same config. Each allocation is one server-side Lua script run
+(EVALSHA, re-loaded by the client if Redis lost it), atomic across every process sharing the Redis.
+The window's clock is the mixer's (replicas need synchronised clocks, as with Mixer). A grant's
+valid duration is the time until its window resets (fixed) or until capacity next frees (rolling).
+
+Redis down or slow: the call raises or times out, and the handler document's ``spec.failOpen`` and
+``spec.connection.timeout`` decide (default: denied). No restart is needed once Redis is back:
+connections are made per use from the pool and the scripts are re-loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.asyncio.retry import Retry
+
+from adapters.memquota import QuotaLimit, Window, duration_param, parse_limits, window_for
+from mixer.sdk import (
+    OK,
+    RESOURCE_EXHAUSTED,
+    Adapter,
+    Env,
+    Handler,
+    Instance,
+    InstanceSchema,
+    ParamsError,
+    QuotaArgs,
+    QuotaResult,
+    unknown_fields,
+)
+
+from adapters.redisquota.scripts import FIXED_WINDOW, ROLLING_WINDOW
+
+__all__ = ["Algorithm", "RedisQuotaAdapter", "RedisQuotaHandler", "RedisQuotaParams"]
+
+KEY_PREFIX = "mixer:quota:"
+# A Redis that does not answer a connect within a second is down; one command gets 5 s at most
+# (spec.connection.timeout, usually far shorter, cancels earlier), as does waiting for a pooled
+# connection when all are busy.
+CONNECT_TIMEOUT = 1.0
+COMMAND_TIMEOUT = 5.0
+POOL_WAIT = 5.0
+
+
+class Algorithm(enum.Enum):
+    FIXED_WINDOW = "FIXED_WINDOW"
+    ROLLING_WINDOW = "ROLLING_WINDOW"
+
+
+@dataclass(frozen=True)
+class RedisQuotaParams:
+    url: str
+    pool_size: int = 10
+    quotas: tuple[QuotaLimit, ...] = ()
+    # per quota name: its algorithm and bucket length (a fixed window's bucket is the window)
+    algorithms: Mapping[str, tuple[Algorithm, dt.timedelta]] = field(default_factory=dict)
+
+
+def _micros(duration: dt.timedelta) -> int:
+    return duration // dt.timedelta(microseconds=1)
+
+
+class RedisQuotaHandler(Handler):
+    def __init__(self, params: RedisQuotaParams, env: Env) -> None:
+        self.env = env
+        self.params = params
+        self._limits = {limit.name: limit for limit in params.quotas}
+        self._client: aioredis.Redis | None = None
+
+    async def start(self) -> None:
+        # No PING here: a Redis that is down at start-up must not block config load; the calls fail
+        # by the handler's policy until it is back.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.params.url,
+            max_connections=self.params.pool_size,
+            timeout=POOL_WAIT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT,
+        )
+        # One immediate retry: a pooled connection Redis closed (a restart) fails once, then a
+        # fresh one is made. No backoff: the handler's timeout and failure policy take over.
+        self._client = aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
+        self._fixed = self._client.register_script(FIXED_WINDOW)
+        self._rolling = self._client.register_script(ROLLING_WINDOW)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+            await client.connection_pool.disconnect()
+
+    async def allocate_quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
+        window = window_for(self._limits, instance)
+        if window is None:
+            return QuotaResult(args.amount)  # not configured here: unlimited
+        if self._client is None:
+            raise RuntimeError("redisquota handler used before start or after close")
+        now = int(self.env.clock() * 1_000_000)
+        key = KEY_PREFIX + orjson.dumps([window.limit.name, window.dimensions]).decode()
+        best_effort = "1" if args.best_effort else "0"
+        algorithm, bucket = self.params.algorithms.get(window.limit.name, (Algorithm.FIXED_WINDOW, window.duration))
+        if algorithm is Algorithm.FIXED_WINDOW:
+            reply = await self._fixed(keys=[key], args=[window.max_amount, _micros(window.duration), args.amount,
+                                                         best_effort, now])
+        else:
+            reply = await self._rolling(keys=[key + ":meta", key + ":buckets"],
+                                        args=[window.max_amount, _micros(window.duration), _micros(bucket),
+                                              args.amount, best_effort, now])
+        return _result(window, args, *(int(v) for v in reply))
+
+
+def _result(window: Window, args: QuotaArgs, granted: int, remaining: int, frees_in: int) -> QuotaResult:
+    code = OK if granted or args.amount == 0 else RESOURCE_EXHAUSTED
+    return QuotaResult(
+        granted,
+        dt.timedelta(microseconds=max(frees_in, 0)),
+        code,
+        "" if code == OK else f"quota {window.limit.name} exhausted",
+        remaining=max(remaining, 0),
+        limit=window.max_amount,
+        window=window.duration,
+    )
+
+
+class RedisQuotaAdapter(Adapter):
+    name = "redisquota"
+    templates = frozenset({"quota"})
+
+    def parse_params(self, raw: Mapping[str, Any]) -> RedisQuotaParams:
+        problems = unknown_fields(raw, ("redisServerUrl", "connectionPoolSize", "quotas"))
+        url = _url(raw.get("redisServerUrl"), problems)
+        pool_size = raw.get("connectionPoolSize", 10)
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            problems.append(("connectionPoolSize", f"must be a positive integer, got {pool_size!r}"))
+        limits = parse_limits(raw.get("quotas", []), problems, ("bucketDuration", "rateLimitAlgorithm"))
+        algorithms: dict[str, tuple[Algorithm, dt.timedelta]] = {}
+        for i, (limit, item) in enumerate(limits):
+            algorithms[limit.name] = _algorithm(limit, item, f"quotas[{i}]", problems)
+        if problems:
+            raise ParamsError(problems)
+        return RedisQuotaParams(url, int(pool_size), tuple(limit for limit, _ in limits), algorithms)
+
+    def build(self, params: RedisQuotaParams, env: Env, instances: Mapping[str, InstanceSchema]) -> Handler:
+        return RedisQuotaHandler(params, env)
+
+
+def _url(raw: Any, problems: list[tuple[str, str]]) -> str:
+    if not isinstance(raw, str) or not raw:
+        problems.append(("redisServerUrl", "required: host:port or a redis:// URL"))
+        return ""
+    if "://" in raw:
+        if not raw.startswith(("redis://", "rediss://", "unix://")):
+            problems.append(("redisServerUrl", f"must be host:port or a redis://, rediss:// or unix:// URL, got {raw!r}"))
+        return raw
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.append(("redisServerUrl", f"must be host:port, got {raw!r}"))
+    return f"redis://{raw}"
+
+
+def _algorithm(
+    limit: QuotaLimit, item: Mapping[str, Any], where: str, problems: list[tuple[str, str]]
+) -> tuple[Algorithm, dt.timedelta]:
+    text = item.get("rateLimitAlgorithm", Algorithm.FIXED_WINDOW.value)
+    try:
+        algorithm = Algorithm(text)
+    except ValueError:
+        known = ", ".join(a.value for a in Algorithm)
+        problems.append((f"{where}.rateLimitAlgorithm", f"must be one of {known}, got {text!r}"))
+        return Algorithm.FIXED_WINDOW, limit.valid_duration
+    if algorithm is Algorithm.FIXED_WINDOW:
+        if "bucketDuration" in item:
+            problems.append((f"{where}.bucketDuration", "only ROLLING_WINDOW has buckets"))
+        return algorithm, limit.valid_duration
+    if "bucketDuration" not in item:
+        problems.append((f"{where}.bucketDuration", "required for ROLLING_WINDOW"))
+        return algorithm, limit.valid_duration
+    bucket = duration_param(item["bucketDuration"], f"{where}.bucketDuration", problems)
+    shortest = min([limit.valid_duration, *(duration for _, _, duration in limit.overrides)])
+    if bucket > shortest:
+        problems.append((f"{where}.bucketDuration", f"must not exceed validDuration ({shortest})"))
+    return algorithm, bucket
