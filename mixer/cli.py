@@ -82,12 +82,18 @@ def _add_grpc_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--authz-quota", action="append", default=[], metavar="INSTANCE",
                        help="quota instance every ext_authz Check allocates (amount 1)")
     serve.add_argument("--workers", type=int, default=1, help="serving processes sharing the ports (SO_REUSEPORT)")
+    serve.add_argument("--check-cache-size", type=int, default=10_000, metavar="N",
+                       help="check verdicts kept for reuse within their valid duration and use count (default "
+                            "10000; 0: no check cache)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from mixer.server import ServeOptions, serve
 
+    if args.check_cache_size < 0:
+        print("mixer: --check-cache-size must not be negative", file=sys.stderr)
+        return 2
     if args.workers > 1:
         from mixer.frontdoors.workers import run_workers
 
@@ -109,6 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
         watch_interval=args.watch_interval,
         reuse_port=args.reuse_port,
         grpc=grpc,
+        check_cache_size=args.check_cache_size,
     )
     try:
         asyncio.run(serve(options))

@@ -64,6 +64,12 @@ class SelfMetrics:
             ["handler"],
             registry=r,
         )
+        self.check_cache = Counter(
+            "mixer_check_cache", "Check verdicts looked up in the mixer's check cache", ["result"], registry=r
+        )
+        self.check_cache_evictions = Counter(
+            "mixer_check_cache_evictions", "Live check verdicts evicted because the cache was full", registry=r
+        )
         self.config_loads = Counter("mixer_config_loads", "Config load attempts", ["result"], registry=r)
         # Istio's component version gauge (mesh and mixer dashboards: "Istio Components by Version").
         Gauge("istio_build", "Istio component build info", ["component", "tag"], registry=r).labels(

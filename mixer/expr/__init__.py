@@ -35,9 +35,10 @@ from ._checker import check
 from ._compiler import compile_tree
 from ._errors import CompileError, EvaluationError, ExpressionError
 from ._parser import parse
+from ._references import Reference, references
 from ..attributes import ValueType
 
-__all__ = ["compile_expression", "Expression", "ExpressionError", "EvaluationError"]
+__all__ = ["compile_expression", "Expression", "ExpressionError", "EvaluationError", "Reference"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,8 @@ class Expression:
     evaluate: Callable[[Mapping[str, Any]], Any] = field(repr=False, compare=False)
     attributes: frozenset[str]
     constant: bool  # references no attribute: evaluate() returns the same value for any bag
+    # What evaluate() reads: attribute names, and (map, key) for a map read only at constant keys.
+    references: frozenset[Reference] = frozenset()
 
 
 def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expression:
@@ -63,7 +66,7 @@ def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expressi
         raise ExpressionError(exc.message, text, exc.position) from None
     except RecursionError:
         raise ExpressionError("expression is nested too deeply", text, 0) from None
-    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs)
+    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs, references(tree))
 
 
 # A generated config chains hundreds of ``&&`` / ``+`` operands or nests hundreds of parentheses;

@@ -10,12 +10,13 @@ from pathlib import Path
 from mixer.attributes import AttributeManifest, Bag
 from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
+from mixer.runtime._cache import DEFAULT_CACHE_SIZE
 from mixer.runtime._dispatch import CheckResponse, ErrorLog, QuotaVerdict, check, combine, report
 from mixer.runtime._snapshot import HandlerSlot, Snapshot, build_snapshot
 from mixer.sdk import QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
-__all__ = ["CheckResponse", "QuotaVerdict", "Runtime", "Snapshot", "combine"]
+__all__ = ["DEFAULT_CACHE_SIZE", "CheckResponse", "QuotaVerdict", "Runtime", "Snapshot", "combine"]
 
 _DRAIN_TIMEOUT = 10.0
 # The one report batching knob: a report is dispatched in slices of at most this many bags (each
@@ -32,9 +33,13 @@ class Runtime:
         metrics: SelfMetrics | None = None,
         registry: AdapterRegistry | None = None,
         batch_size: int = REPORT_BATCH_SIZE,
+        check_cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if check_cache_size < 0:
+            raise ValueError(f"check_cache_size must not be negative, got {check_cache_size}")
+        self.check_cache_size = check_cache_size  # verdicts kept per snapshot; 0: no check cache
         self.metrics = metrics or SelfMetrics()
         self.registry = registry or AdapterRegistry()
         self.batch_size = batch_size
@@ -86,7 +91,7 @@ class Runtime:
         async with self._lock:
             old = self._snapshot
             try:
-                snapshot = build_snapshot(config, self.metrics, old.slots if old else None)
+                snapshot = build_snapshot(config, self.metrics, old.slots if old else None, self.check_cache_size)
             except Exception:
                 self.metrics.config_loads.labels("error").inc()
                 raise

@@ -196,16 +196,25 @@ async def check(
     metrics: SelfMetrics,
     errors: ErrorLog,
 ) -> CheckResponse:
-    """Ask every matching check handler; combine: first denial wins, minimum duration and count."""
-    sinks: list[list[Any]] = [[] for _ in snapshot.check_sinks]
-    build_instances(snapshot.check_plans, sinks, [bag], errors)
-    calls = [
-        _call_check_handler(sink, instance, metrics)
-        for sink, instances in zip(snapshot.check_sinks, sinks)
-        for instance in instances
-    ]
-    results = await asyncio.gather(*calls) if calls else []
-    combined = combine(results)
+    """Ask every matching check handler; combine: first denial wins, minimum duration and count.
+
+    A verdict the snapshot's check cache holds for this bag is reused; quotas are always allocated.
+    """
+    cache = snapshot.check_cache
+    key = cache.key(bag) if cache is not None else None
+    combined = cache.get(key) if cache is not None and key is not None else None
+    if combined is None:
+        sinks: list[list[Any]] = [[] for _ in snapshot.check_sinks]
+        build_instances(snapshot.check_plans, sinks, [bag], errors)
+        calls = [
+            _call_check_handler(sink, instance, metrics)
+            for sink, instances in zip(snapshot.check_sinks, sinks)
+            for instance in instances
+        ]
+        results = await asyncio.gather(*calls) if calls else []
+        combined = combine(results)
+        if cache is not None and key is not None:
+            cache.put(key, combined)
     granted = await _allocate(snapshot, bag, quotas, metrics, errors) if quotas else {}
     return CheckResponse(combined, granted, quotas)
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 import orjson
 
 from mixer.config import CallPolicy, CompiledConfig, CompiledHandler, CompiledInstance
+from mixer.expr import Expression, Reference
 from mixer.runtime._binding import CheckCall, QuotaCall, ReportCall, check_call, quota_call, report_call
+from mixer.runtime._cache import CheckCache
 from mixer.runtime._plan import RulePlan, build_plan
 from mixer.sdk import Env, Handler, InstanceSchema
 from mixer.selfmetrics import SelfMetrics
@@ -66,6 +68,7 @@ class Snapshot:
     check_plans: list[RulePlan]
     quota_sinks: list[QuotaSink]
     quota_plans: list[RulePlan]
+    check_cache: CheckCache | None = None  # per snapshot: a config swap starts empty
     inflight: int = 0
     drained: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -88,6 +91,7 @@ def build_snapshot(
     config: CompiledConfig,
     metrics: SelfMetrics,
     previous: Mapping[str, HandlerSlot] | None = None,
+    check_cache_size: int = 0,
 ) -> Snapshot:
     """Build handlers referenced by rules (reusing ``previous`` slots with the same key) and plans.
 
@@ -141,7 +145,33 @@ def build_snapshot(
         check_plans=plans[Variety.CHECK],
         quota_sinks=[s for s in sinks[Variety.QUOTA] if isinstance(s, QuotaSink)],
         quota_plans=plans[Variety.QUOTA],
+        check_cache=CheckCache(check_references(config), check_cache_size, metrics) if check_cache_size else None,
     )
+
+
+def check_references(config: CompiledConfig) -> frozenset[Reference]:
+    """Everything a check verdict can depend on: what the matches of rules with check instances
+    and those instances' expressions read."""
+    found: set[Reference] = set()
+    for rule in config.rules:
+        checks = [i for a in rule.actions for i in a.instances if i.template.variety is Variety.CHECK]
+        if not checks:
+            continue
+        if rule.match is not None:
+            found |= rule.match.references
+        for instance in checks:
+            found.update(*(e.references for e in _expressions(instance.fields)))
+    return frozenset(found)
+
+
+def _expressions(fields: Mapping[str, object]) -> list[Expression]:
+    out: list[Expression] = []
+    for value in fields.values():
+        if isinstance(value, Expression):
+            out.append(value)
+        elif isinstance(value, Mapping):
+            out += _expressions(value)
+    return out
 
 
 def _sink(slot: HandlerSlot, template: str, variety: Variety) -> Sink:

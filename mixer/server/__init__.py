@@ -12,7 +12,7 @@ from typing import Protocol
 
 from mixer.config import ConfigError
 from mixer.frontdoors import FrontDoorOptions, GrpcListener, HttpListener, standard_doors
-from mixer.runtime import Runtime
+from mixer.runtime import DEFAULT_CACHE_SIZE, Runtime
 
 __all__ = ["ServeOptions", "serve"]
 
@@ -27,6 +27,7 @@ class ServeOptions:
     watch_interval: float = 2.0  # seconds between config change checks; 0 disables
     reuse_port: bool = False
     grpc: FrontDoorOptions | None = None  # the gRPC listener (ext_authz, ALS, RLS, native); None: off
+    check_cache_size: int = DEFAULT_CACHE_SIZE  # check verdicts the mixer keeps; 0: none
 
 
 class _Part(Protocol):
@@ -85,7 +86,8 @@ def config_applied(runtime: Runtime) -> None:
 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
     """Load config, start every front door and listener, run until ``stop`` or a signal."""
-    runtime = await Runtime.load(options.config)
+    runtime = Runtime(check_cache_size=options.check_cache_size)
+    await runtime.reload(options.config)
     config_applied(runtime)
     door_options = options.grpc or FrontDoorOptions()
     doors = standard_doors(runtime, door_options)

@@ -445,9 +445,20 @@ def test_expression_table(case: tuple[str, dict[str, Any], ValueType | None, Any
 
 def test_public_api_surface() -> None:
     assert sorted(expr_module.__all__) == sorted(
-        ["compile_expression", "Expression", "ExpressionError", "EvaluationError"])
+        ["compile_expression", "Expression", "ExpressionError", "EvaluationError", "Reference"])
     assert issubclass(ExpressionError, ValueError)
     assert not issubclass(EvaluationError, ExpressionError)
+
+
+def test_references_name_map_entries_read_at_constant_keys() -> None:
+    manifest = default_manifest()
+    refs = compile_expression('request.headers["x-user"] | source.workload.name', manifest).references
+    assert refs == {("request.headers", "x-user"), "source.workload.name"}
+    # Read whole (size) or at a computed key: the whole map is referenced.
+    assert compile_expression("size(request.headers) > 2", manifest).references == {"request.headers"}
+    computed = compile_expression("request.headers[source.workload.name]", manifest).references
+    assert computed == {"request.headers", "source.workload.name"}
+    assert compile_expression('"x" == "y"', manifest).references == frozenset()
 
 
 def test_expression_metadata_and_immutability() -> None:

@@ -1,0 +1,118 @@
+"""The check cache: a check's combined verdict, reused for later bags that agree on everything the
+decision could have read, for as long and as many times as the verdict allows.
+
+Mixer's proxies cached answers under the attributes each decision referenced. Here the key set is
+static, a sound superset: every attribute (or map entry) that any check rule's ``match`` or any of
+its check instances' expressions reads. Handlers see only instances, so two bags equal on those
+build the same instances and get the same answers. Quota allocations are never cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from mixer.expr import Reference
+from mixer.sdk import CheckResult
+from mixer.selfmetrics import SelfMetrics
+
+DEFAULT_CACHE_SIZE = 10_000
+
+_ABSENT = object()  # an attribute (or map key) the bag does not have: absence is part of the key
+Key = tuple[Any, ...]
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return frozenset(value.items())
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _reader(reference: Reference) -> Callable[[Mapping[str, Any]], Any]:
+    if isinstance(reference, str):
+        return lambda bag: _freeze(bag.get(reference, _ABSENT))
+    name, key = reference
+
+    def entry(bag: Mapping[str, Any]) -> Any:
+        found = bag.get(name)
+        return found.get(key, _ABSENT) if isinstance(found, Mapping) else _ABSENT
+
+    return entry
+
+
+class _Entry:
+    __slots__ = ("result", "expires", "uses_left")
+
+    def __init__(self, result: CheckResult, expires: float, uses_left: int) -> None:
+        self.result = result
+        self.expires = expires
+        self.uses_left = uses_left
+
+
+class CheckCache:
+    """LRU of at most ``capacity`` verdicts; hits, misses and evictions counted in ``metrics``."""
+
+    def __init__(
+        self,
+        references: Iterable[Reference],
+        capacity: int,
+        metrics: SelfMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.references = tuple(sorted(references, key=repr))
+        self._readers = tuple(_reader(r) for r in self.references)
+        self.capacity = capacity
+        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
+        self._clock = clock
+        self._hits = metrics.check_cache.labels("hit")
+        self._misses = metrics.check_cache.labels("miss")
+        self._evictions = metrics.check_cache_evictions
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def key(self, bag: Mapping[str, Any]) -> Key | None:
+        """The bag's key, or None when a value cannot be a key (never for well-formed bags)."""
+        key = tuple(read(bag) for read in self._readers)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
+    def get(self, key: Key) -> CheckResult | None:
+        """The cached verdict, with the duration and uses it has left, counting this use."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self._misses.inc()
+            return None
+        left = entry.expires - self._clock()
+        if left <= 0:
+            del self._entries[key]
+            self._misses.inc()
+            return None
+        entry.uses_left -= 1
+        if entry.uses_left <= 0:
+            del self._entries[key]
+        else:
+            self._entries.move_to_end(key)
+        self._hits.inc()
+        return dataclasses.replace(entry.result, valid_duration=dt.timedelta(seconds=left),
+                                   valid_use_count=entry.uses_left + 1)
+
+    def put(self, key: Key, result: CheckResult) -> None:
+        """Keep ``result`` for its valid duration and use count (this answer is its first use)."""
+        seconds = result.valid_duration.total_seconds()
+        if seconds <= 0 or result.valid_use_count <= 1:
+            return
+        self._entries[key] = _Entry(result, self._clock() + seconds, result.valid_use_count - 1)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+            self._evictions.inc()

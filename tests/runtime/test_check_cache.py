@@ -1,0 +1,171 @@
+"""The check cache: verdicts reused for bags that agree on what the check rules read, within the
+verdict's valid duration and use count; quotas never cached; a config swap empties it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+from mixer.config import compile_config
+from mixer.registry import AdapterRegistry
+from mixer.runtime import Runtime
+from mixer.sdk import PERMISSION_DENIED, CheckResult, Handler, Instance, QuotaArgs, QuotaResult
+from tests.runtime.test_runtime import HEADER, _FakeAdapter
+
+
+class Counting(Handler):
+    def __init__(self, duration: dt.timedelta = dt.timedelta(minutes=1), uses: int = 10000) -> None:
+        self.checks: list[Instance] = []
+        self.allocations = 0
+        self.duration, self.uses = duration, uses
+        self.fail = False
+
+    async def check_listentry(self, instance: Instance) -> CheckResult:
+        self.checks.append(instance)
+        if self.fail:
+            raise ConnectionError("down")
+        ok = instance.fields["value"] != "mallory"
+        return CheckResult(0 if ok else PERMISSION_DENIED, "" if ok else "mallory is blocked",
+                           valid_duration=self.duration, valid_use_count=self.uses)
+
+    async def allocate_quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
+        self.allocations += 1
+        return QuotaResult(args.amount)
+
+
+CONFIG = HEADER + """kind: handler
+metadata: {name: who}
+spec: {compiledAdapter: fake}
+---
+""" + HEADER + """kind: instance
+metadata: {name: user}
+spec:
+  compiledTemplate: listentry
+  params:
+    value: request.headers["x-user"] | source.workload.name
+---
+""" + HEADER + """kind: instance
+metadata: {name: requestcount}
+spec: {compiledTemplate: quota, params: {dimensions: {}}}
+---
+""" + HEADER + """kind: rule
+metadata: {name: users}
+spec:
+  match: destination.workload.name == "b"
+  actions: [{handler: who, instances: [user, requestcount]}]
+"""
+
+
+def registry(handler: Handler) -> AdapterRegistry:
+    return AdapterRegistry({"fake": _FakeAdapter(handler, frozenset({"listentry", "quota"}))})
+
+
+async def runtime_with(handler: Handler, size: int = 100, config: str = CONFIG) -> Runtime:
+    runtime = Runtime(registry=registry(handler), check_cache_size=size)
+    await runtime.apply(compile_config([("c.yaml", config)], runtime.registry))
+    return runtime
+
+
+def bag(user: str = "ann", request_id: str = "1", **more: Any) -> dict[str, Any]:
+    return {"destination.workload.name": "b", "source.workload.name": "a-v1",
+            "request.headers": {"x-user": user, "x-request-id": request_id}, **more}
+
+
+def counted(runtime: Runtime, result: str) -> float:
+    return float(runtime.metrics.check_cache.labels(result)._value.get())
+
+
+async def test_the_cache_keys_on_what_the_check_rules_read() -> None:
+    handler = Counting()
+    runtime = await runtime_with(handler)
+    key = runtime.snapshot.check_cache.references  # type: ignore[union-attr]
+    assert set(key) == {"destination.workload.name", ("request.headers", "x-user"), "source.workload.name"}
+    first = await runtime.check(bag(request_id="1"))
+    # Another request id, path and source IP: nothing the decision read differs.
+    again = await runtime.check(bag(request_id="2", **{"request.path": "/x", "source.ip": "10.0.0.9"}))
+    assert len(handler.checks) == 1
+    assert again.result.ok and first.result.ok
+    assert (counted(runtime, "miss"), counted(runtime, "hit")) == (1, 1)
+    denied = await runtime.check(bag(user="mallory"))  # a referenced header differs: asked again
+    assert denied.result.message == "mallory is blocked" and len(handler.checks) == 2
+    assert (await runtime.check(bag(user="mallory", request_id="3"))).result.status_code == PERMISSION_DENIED
+    assert len(handler.checks) == 2  # denials are cached too
+    # An absent attribute is part of the key: without the header, source.workload.name is used.
+    no_header = {k: v for k, v in bag().items() if k != "request.headers"}
+    await runtime.check(no_header)
+    assert len(handler.checks) == 3 and handler.checks[-1].fields["value"] == "a-v1"
+    await runtime.close()
+
+
+async def test_use_count_and_duration_are_honoured() -> None:
+    handler = Counting(uses=3)
+    runtime = await runtime_with(handler)
+    answers = [await runtime.check(bag()) for _ in range(7)]
+    assert len(handler.checks) == 3  # uses 1-3 from the first answer, 4-6 from the second, 7th asks
+    assert [a.result.valid_use_count for a in answers[:3]] == [3, 2, 1]
+    await runtime.close()
+
+    handler = Counting(duration=dt.timedelta(milliseconds=100))
+    runtime = await runtime_with(handler)
+    await runtime.check(bag())
+    hit = await runtime.check(bag())
+    assert len(handler.checks) == 1 and hit.result.valid_duration <= dt.timedelta(milliseconds=100)
+    await asyncio.sleep(0.15)
+    await runtime.check(bag())
+    assert len(handler.checks) == 2  # expired: asked again
+    await runtime.close()
+
+
+async def test_quotas_are_allocated_on_every_check_even_on_a_hit() -> None:
+    handler = Counting()
+    runtime = await runtime_with(handler)
+    for _ in range(3):
+        response = await runtime.check(bag(), {"requestcount": QuotaArgs(1)})
+        assert response.quotas["requestcount"].granted_amount == 1
+    assert (len(handler.checks), handler.allocations) == (1, 3)
+    await runtime.close()
+
+
+async def test_a_failed_check_is_never_cached() -> None:
+    handler = Counting()
+    handler.fail = True
+    runtime = await runtime_with(handler)
+    assert not (await runtime.check(bag())).result.ok
+    handler.fail = False
+    assert (await runtime.check(bag())).result.ok
+    assert len(handler.checks) == 2
+    await runtime.close()
+
+
+async def test_a_config_swap_empties_the_cache() -> None:
+    handler = Counting()
+    runtime = await runtime_with(handler)
+    await runtime.check(bag(user="mallory"))
+    await runtime.apply(compile_config([("c.yaml", CONFIG.replace('"b"', '"c"'))], runtime.registry))
+    assert len(runtime.snapshot.check_cache or ()) == 0
+    # The new rules do not apply to b: the old denial must not be served from the cache.
+    assert (await runtime.check(bag(user="mallory"))).result.ok
+    await runtime.close()
+
+
+async def test_the_cache_is_bounded_and_counts_evictions() -> None:
+    handler = Counting()
+    runtime = await runtime_with(handler, size=2)
+    for user in ("u1", "u2", "u3"):
+        await runtime.check(bag(user=user))
+    assert len(runtime.snapshot.check_cache or ()) == 2
+    assert runtime.metrics.check_cache_evictions._value.get() == 1
+    await runtime.check(bag(user="u3"))  # recent: kept
+    await runtime.check(bag(user="u1"))  # least recently used: evicted, asked again
+    assert [c.fields["value"] for c in handler.checks] == ["u1", "u2", "u3", "u1"]
+    await runtime.close()
+
+
+async def test_size_zero_turns_the_cache_off() -> None:
+    handler = Counting()
+    runtime = await runtime_with(handler, size=0)
+    await runtime.check(bag())
+    await runtime.check(bag())
+    assert runtime.snapshot.check_cache is None and len(handler.checks) == 2
+    await runtime.close()
