@@ -198,11 +198,13 @@ def _tcp_listener(spec: SidecarSpec, direction: str, port: int, cluster: str, ta
         "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig",
         "common_config": log["typed_config"]["common_config"],
     }
+    # Inbound connections are checked first, with the connection's attributes; a denial closes it.
+    checks = [_tcp_ext_authz(spec)] if direction == "inbound" else []
     return {
         "name": f"tcp_{direction}_{port}",
         "address": _address(spec.listen_host, port),
         "traffic_direction": direction.upper(),
-        "filter_chains": [{"filters": [{
+        "filter_chains": [{"filters": [*checks, {
             "name": "envoy.filters.network.tcp_proxy",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
@@ -211,6 +213,21 @@ def _tcp_listener(spec: SidecarSpec, direction: str, port: int, cluster: str, ta
                 "access_log": [log],
             },
         }]}],
+    }
+
+
+def _tcp_ext_authz(spec: SidecarSpec) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.network.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz",
+            "stat_prefix": "tcp_ext_authz",
+            "transport_api_version": "V3",
+            "grpc_service": _grpc_service(spec, spec.check_timeout),
+            "failure_mode_allow": spec.fail_open,
+            "include_peer_certificate": True,
+            "bootstrap_metadata_labels_key": META_LABELS,
+        },
     }
 
 
@@ -366,7 +383,8 @@ def render_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
         META_NAMESPACE: spec.namespace,
         META_SERVICE: spec.service_name,
         # ext_authz copies these into destination.labels; the mixer strips the identity keys back out.
-        META_LABELS: {**labels, META_WORKLOAD: spec.workload, META_NAMESPACE: spec.namespace},
+        META_LABELS: {**labels, META_WORKLOAD: spec.workload, META_NAMESPACE: spec.namespace,
+                      META_SERVICE: spec.service_name},
     }
     if spec.service_account:
         metadata[META_SERVICE_ACCOUNT] = spec.service_account

@@ -28,7 +28,9 @@ def check_request_bag(
     """An envoy.service.auth.v3.CheckRequest as a bag, plus the quota instances it asks for.
 
     The checking sidecar is the destination (the generator puts ext_authz on inbound listeners);
-    its labels come from bootstrap node metadata (``bootstrap_metadata_labels_key``).
+    its labels come from bootstrap node metadata (``bootstrap_metadata_labels_key``). A request
+    without HTTP attributes is the network filter's check of a TCP connection
+    (``context.protocol`` "tcp"; addresses, peer certificates and the sidecar's labels only).
     """
     attrs = request.attributes
     bag: Bag = {"context.reporter.kind": "inbound"}
@@ -42,6 +44,21 @@ def check_request_bag(
     bag["connection.mtls"] = bool(source.principal or source.certificate)
     if attrs.HasField("tls_session") and attrs.tls_session.sni:
         bag["connection.requested_server_name"] = attrs.tls_session.sni
+    if attrs.request.HasField("http"):
+        _add_http(attrs, bag, options)
+    else:
+        # envoy.filters.network.ext_authz: a TCP connection, checked once when it opens.
+        bag["context.protocol"] = "tcp"
+    quotas: list[str] = []
+    extensions = attrs.context_extensions
+    if extensions:
+        add_typed_entries(extensions, manifest, bag)
+        if names := extensions.get(QUOTAS_KEY):
+            quotas = quota_names(names)
+    return bag, quotas
+
+
+def _add_http(attrs: Any, bag: Bag, options: MappingOptions) -> None:
     http = attrs.request.http
     headers = dict(http.headers)
     if attrs.request.HasField("time"):
@@ -71,15 +88,8 @@ def check_request_bag(
     bag["context.protocol"] = protocol_from_headers(headers)
     if options.trust_peer_headers:
         add_peer_from_headers(headers, "source", bag)
-        if service := source.service:
+        if service := attrs.source.service:
             bag.setdefault("source.services", service)
-    quotas: list[str] = []
-    extensions = attrs.context_extensions
-    if extensions:
-        add_typed_entries(extensions, manifest, bag)
-        if names := extensions.get(QUOTAS_KEY):
-            quotas = quota_names(names)
-    return bag, quotas
 
 
 def _query_params(query: str) -> dict[str, str]:

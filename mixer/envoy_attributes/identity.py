@@ -101,6 +101,13 @@ def add_destination_from_labels(labels: Mapping[str, str], bag: Bag) -> None:
     if namespace := labels.get(META_NAMESPACE):
         bag["destination.workload.namespace"] = namespace
         bag["destination.namespace"] = namespace
+    if service := labels.get(META_SERVICE):
+        # The sidecar's own service: what a TCP check knows of it (HTTP checks also carry it as
+        # context extensions, which are read afterwards and win).
+        service_namespace = namespace or "default"
+        bag["destination.service.name"] = service
+        bag["destination.service.namespace"] = service_namespace
+        bag["destination.service.host"] = f"{service}.{service_namespace}.svc.cluster.local"
     bag["destination.labels"] = {k: v for k, v in labels.items() if k not in IDENTITY_LABELS}
 
 

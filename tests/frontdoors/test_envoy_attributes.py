@@ -232,6 +232,31 @@ def test_check_request_spiffe_principal() -> None:
     assert bag["connection.mtls"] is True
 
 
+def test_tcp_check_request_maps_the_connection() -> None:
+    # Recorded from envoy.filters.network.ext_authz on the generator's TCP inbound listener.
+    lines = _lines("ext_authz_tcp_check_requests.jsonl")
+    request = json_format.Parse(json.dumps(lines[1]), external_auth_pb2.CheckRequest())
+    bag, quotas = check_request_bag(request, MANIFEST, TRUSTING)
+    assert bag == {
+        "context.reporter.kind": "inbound",
+        "context.protocol": "tcp",
+        "source.ip": ipaddress.ip_address("127.0.0.2"),
+        "source.port": 33031,
+        "destination.ip": ipaddress.ip_address("127.0.0.1"),
+        "destination.port": 46787,
+        "destination.workload.name": "db-v1",
+        "destination.name": "db-v1",
+        "destination.workload.namespace": "default",
+        "destination.namespace": "default",
+        "destination.service.name": "db",
+        "destination.service.namespace": "default",
+        "destination.service.host": "db.default.svc.cluster.local",
+        "destination.labels": {"app": "db", "version": "v1"},
+        "connection.mtls": False,
+    }
+    assert quotas == []
+
+
 def test_rls_descriptor() -> None:
     request = json_format.Parse(json.dumps(_lines("rls_requests.jsonl")[0]), rls_pb2.RateLimitRequest())
     bag, quotas = descriptor_bag(request.domain, request.descriptors[0].entries, MANIFEST)

@@ -35,7 +35,7 @@ def test_node_carries_workload_identity() -> None:
     assert node["metadata"]["WORKLOAD_NAME"] == "reviews-v2"
     assert node["metadata"]["NAMESPACE"] == "shop"
     assert node["metadata"]["labels"] == {"app": "reviews", "version": "v2", "WORKLOAD_NAME": "reviews-v2",
-                                          "NAMESPACE": "shop"}
+                                          "NAMESPACE": "shop", "SERVICE_NAME": "reviews"}
 
 
 def test_inbound_listener_checks_limits_and_logs_to_the_mixer() -> None:
@@ -74,6 +74,19 @@ def test_fail_open_flips_both_filters() -> None:
     filters = _hcm(bootstrap, 0)["http_filters"]
     assert filters[0]["typed_config"]["failure_mode_allow"] is True
     assert filters[1]["typed_config"]["failure_mode_deny"] is False
+
+
+def test_tcp_inbound_connections_are_checked_and_tcp_outbound_ones_are_not() -> None:
+    spec = SidecarSpec(workload="db-v1", tcp_inbound=(Inbound(15010, 5432),),
+                       tcp_outbound=(Outbound("cache", 15011, "127.0.0.1", 6379),), fail_open=True)
+    listeners = {item["name"]: item for item in render_bootstrap(spec)["static_resources"]["listeners"]}
+    inbound = [f["name"] for f in listeners["tcp_inbound_15010"]["filter_chains"][0]["filters"]]
+    assert inbound == ["envoy.filters.network.ext_authz", "envoy.filters.network.tcp_proxy"]
+    check = listeners["tcp_inbound_15010"]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert check["grpc_service"]["envoy_grpc"]["cluster_name"] == "mixer"
+    assert check["failure_mode_allow"] is True and check["bootstrap_metadata_labels_key"] == "labels"
+    outbound = [f["name"] for f in listeners["tcp_outbound_15011"]["filter_chains"][0]["filters"]]
+    assert outbound == ["envoy.filters.network.tcp_proxy"]
 
 
 def test_real_envoy_accepts_the_bootstrap(tmp_path: Path) -> None:
