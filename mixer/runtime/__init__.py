@@ -7,6 +7,8 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from prometheus_client import Counter
+
 from mixer.attributes import AttributeManifest, Bag
 from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
@@ -47,6 +49,7 @@ class Runtime:
         self.errors = ErrorLog(self.metrics, self.logger)
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
+        self._check_counters: dict[tuple[str, bool], Counter] = {}
         self._retiring: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
 
     @classmethod
@@ -144,7 +147,12 @@ class Runtime:
             snapshot.inflight -= 1
             if snapshot.inflight == 0:
                 snapshot.drained.set()
-        self.metrics.checks.labels(front_door, "ok" if response.result.ok else "denied").inc()
+        outcome = (front_door, response.result.ok)
+        counter = self._check_counters.get(outcome)
+        if counter is None:  # labels() costs a lock and a tuple build: once per front door and outcome
+            counter = self._check_counters[outcome] = self.metrics.checks.labels(
+                front_door, "ok" if response.result.ok else "denied")
+        counter.inc()
         return response
 
     async def close(self) -> None:

@@ -9,7 +9,6 @@ build the same instances and get the same answers. Quota allocations are never c
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import time
 from collections import OrderedDict
@@ -34,11 +33,7 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _reader(reference: Reference) -> Callable[[Mapping[str, Any]], Any]:
-    if isinstance(reference, str):
-        return lambda bag: _freeze(bag.get(reference, _ABSENT))
-    name, key = reference
-
+def _entry_reader(name: str, key: str) -> Callable[[Mapping[str, Any]], Any]:
     def entry(bag: Mapping[str, Any]) -> Any:
         found = bag.get(name)
         return found.get(key, _ABSENT) if isinstance(found, Mapping) else _ABSENT
@@ -66,7 +61,10 @@ class CheckCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.references = tuple(sorted(references, key=repr))
-        self._readers = tuple(_reader(r) for r in self.references)
+        # Whole attributes are read with one C-level map over bag.get (an absent one reads None, which
+        # no bag holds as a value); map entries each need their own reader.
+        self._names = tuple(r for r in self.references if isinstance(r, str))
+        self._entries_read = tuple(_entry_reader(*r) for r in self.references if not isinstance(r, str))
         self.capacity = capacity
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
         self._clock = clock
@@ -79,11 +77,17 @@ class CheckCache:
 
     def key(self, bag: Mapping[str, Any]) -> Key | None:
         """The bag's key, or None when a value cannot be a key (never for well-formed bags)."""
-        key = tuple(read(bag) for read in self._readers)
+        key = tuple(map(bag.get, self._names))
+        if self._entries_read:
+            key += tuple(read(bag) for read in self._entries_read)
         try:
             hash(key)
-        except TypeError:
-            return None
+        except TypeError:  # a whole map (or list) attribute: compare its contents
+            key = tuple(_freeze(value) for value in key)
+            try:
+                hash(key)
+            except TypeError:
+                return None
         return key
 
     def get(self, key: Key) -> CheckResult | None:
@@ -103,8 +107,9 @@ class CheckCache:
         else:
             self._entries.move_to_end(key)
         self._hits.inc()
-        return dataclasses.replace(entry.result, valid_duration=dt.timedelta(seconds=left),
-                                   valid_use_count=entry.uses_left + 1)
+        cached = entry.result
+        return CheckResult(cached.status_code, cached.message, dt.timedelta(seconds=left), entry.uses_left + 1,
+                           cached.http_status, cached.headers, cached.body)
 
     def put(self, key: Key, result: CheckResult) -> None:
         """Keep ``result`` for its valid duration and use count (this answer is its first use)."""

@@ -169,3 +169,15 @@ async def test_size_zero_turns_the_cache_off() -> None:
     await runtime.check(bag())
     assert runtime.snapshot.check_cache is None and len(handler.checks) == 2
     await runtime.close()
+
+
+def test_a_whole_map_in_the_key_is_compared_by_content() -> None:
+    from mixer.runtime._cache import CheckCache
+    from mixer.selfmetrics import SelfMetrics
+
+    cache = CheckCache(["request.headers", "source.ip"], 10, SelfMetrics())
+    first = cache.key({"request.headers": {"a": "1", "b": "2"}})
+    assert first is not None and first == cache.key({"request.headers": {"b": "2", "a": "1"}})
+    assert first != cache.key({"request.headers": {"a": "1"}})
+    cache.put(first, CheckResult(valid_use_count=5))
+    assert cache.get(first) is not None
