@@ -26,6 +26,28 @@ def build_tag() -> str:
         return "unknown"
 
 
+class DispatchSeries:
+    """The counters and histograms of one (handler, adapter, template): ours and Mixer's names."""
+
+    __slots__ = ("calls", "duration", "errors", "mixer_ok", "mixer_failed")
+
+    def __init__(self, metrics: SelfMetrics, handler: str, adapter: str, template: str) -> None:
+        self.calls = metrics.dispatches.labels(handler, adapter, template)
+        self.duration = metrics.dispatch_duration.labels(handler, adapter)
+        self.errors = metrics.dispatch_errors.labels(handler, adapter)
+        self.mixer_ok = (metrics.runtime_dispatches.labels(handler, adapter, template, "false"),
+                         metrics.runtime_dispatch_duration.labels(handler, adapter, template, "false"))
+        self.mixer_failed = (metrics.runtime_dispatches.labels(handler, adapter, template, "true"),
+                             metrics.runtime_dispatch_duration.labels(handler, adapter, template, "true"))
+
+    def dispatched(self, seconds: float, failed: bool) -> None:
+        self.calls.inc()
+        self.duration.observe(seconds)
+        count, duration = self.mixer_failed if failed else self.mixer_ok
+        count.inc()
+        duration.observe(seconds)
+
+
 class SelfMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -81,6 +103,7 @@ class SelfMetrics:
             for kind, what in _CONFIG_SIZES.items()
         }
         self._config_id = 0
+        self._dispatch_series: dict[tuple[str, str, str], DispatchSeries] = {}
         self.runtime_dispatches = Counter(
             "mixer_runtime_dispatches", "Handler calls, as Istio Mixer counted them", _RUNTIME_LABELS, registry=r
         )
@@ -108,9 +131,16 @@ class SelfMetrics:
 
     def runtime_dispatched(self, handler: str, adapter: str, template: str, seconds: float, failed: bool) -> None:
         """One handler call under Mixer's names (``meshFunction`` is the template, ``error`` true/false)."""
-        labels = (handler, adapter, template, "true" if failed else "false")
-        self.runtime_dispatches.labels(*labels).inc()
-        self.runtime_dispatch_duration.labels(*labels).observe(seconds)
+        self.dispatch_series(handler, adapter, template).dispatched(seconds, failed)
+
+    def dispatch_series(self, handler: str, adapter: str, template: str) -> DispatchSeries:
+        """The series one (handler, adapter, template) call updates, looked up once (a check pays
+        for ``labels()`` per call otherwise)."""
+        key = (handler, adapter, template)
+        series = self._dispatch_series.get(key)
+        if series is None:
+            series = self._dispatch_series[key] = DispatchSeries(self, handler, adapter, template)
+        return series
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

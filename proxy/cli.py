@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--outbound", action="append", default=[], metavar="NAME=PORT:HOST:TARGET_PORT",
                         help="listen on PORT for calls to service NAME, forward to HOST:TARGET_PORT")
     parser.add_argument("--tcp-inbound", action="append", default=[], metavar="PORT:APP_PORT",
-                        help="like --inbound, for plain TCP (logged as TCP connections, no checks)")
+                        help="like --inbound, for plain TCP (each connection checked by the mixer, logged as a TCP connection)")
     parser.add_argument("--tcp-outbound", action="append", default=[], metavar="NAME=PORT:HOST:TARGET_PORT",
                         help="like --outbound, for plain TCP")
     parser.add_argument("--mixer-grpc", default="127.0.0.1:9091", metavar="HOST:PORT")

@@ -153,20 +153,18 @@ def _build_partial(plan: RulePlan, sinks: list[list[Any]], bag: Bag, errors: Err
 def _accounted(sink: Sink, metrics: SelfMetrics) -> Iterator[None]:
     """Count one handler call and its duration; count (and re-raise) a failure."""
     slot = sink.slot
+    series = metrics.dispatch_series(slot.name, slot.adapter_name, sink.template)
     started = time.perf_counter()
     failed = False
     try:
         yield
     except Exception:
         failed = True
-        metrics.dispatch_errors.labels(slot.name, slot.adapter_name).inc()
+        series.errors.inc()
         logging.getLogger("mixer.dispatch").exception("handler %s failed (%s)", slot.name, sink.template)
         raise
     finally:
-        elapsed = time.perf_counter() - started
-        metrics.dispatches.labels(slot.name, slot.adapter_name, sink.template).inc()
-        metrics.dispatch_duration.labels(slot.name, slot.adapter_name).observe(elapsed)
-        metrics.runtime_dispatched(slot.name, slot.adapter_name, sink.template, elapsed, failed)
+        series.dispatched(time.perf_counter() - started, failed)
 
 
 def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors: ErrorLog) -> int:
