@@ -98,14 +98,23 @@ class ErrorLog:
 
     def evaluation_failed(self, where: str, error: Exception) -> None:
         self.metrics.evaluation_errors.labels(where).inc()
+        self.limited(where, "evaluation failed for %s: %s", where, error)
+
+    def handler_failed(self, handler: str, template: str, error: Exception) -> None:
+        """A handler call raised or timed out (counted by the caller): a backend that is down fails
+        every call, so its traceback is logged at most once per interval."""
+        self.limited(f"handler:{handler}", "handler %s failed (%s): %r", handler, template, error,
+                     exc_info=error)
+
+    def limited(self, key: str, message: str, *args: Any, exc_info: Exception | None = None) -> None:
         now = time.monotonic()
-        if now - self._last.get(where, -self.interval) >= self.interval:
-            suppressed = self._suppressed.pop(where, 0)
+        if now - self._last.get(key, -self.interval) >= self.interval:
+            suppressed = self._suppressed.pop(key, 0)
             extra = f" ({suppressed} more since last logged)" if suppressed else ""
-            self.logger.warning("evaluation failed for %s: %s%s", where, error, extra)
-            self._last[where] = now
+            self.logger.warning(message + "%s", *args, extra, exc_info=exc_info)
+            self._last[key] = now
         else:
-            self._suppressed[where] = self._suppressed.get(where, 0) + 1
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
 
 
 def build_instances(
@@ -150,7 +159,7 @@ def _build_partial(plan: RulePlan, sinks: list[list[Any]], bag: Bag, errors: Err
 
 
 @contextlib.contextmanager
-def _accounted(sink: Sink, metrics: SelfMetrics) -> Iterator[None]:
+def _accounted(sink: Sink, metrics: SelfMetrics, errors: ErrorLog) -> Iterator[None]:
     """Count one handler call and its duration; count (and re-raise) a failure."""
     slot = sink.slot
     series = metrics.dispatch_series(slot.name, slot.adapter_name, sink.template)
@@ -158,10 +167,10 @@ def _accounted(sink: Sink, metrics: SelfMetrics) -> Iterator[None]:
     failed = False
     try:
         yield
-    except Exception:
+    except Exception as exc:
         failed = True
         series.errors.inc()
-        logging.getLogger("mixer.dispatch").exception("handler %s failed (%s)", slot.name, sink.template)
+        errors.handler_failed(slot.name, sink.template, exc)
         raise
     finally:
         series.dispatched(time.perf_counter() - started, failed)
@@ -174,14 +183,14 @@ def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors
     dispatched = 0
     for sink, instances in zip(snapshot.report_sinks, sinks):
         if instances:
-            _call_report_handler(sink, instances, metrics)
+            _call_report_handler(sink, instances, metrics, errors)
             dispatched += len(instances)
     return dispatched
 
 
-def _call_report_handler(sink: ReportSink, instances: list[Any], metrics: SelfMetrics) -> None:
+def _call_report_handler(sink: ReportSink, instances: list[Any], metrics: SelfMetrics, errors: ErrorLog) -> None:
     try:
-        with _accounted(sink, metrics):
+        with _accounted(sink, metrics, errors):
             sink.call(instances)
     except Exception:
         metrics.dropped_instances.labels(sink.slot.name, "handler_error").inc(len(instances))
@@ -205,7 +214,7 @@ async def check(
         sinks: list[list[Any]] = [[] for _ in snapshot.check_sinks]
         build_instances(snapshot.check_plans, sinks, [bag], errors)
         calls = [
-            _call_check_handler(sink, instance, metrics)
+            _call_check_handler(sink, instance, metrics, errors)
             for sink, instances in zip(snapshot.check_sinks, sinks)
             for instance in instances
         ]
@@ -235,10 +244,10 @@ def combine(results: Sequence[CheckResult]) -> CheckResult:
     )
 
 
-async def _call_check_handler(sink: CheckSink, instance: Any, metrics: SelfMetrics) -> CheckResult:
+async def _call_check_handler(sink: CheckSink, instance: Any, metrics: SelfMetrics, errors: ErrorLog) -> CheckResult:
     calls = sink.slot.calls
     try:
-        with _accounted(sink, metrics):
+        with _accounted(sink, metrics, errors):
             if calls.timeout is None:
                 return await sink.call(instance)
             return await asyncio.wait_for(sink.call(instance), calls.timeout.total_seconds())
@@ -279,7 +288,7 @@ async def _allocate(
             for instance in instances:
                 if not _names_quota(instance.name, name):
                     continue
-                result = await _call_quota_handler(sink, instance, args, metrics)
+                result = await _call_quota_handler(sink, instance, args, metrics, errors)
                 if granted is None or result.granted_amount < granted.granted_amount:
                     granted = result
         out[name] = granted or QuotaResult(args.amount, DEFAULT_VALID_DURATION)
@@ -293,10 +302,12 @@ def _names_quota(qualified: str, requested: str) -> bool:
     return requested in (name, f"{name}.{namespace}")
 
 
-async def _call_quota_handler(sink: QuotaSink, instance: Any, args: QuotaArgs, metrics: SelfMetrics) -> QuotaResult:
+async def _call_quota_handler(
+    sink: QuotaSink, instance: Any, args: QuotaArgs, metrics: SelfMetrics, errors: ErrorLog
+) -> QuotaResult:
     calls = sink.slot.calls
     try:
-        with _accounted(sink, metrics):
+        with _accounted(sink, metrics, errors):
             if calls.timeout is None:
                 return await sink.call(instance, args)
             return await asyncio.wait_for(sink.call(instance, args), calls.timeout.total_seconds())

@@ -129,3 +129,15 @@ async def test_changing_the_policy_rebuilds_the_slot_with_the_new_policy() -> No
     assert runtime.snapshot.slots["backend.handler.istio-system"].calls.fail_open
     assert (await runtime.check({})).result.ok
     await runtime.close()
+
+
+async def test_a_backend_that_fails_every_call_is_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    runtime = await runtime_for(("c.yaml", config("")), registry=registry(Broken()))
+    with caplog.at_level("WARNING", logger="mixer.runtime"):
+        for _ in range(50):
+            await runtime.check({}, {"requestcount": QuotaArgs(1)})
+    failures = [r for r in caplog.records if "handler backend.handler.istio-system failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+    slot = runtime.snapshot.slots["backend.handler.istio-system"]
+    assert runtime.metrics.dispatch_errors.labels(slot.name, "fake")._value.get() == 100  # every one counted
+    await runtime.close()
