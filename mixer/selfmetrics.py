@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import generate_latest
@@ -27,23 +28,34 @@ def build_tag() -> str:
 
 
 class DispatchSeries:
-    """The counters and histograms of one (handler, adapter, template): ours and Mixer's names."""
+    """The counters and histograms of one (handler, adapter, template): ours and Mixer's names.
+    The failure series are made on the first failure, so a handler that never failed has none."""
 
-    __slots__ = ("calls", "duration", "errors", "mixer_ok", "mixer_failed")
+    __slots__ = ("metrics", "labels", "calls", "duration", "mixer_ok", "_mixer_failed")
 
     def __init__(self, metrics: SelfMetrics, handler: str, adapter: str, template: str) -> None:
+        self.metrics = metrics
+        self.labels = (handler, adapter, template)
         self.calls = metrics.dispatches.labels(handler, adapter, template)
         self.duration = metrics.dispatch_duration.labels(handler, adapter)
-        self.errors = metrics.dispatch_errors.labels(handler, adapter)
         self.mixer_ok = (metrics.runtime_dispatches.labels(handler, adapter, template, "false"),
                          metrics.runtime_dispatch_duration.labels(handler, adapter, template, "false"))
-        self.mixer_failed = (metrics.runtime_dispatches.labels(handler, adapter, template, "true"),
-                             metrics.runtime_dispatch_duration.labels(handler, adapter, template, "true"))
+        self._mixer_failed: tuple[Any, Any] | None = None
+
+    def failed(self) -> None:
+        """Count a call that raised (``dispatched`` still follows for its duration)."""
+        self.metrics.dispatch_errors.labels(*self.labels[:2]).inc()
 
     def dispatched(self, seconds: float, failed: bool) -> None:
         self.calls.inc()
         self.duration.observe(seconds)
-        count, duration = self.mixer_failed if failed else self.mixer_ok
+        if failed:
+            if self._mixer_failed is None:
+                self._mixer_failed = (self.metrics.runtime_dispatches.labels(*self.labels, "true"),
+                                      self.metrics.runtime_dispatch_duration.labels(*self.labels, "true"))
+            count, duration = self._mixer_failed
+        else:
+            count, duration = self.mixer_ok
         count.inc()
         duration.observe(seconds)
 

@@ -169,7 +169,7 @@ def _accounted(sink: Sink, metrics: SelfMetrics, errors: ErrorLog) -> Iterator[N
         yield
     except Exception as exc:
         failed = True
-        series.errors.inc()
+        series.failed()
         errors.handler_failed(slot.name, sink.template, exc)
         raise
     finally:
