@@ -82,6 +82,20 @@ def check_request_bag(
     return bag, quotas
 
 
+def inbound_check_facts(
+    labels: Mapping[str, str], extensions: Mapping[str, str], manifest: Mapping[str, ValueType]
+) -> Bag:
+    """The attributes every Check from one inbound listener carries whatever the request: what
+    ``check_request_bag`` takes from the checking sidecar's bootstrap (its metadata labels, the
+    listener's context extensions). Kept next to it so the two cannot drift apart; anything else
+    (the caller, the request, the connection) is left out, i.e. unknown in advance."""
+    facts: Bag = {"context.reporter.kind": "inbound"}
+    if labels:
+        add_destination_from_labels(dict(labels), facts)
+    add_typed_entries(extensions, manifest, facts)  # applied last in check_request_bag too
+    return facts
+
+
 def _query_params(query: str) -> dict[str, str]:
     """``a=1&b=2`` -> ``{"a": "1", "b": "2"}``; the first of repeated keys wins, values stay encoded."""
     params: dict[str, str] = {}

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _functions as F
 from ._checker import flatten_default
-from ._errors import AbsentError, CompileError, EvaluationError, absent_attribute, absent_key
+from ._errors import AbsentError, CompileError, EvaluationError, UnknownValue, absent_attribute, absent_key
 from ._nodes import Attr, Binary, Call, Index, Literal, Node, Unary
 from ..attributes import ValueType
 
@@ -33,6 +33,21 @@ def compile_tree(node: Node, text: str) -> Fn:
     if _never_raises_oddly(node):
         return fn
     return _guard(fn, text)
+
+
+def compile_conjuncts(node: Node, text: str) -> tuple[Fn, ...]:
+    """One evaluate closure per operand of the tree's top-level ``&&`` chain (the tree itself when
+    it is not a conjunction): the whole is true only when each is, and false as soon as one is false,
+    whatever the others would have raised."""
+    operands: list[Node] = []
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, Binary) and current.op == "&&":
+            pending += [current.right, current.left]  # popped left first: source order
+        else:
+            operands.append(current)
+    return tuple(compile_tree(operand, text) for operand in operands)
 
 
 def _never_raises_oddly(node: Node) -> bool:
@@ -54,7 +69,7 @@ def _guard(fn: Fn, text: str) -> Fn:
     def evaluate(bag: Mapping[str, Any]) -> Any:
         try:
             return fn(bag)
-        except EvaluationError:
+        except (EvaluationError, UnknownValue):
             raise
         except Exception as exc:
             raise EvaluationError(f"evaluating {text!r} failed: {type(exc).__name__}: {exc}") from exc
