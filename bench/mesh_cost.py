@@ -18,7 +18,7 @@ Because CPU per request through Envoy varies by half from run to run here, each 
 ratio to the two sidecars' own CPU over the same window (Istio 1.4's Mixer: 0.6x).
 
     .venv/bin/python bench/mesh_cost.py [--duration 5] [--rounds 3] [--only default,quota]
-        [--static-bootstrap] [--workers N] [--append]
+        [--static-bootstrap] [--workers N] [--log-buffer-bytes N] [--append]
 """
 
 from __future__ import annotations
@@ -224,8 +224,8 @@ class Stack:
 
 
 def sidecar_specs(mixer_port: int, b_port: int, a_port: int, upstream_port: int,
-                  quotas: tuple[str, ...], discovery: bool) -> list[SidecarSpec]:
-    common: dict[str, Any] = {"mixer_port": mixer_port, "tracing": False}
+                  quotas: tuple[str, ...], discovery: bool, log_buffer: int = 16384) -> list[SidecarSpec]:
+    common: dict[str, Any] = {"mixer_port": mixer_port, "tracing": False, "log_buffer_bytes": log_buffer}
     if discovery:
         common["policy_discovery"] = True
     return [
@@ -275,7 +275,7 @@ def build_stack(name: str, args: argparse.Namespace, upstream_port: int, workdir
     extra = {"default": "", "deny": DENY_RULE, "quota": QUOTA_RULE}[name]
     quotas = ("requestquota",) if name == "quota" else ()
     grpc_port, pgid = start_mixer(workdir, extra, args.workers, stack)
-    specs = sidecar_specs(grpc_port, b_port, a_port, upstream_port, quotas, discovery)
+    specs = sidecar_specs(grpc_port, b_port, a_port, upstream_port, quotas, discovery, args.log_buffer_bytes)
     envoys = start_envoys({s.workload: render_bootstrap(s) for s in specs}, workdir, stack)
     return Stack(name, a_port, envoys, pgid)
 
@@ -329,6 +329,8 @@ def main() -> int:
     parser.add_argument("--static-bootstrap", action="store_true",
                         help="sidecars with the static ext_authz filter (a Check per request), not served policy")
     parser.add_argument("--workers", type=int, default=1, help="mixer serve --workers")
+    parser.add_argument("--log-buffer-bytes", type=int, default=16384,
+                        help="the sidecars' access log buffer (Envoy's default: 16384)")
     parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n]

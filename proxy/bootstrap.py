@@ -81,6 +81,9 @@ class SidecarSpec:
     check_timeout: str = "0.5s"
     tracing: bool = True
     log_flush_interval: str = "0.5s"
+    # Access log entries buffered before a message is sent (or the flush interval passes): larger
+    # batches cost the mixer less per entry. Envoy's default is 16 KiB (~40 HTTP entries).
+    log_buffer_bytes: int = 16384
     # The mixer serves the inbound ext_authz and RBAC filters' config (ECDS): no Check where no rule
     # can fire, deny rules on workload identity enforced by Envoy. False: static ext_authz, a Check each.
     policy_discovery: bool = False
@@ -182,6 +185,7 @@ def _access_log(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> d
                 "transport_api_version": "V3",
                 "grpc_service": _grpc_service(spec),
                 "buffer_flush_interval": spec.log_flush_interval,
+                "buffer_size_bytes": spec.log_buffer_bytes,
                 "custom_tags": [{"tag": k, "literal": {"value": v}} for k, v in tags.items()],
             },
             "additional_request_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type"],
