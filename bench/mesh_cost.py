@@ -8,7 +8,8 @@ rounds so that drift on a shared machine hits each alike:
 - ``default``: the mixer on its default config (Istio 1.4's telemetry), sidecars as ``mixer sidecar``
   writes them (tracing off): ext_authz on the inbound listener, an access log on both;
 - ``deny``: the default config plus a denier rule "a-v1 may not call c-v1" (the traffic is a -> b);
-- ``quota``: the default config plus a memquota quota every inbound request allocates;
+- ``quota``: the default config plus a memquota quota every inbound request allocates (gRPC Check);
+- ``quota-http``: the same, with the sidecar's ext_authz asking over plain HTTP (``--check-http-port``);
 - ``otelcol``: the OpenTelemetry Collector (envoyalsreceiver -> count connector -> prometheus
   exporter) receiving the same access logs, when a collector with those components is built.
 
@@ -223,9 +224,10 @@ class Stack:
         return figures
 
 
-def sidecar_specs(mixer_port: int, b_port: int, a_port: int, upstream_port: int,
-                  quotas: tuple[str, ...], discovery: bool, log_buffer: int = 16384) -> list[SidecarSpec]:
-    common: dict[str, Any] = {"mixer_port": mixer_port, "tracing": False, "log_buffer_bytes": log_buffer}
+def sidecar_specs(mixer_port: int, b_port: int, a_port: int, upstream_port: int, quotas: tuple[str, ...],
+                  discovery: bool, log_buffer: int = 16384, check_http_port: int = 0) -> list[SidecarSpec]:
+    common: dict[str, Any] = {"mixer_port": mixer_port, "tracing": False, "log_buffer_bytes": log_buffer,
+                              "check_http_port": check_http_port}
     if discovery:
         common["policy_discovery"] = True
     return [
@@ -248,12 +250,13 @@ def start_envoys(bootstraps: dict[str, dict[str, Any]], workdir: Path, stack: Ex
     return envoys
 
 
-def start_mixer(workdir: Path, extra: str, workers: int, stack: ExitStack) -> tuple[int, int]:
+def start_mixer(workdir: Path, extra: str, workers: int, stack: ExitStack, check_http_port: int = 0) -> tuple[int, int]:
     """``mixer serve`` on the default config plus ``extra``; returns (gRPC port, process group)."""
     grpc_port = free_port()
     proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(mixer_config(workdir, extra)),
                   "--port", str(free_port()), "--grpc-port", str(grpc_port), "--watch-interval", "1",
-                  "--log-level", "WARNING", "--trust-peer-headers", "--workers", str(workers)],
+                  "--log-level", "WARNING", "--trust-peer-headers", "--workers", str(workers),
+                  "--check-http-port", str(check_http_port)],
                  log_path=str(workdir / "mixer.log"), cwd=str(ROOT))
     stack.callback(stop, proc)
     wait_for_port(grpc_port, 60, proc)
@@ -272,10 +275,15 @@ def build_stack(name: str, args: argparse.Namespace, upstream_port: int, workdir
         return Stack(name, a_port, envoys, None)
     if name == "otelcol":
         return start_collector_stack(args, upstream_port, workdir, stack, a_port, b_port)
-    extra = {"default": "", "deny": DENY_RULE, "quota": QUOTA_RULE}[name]
-    quotas = ("requestquota",) if name == "quota" else ()
-    grpc_port, pgid = start_mixer(workdir, extra, args.workers, stack)
-    specs = sidecar_specs(grpc_port, b_port, a_port, upstream_port, quotas, discovery, args.log_buffer_bytes)
+    base, _, transport = name.partition("-")
+    extra = {"default": "", "deny": DENY_RULE, "quota": QUOTA_RULE}[base]
+    quotas = ("requestquota",) if base == "quota" else ()
+    check_http_port = free_port() if transport == "http" else 0
+    grpc_port, pgid = start_mixer(workdir, extra, args.workers, stack, check_http_port)
+    if check_http_port:
+        wait_for_port(check_http_port, 30)
+    specs = sidecar_specs(grpc_port, b_port, a_port, upstream_port, quotas, discovery, args.log_buffer_bytes,
+                          check_http_port)
     envoys = start_envoys({s.workload: render_bootstrap(s) for s in specs}, workdir, stack)
     return Stack(name, a_port, envoys, pgid)
 
@@ -292,7 +300,7 @@ def start_collector_stack(args: argparse.Namespace, upstream_port: int, workdir:
 # -- main -----------------------------------------------------------------------------------------
 
 
-NAMES = ("plain", "default", "deny", "quota", "otelcol")
+NAMES = ("plain", "default", "deny", "quota", "quota-http", "otelcol")
 
 
 def summarize(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -96,6 +96,39 @@ def inbound_check_facts(
     return facts
 
 
+def http_check_bag(
+    method: str, path: str, headers: Mapping[str, str], facts: Bag, options: MappingOptions
+) -> Bag:
+    """An ext_authz HTTP-service authorization request (Envoy forwards the original request's method,
+    path and headers) as a bag, on top of the listener's fixed ``facts`` (``inbound_check_facts``).
+
+    Compared with the gRPC CheckRequest it carries no addresses, times, certificates or TLS data:
+    rules on those never see them on this transport.
+    """
+    bag: Bag = dict(facts)
+    if method:
+        bag["request.method"] = method
+    if path:
+        bag["request.path"] = path
+        url_path, _, query = path.partition("?")
+        bag["request.url_path"] = url_path
+        if query:
+            bag["request.query_params"] = _query_params(query)
+    if host := headers.get("host"):
+        bag["request.host"] = host
+    bag["request.headers"] = dict(headers)
+    if request_id := headers.get("x-request-id"):
+        bag["request.id"] = request_id
+    if agent := headers.get("user-agent"):
+        bag["request.useragent"] = agent
+    if referer := headers.get("referer"):
+        bag["request.referer"] = referer
+    bag["context.protocol"] = protocol_from_headers(headers)
+    if options.trust_peer_headers:
+        add_peer_from_headers(headers, "source", bag)  # never overrides the fixed facts
+    return bag
+
+
 def _query_params(query: str) -> dict[str, str]:
     """``a=1&b=2`` -> ``{"a": "1", "b": "2"}``; the first of repeated keys wins, values stay encoded."""
     params: dict[str, str] = {}

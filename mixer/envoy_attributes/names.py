@@ -37,3 +37,8 @@ RBAC_FILTER = "mixer.rbac"  # Envoy's RBAC filter: the deny rules the proxy can 
 # Node metadata key under which such a sidecar states its ext_authz config ("authz", served back as is
 # or switched off) and its inbound context extensions ("check_extensions", fixed attributes of a Check).
 META_POLICY = "MIXER_POLICY"
+
+# ext_authz over HTTP (``mixer sidecar --check-http-port``): the header the sidecar adds to each
+# authorization request with its fixed Check inputs, JSON {"labels": {...}, "extensions": {...}}.
+# Envoy sets it itself (overriding any client header of that name).
+CHECK_CONTEXT_HEADER = "x-mixer-check-context"

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from mixer.frontdoors.als import AccessLogFrontDoor
 from mixer.frontdoors.authz import AuthorizationFrontDoor
+from mixer.frontdoors.http_check import HttpCheckFrontDoor
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, RuntimeLike
 from mixer.frontdoors.intake import BadRequest
 from mixer.frontdoors.listeners import GrpcListener, HttpListener
@@ -48,6 +49,7 @@ def standard_doors(runtime: ServingRuntime, options: FrontDoorOptions) -> list[F
     return [
         PolicyDiscoveryFrontDoor(runtime, options),
         AuthorizationFrontDoor(runtime, options),
+        HttpCheckFrontDoor(runtime, options),
         AccessLogFrontDoor(runtime, options),
         RateLimitFrontDoor(runtime, options),
         NativeGrpcFrontDoor(runtime, options),
