@@ -74,7 +74,7 @@ class HttpCheckFrontDoor(FrontDoor):
             return known
         try:
             raw = json.loads(text) if text else {}
-            labels, extensions = raw.get("labels") or {}, raw.get("extensions") or {}
+            labels, extensions = raw.get("labels", {}), raw.get("extensions", {})
             if not isinstance(labels, dict) or not isinstance(extensions, dict):
                 raise ValueError("labels and extensions must be JSON objects")
             facts = inbound_check_facts({str(k): str(v) for k, v in labels.items()},
