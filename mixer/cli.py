@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check config files; print every error")
     validate.add_argument("paths", nargs="+", help="files or directories")
+    validate.add_argument("--strict", action="store_true",
+                          help="documents of other API groups (a DestinationRule...) are errors, not skipped")
     validate.set_defaults(run=_validate)
 
     expr = commands.add_parser("expr", help="evaluate an expression against attributes")
@@ -117,12 +119,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.paths)
+        config = load_config(args.paths, strict=args.strict)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
         print(f"{len(exc.problems)} error(s)", file=sys.stderr)
         return 1
+    for note in config.notes:
+        print(note)
     print(f"ok: {len(config.handlers)} handlers, {len(config.instances)} instances, {len(config.rules)} rules")
     return 0
 

@@ -14,7 +14,7 @@ from mixer.config._compile import (
     ConfigError,
     compile_config,
 )
-from mixer.config._source import Problem
+from mixer.config._source import Note, Problem
 from mixer.registry import AdapterRegistry
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "CompiledInstance",
     "CompiledRule",
     "ConfigError",
+    "Note",
     "Problem",
     "compile_config",
     "load_config",
@@ -56,6 +57,11 @@ def read_sources(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
     return sources
 
 
-def load_config(paths: Iterable[str | Path], registry: AdapterRegistry | None = None) -> CompiledConfig:
-    """Read and compile config from files/directories; raise ConfigError listing every problem."""
-    return compile_config(read_sources(paths), registry or AdapterRegistry())
+def load_config(
+    paths: Iterable[str | Path], registry: AdapterRegistry | None = None, strict: bool = False
+) -> CompiledConfig:
+    """Read and compile config from files/directories; raise ConfigError listing every problem.
+
+    What loading tells besides errors (skipped documents, warnings) is in the result's ``notes``.
+    """
+    return compile_config(read_sources(paths), registry or AdapterRegistry(), strict)

@@ -25,6 +25,20 @@ class Problem:
         return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
 
 
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something config loading tells that is not an error: ``file:line:col: level: message``."""
+
+    level: str  # "info" or "warning"
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.level}: {self.message}"
+
+
 @dataclass
 class SourceDocument:
     """One YAML document: its data and where each path in it was written."""
@@ -82,7 +96,8 @@ def read_documents(text: str, file: str) -> tuple[list[SourceDocument], list[Pro
                 continue
             doc = SourceDocument(file, None)
             doc.data = walk.convert(node, (), doc)
-            documents.append(doc)
+            if doc.data is not None:  # an empty document (a trailing `---`, as Helm and kubectl write)
+                documents.append(doc)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
