@@ -187,4 +187,7 @@ class PolicyDiscoveryFrontDoor(FrontDoor):
                 sent = current
         finally:
             self._wakeups.discard(wake)
+            error = reader.exception() if reader.done() and not reader.cancelled() else None
             reader.cancel()
+        if error is not None:
+            raise error  # a malformed request: INVALID_ARGUMENT through the listener's guard
