@@ -13,7 +13,7 @@ rounds so that drift on a shared machine hits each alike:
 - ``otelcol``: the OpenTelemetry Collector (envoyalsreceiver -> count connector -> prometheus
   exporter) receiving the same access logs, when a collector with those components is built.
 
-The mixer's (or the collector's) CPU is read from /proc (every process of its group) over each
+The mixer's (or the collector's) CPU is read from /proc (the process and its descendants) over each
 measured window, as are the two sidecars'. vCPU per 1,000 req/s = CPU seconds / window / (req/s / 1000).
 Because CPU per request through Envoy varies by half from run to run here, each is also given as a
 ratio to the two sidecars' own CPU over the same window (Istio 1.4's Mixer: 0.6x).
@@ -97,9 +97,11 @@ spec:
 # -- CPU from /proc -------------------------------------------------------------------------------
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU of every live process in process group ``pgid`` (children included)."""
-    total = 0
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of process ``root`` and every live descendant (``serve --workers`` starts
+    its workers in sessions of their own, so a process group would miss them)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -109,8 +111,15 @@ def group_cpu_seconds(pgid: int) -> float:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:  # field 5 of stat: the process group
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+        parents[int(entry)] = int(fields[1])  # field 4 of stat: the parent
+        ticks[int(entry)] = int(fields[11]) + int(fields[12])  # utime, stime
+    total = 0
+    for pid, own in ticks.items():
+        ancestor = pid
+        while ancestor > 1 and ancestor != root:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == root:
+            total += own
     return total / CLOCK_TICKS
 
 
@@ -204,13 +213,13 @@ class Stack:
     name: str
     entry_port: int  # a-v1's outbound listener for b
     sidecars: list[EnvoyProcess]
-    collector_pgid: int | None  # the mixer's or collector's process group
+    collector_pid: int | None  # the mixer's or collector's process (its descendants count too)
     runs: list[dict[str, float]] = field(default_factory=list)
 
     def measure(self, seconds: float, connections: int) -> dict[str, float]:
         def cpu() -> tuple[float, float]:
-            envoys = sum(group_cpu_seconds(e.pid or 0) for e in self.sidecars)
-            return envoys, group_cpu_seconds(self.collector_pgid) if self.collector_pgid else 0.0
+            envoys = sum(tree_cpu_seconds(e.pid or 0) for e in self.sidecars)
+            return envoys, tree_cpu_seconds(self.collector_pid) if self.collector_pid else 0.0
 
         envoys0, collector0 = cpu()
         started = time.monotonic()
@@ -251,7 +260,7 @@ def start_envoys(bootstraps: dict[str, dict[str, Any]], workdir: Path, stack: Ex
 
 
 def start_mixer(workdir: Path, extra: str, workers: int, stack: ExitStack, check_http_port: int = 0) -> tuple[int, int]:
-    """``mixer serve`` on the default config plus ``extra``; returns (gRPC port, process group)."""
+    """``mixer serve`` on the default config plus ``extra``; returns (gRPC port, its PID)."""
     grpc_port = free_port()
     proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(mixer_config(workdir, extra)),
                   "--port", str(free_port()), "--grpc-port", str(grpc_port), "--watch-interval", "1",
@@ -279,13 +288,13 @@ def build_stack(name: str, args: argparse.Namespace, upstream_port: int, workdir
     extra = {"default": "", "deny": DENY_RULE, "quota": QUOTA_RULE}[base]
     quotas = ("requestquota",) if base == "quota" else ()
     check_http_port = free_port() if transport == "http" else 0
-    grpc_port, pgid = start_mixer(workdir, extra, args.workers, stack, check_http_port)
+    grpc_port, pid = start_mixer(workdir, extra, args.workers, stack, check_http_port)
     if check_http_port:
         wait_for_port(check_http_port, 30)
     specs = sidecar_specs(grpc_port, b_port, a_port, upstream_port, quotas, discovery, args.log_buffer_bytes,
                           check_http_port)
     envoys = start_envoys({s.workload: render_bootstrap(s) for s in specs}, workdir, stack)
-    return Stack(name, a_port, envoys, pgid)
+    return Stack(name, a_port, envoys, pid)
 
 
 def telemetry_only(bootstrap: dict[str, Any]) -> dict[str, Any]:
