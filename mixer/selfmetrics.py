@@ -58,6 +58,12 @@ class SelfMetrics:
             "mixer_rejected_bags", "Bags rejected at a front door as malformed", ["front_door"], registry=r
         )
         self.queue_depth = Gauge("mixer_queue_depth", "Items waiting in a handler's queue", ["handler"], registry=r)
+        self.handler_refresh_failures = Counter(
+            "mixer_handler_refresh_failures",
+            "Background refreshes of a handler's data (a list from its provider) that failed; the last good data stays",
+            ["handler"],
+            registry=r,
+        )
         self.config_loads = Counter("mixer_config_loads", "Config load attempts", ["result"], registry=r)
         # Istio's component version gauge (mesh and mixer dashboards: "Istio Components by Version").
         Gauge("istio_build", "Istio component build info", ["component", "tag"], registry=r).labels(

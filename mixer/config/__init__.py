@@ -1,4 +1,5 @@
-"""Load Mixer-shape YAML config (handler / instance / rule / attributemanifest) and validate it."""
+"""Load Mixer-shape YAML config (handler / instance / rule / attributemanifest, and Istio's
+ServiceRole / ServiceRoleBinding for the rbac adapter) and validate it."""
 
 from __future__ import annotations
 
@@ -14,18 +15,34 @@ from mixer.config._compile import (
     ConfigError,
     compile_config,
 )
+from mixer.config._rbac import (
+    AccessRule,
+    Constraint,
+    RbacPolicy,
+    RoleSubject,
+    ServiceRole,
+    ServiceRoleBinding,
+    UsesRbacPolicy,
+)
 from mixer.config._source import Note, Problem
 from mixer.registry import AdapterRegistry
 
 __all__ = [
+    "AccessRule",
     "CompiledAction",
     "CompiledConfig",
     "CompiledHandler",
     "CompiledInstance",
     "CompiledRule",
     "ConfigError",
+    "Constraint",
     "Note",
     "Problem",
+    "RbacPolicy",
+    "RoleSubject",
+    "ServiceRole",
+    "ServiceRoleBinding",
+    "UsesRbacPolicy",
     "compile_config",
     "load_config",
     "read_sources",

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixer.attributes import STRING_LIKE, AttributeManifest, ValueType, default_manifest
-from mixer.config import _attrgen
+from mixer.config import _attrgen, _rbac
+from mixer.config._rbac import RBAC_API_VERSION, RBAC_KINDS, RBAC_PILOT_KINDS, RbacPolicy, UsesRbacPolicy
 from mixer.config._source import Note, Path, Problem, SourceDocument, read_documents
 from mixer.expr import Expression, ExpressionError, compile_expression
 from mixer.registry import AdapterRegistry, UnknownAdapter
@@ -29,6 +30,8 @@ class CompiledHandler:
     adapter_name: str
     adapter: Adapter
     params: Any
+    # The params as written: the handler's identity across config swaps. For an adapter that uses
+    # the RbacPolicy, the policy's fingerprint is added ("$rbacPolicy") so a role change rebuilds it.
     raw_params: Mapping[str, Any]
 
 
@@ -60,6 +63,7 @@ class CompiledConfig:
     handlers: dict[str, CompiledHandler] = field(default_factory=dict)
     instances: dict[str, CompiledInstance] = field(default_factory=dict)
     rules: list[CompiledRule] = field(default_factory=list)
+    rbac: RbacPolicy = field(default_factory=RbacPolicy)  # handed to adapters that use it (rbac)
     notes: list[Note] = field(default_factory=list)  # skipped documents, recognised-but-not-run handlers
 
 
@@ -125,9 +129,10 @@ class _Compiler:
                     docs.append(doc)
         self._check_duplicates(docs)
         self.invalid = {doc.qualified for doc in docs}
-        by_kind = {kind: [d for d in docs if d.kind == kind] for kind in KINDS}
+        by_kind = {kind: [d for d in docs if d.kind == kind] for kind in (*KINDS, *RBAC_KINDS)}
         for doc in by_kind["attributemanifest"]:
             self._manifest(doc)
+        self._rbac_documents(by_kind["ServiceRole"], by_kind["ServiceRoleBinding"])
         for doc in by_kind["handler"]:
             self._handler(doc)
         for doc in by_kind["instance"]:
@@ -152,13 +157,13 @@ class _Compiler:
         if _is_other_api_group(api, kind):
             self._other_api_group(source, str(api))
             return None
-        if api not in API_VERSIONS:
-            self.problems.append(
-                source.problem(("apiVersion",), f"apiVersion {api!r} is not one of {', '.join(sorted(API_VERSIONS))}")
-            )
+        if api not in (*API_VERSIONS, RBAC_API_VERSION):
+            known_apis = ", ".join(sorted((*API_VERSIONS, RBAC_API_VERSION)))
+            self.problems.append(source.problem(("apiVersion",), f"apiVersion {api!r} is not one of {known_apis}"))
             ok = False
-        if kind not in KINDS:
-            self.problems.append(source.problem(("kind",), f"unknown kind {kind!r} (known: {', '.join(KINDS)})"))
+        kinds = RBAC_KINDS if api == RBAC_API_VERSION else KINDS
+        if kind not in kinds:
+            self.problems.append(source.problem(("kind",), f"unknown kind {kind!r} (known: {', '.join(kinds)})"))
             ok = False
         metadata = data.get("metadata")
         name = metadata.get("name") if isinstance(metadata, dict) else None
@@ -223,6 +228,25 @@ class _Compiler:
                 known = ", ".join(t.value for t in ValueType if t is not ValueType.ANY)
                 self.problems.append(doc.problem(path, f"unknown valueType {type_name!r} (known: {known})"))
 
+    # -- rbac.istio.io documents ------------------------------------------------------------
+
+    def _rbac_documents(self, role_docs: list[_Doc], binding_docs: list[_Doc]) -> None:
+        roles = []
+        for doc in role_docs:
+            role = _rbac.service_role(doc.name, doc.namespace, doc.spec, self._reporter(doc))
+            if role is not None:
+                roles.append(role)
+        bindings = []
+        for doc in binding_docs:
+            binding = _rbac.service_role_binding(doc.name, doc.namespace, doc.spec, self._reporter(doc))
+            if binding is not None:
+                bindings.append((binding, self._reporter(doc)))
+        self.config.rbac = _rbac.policy(roles, bindings)
+
+    def _reporter(self, doc: _Doc) -> _rbac.Report:
+        return lambda path, message: self.problems.append(
+            doc.problem(path, message, at_key=message.startswith(("unknown field", "'"))))
+
     # -- handlers ---------------------------------------------------------------------------
 
     def _handler(self, doc: _Doc) -> None:
@@ -250,6 +274,10 @@ class _Compiler:
                 path: Path = ("spec", "params", *_split_path(sub_path))
                 self.problems.append(doc.problem(path, message, at_key=message.startswith("unknown field")))
             return
+        if isinstance(adapter, UsesRbacPolicy):
+            params = adapter.with_rbac_policy(params, self.config.rbac)
+            # The handler's identity includes the roles, so a role change rebuilds it.
+            raw = {**raw, "$rbacPolicy": self.config.rbac.fingerprint()}
         self.config.handlers[doc.qualified] = CompiledHandler(doc.qualified, adapter_name, adapter, params, raw)
         self.invalid.discard(doc.qualified)
 
@@ -473,7 +501,11 @@ class _Compiler:
 def _is_other_api_group(api: Any, kind: Any) -> bool:
     """A Kubernetes object of another API group (a DestinationRule, a ConfigMap): Helm and kubectl
     output mixes them with Mixer config, and Mixer ignored them. Kubernetes kinds are CamelCase and
-    Mixer's lowercase, so a lowercase kind under a wrong apiVersion is a mistaken Mixer document."""
+    Mixer's lowercase, so a lowercase kind under a wrong apiVersion is a mistaken Mixer document.
+    Of rbac.istio.io/v1alpha1 the rbac adapter reads ServiceRole and ServiceRoleBinding; its
+    (Cluster)RbacConfig configured Envoy's RBAC filter through Pilot, so it is skipped like others."""
+    if api == RBAC_API_VERSION:
+        return kind in RBAC_PILOT_KINDS
     return (
         isinstance(api, str)
         and api.rpartition("/")[0] not in MIXER_API_GROUPS

@@ -132,6 +132,15 @@ def test_missing_path_is_an_error(tmp_path: Path) -> None:
         load_config([tmp_path / "absent.yaml"])
 
 
+def test_deep_nesting_is_refused_even_after_expressions_raised_the_recursion_limit() -> None:
+    from mixer.attributes import default_manifest
+    from mixer.expr import compile_expression
+
+    compile_expression("request.size > 1", default_manifest())  # raises the process's recursion limit
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config([TESTDATA / "bad_deep_nesting.yaml"])
+
+
 HANDLER = """apiVersion: config.istio.io/v1alpha2
 kind: handler
 metadata: {name: h}
@@ -233,3 +242,21 @@ def test_kubernetesenv_is_checked_and_reported_once_not_dispatched() -> None:
     assert (note.level, note.file, note.line) == ("warning", "k.yaml", 5)
     assert "kubernetesenv.handler.istio-system (kubernetesenv) is recognised but not run" in note.message
     assert "node metadata" in note.message and "its 2 rule action(s) are skipped" in note.message
+
+
+def test_rbac_documents_for_pilot_are_skipped_and_mixers_are_loaded() -> None:
+    text = """apiVersion: rbac.istio.io/v1alpha1
+kind: ClusterRbacConfig
+metadata: {name: default}
+spec: {mode: ON_WITH_INCLUSION, inclusion: {namespaces: [default]}}
+---
+apiVersion: rbac.istio.io/v1alpha1
+kind: ServiceRole
+metadata: {name: viewer, namespace: default}
+spec:
+  rules: [{services: ["*"], methods: [GET]}]
+"""
+    config = compile_config([("rbac.yaml", text)], AdapterRegistry())
+    assert [role.name for role in config.rbac.roles] == ["viewer"]
+    assert [str(n) for n in config.notes] == [
+        "rbac.yaml:1:1: info: skipped ClusterRbacConfig default (rbac.istio.io/v1alpha1): not Mixer config"]

@@ -10,7 +10,7 @@ import pytest
 from mixer.attributes import default_manifest
 from mixer.config import compile_config
 from mixer.envoy_attributes import inbound_check_facts
-from mixer.expr import UnknownValue, compile_expression
+from mixer.expr import EvaluationError, UnknownValue, compile_expression
 from mixer.registry import AdapterRegistry
 from mixer.runtime import ListenerPolicy, StaticFacts, listener_policy
 
@@ -62,7 +62,9 @@ def test_decide(text: str, expected: bool | None) -> None:
 
 
 def test_a_failure_on_fixed_values_means_the_rule_never_fires() -> None:
-    expression = compile_expression('destination.labels["missing"] == "x"', MANIFEST)
+    expression = compile_expression('ip(destination.workload.name) == ip("10.0.0.1")', MANIFEST)
+    with pytest.raises(EvaluationError):
+        expression.evaluate(C_FACTS)  # "c-v1" is no IP address
     assert expression.decide(StaticFacts(C_FACTS)) is False
 
 
