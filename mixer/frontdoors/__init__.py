@@ -19,8 +19,8 @@ from typing import Protocol
 
 from mixer.frontdoors.als import AccessLogFrontDoor
 from mixer.frontdoors.authz import AuthorizationFrontDoor
-from mixer.frontdoors.http_check import HttpCheckFrontDoor
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, RuntimeLike
+from mixer.frontdoors.http_check import HttpCheckFrontDoor
 from mixer.frontdoors.intake import BadRequest
 from mixer.frontdoors.listeners import GrpcListener, HttpListener
 from mixer.frontdoors.native import NativeGrpcFrontDoor, NativeHttpFrontDoor
