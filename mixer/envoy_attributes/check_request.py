@@ -12,7 +12,7 @@ from mixer.envoy_attributes.identity import (
     add_peer_from_headers,
     add_peer_principal,
 )
-from mixer.envoy_attributes.names import QUOTAS_KEY
+from mixer.envoy_attributes.names import PEER_WORKLOAD_HEADER, QUOTAS_KEY
 from mixer.envoy_attributes.values import (
     add_socket_address,
     add_typed_entries,
@@ -80,6 +80,11 @@ def check_request_bag(
         if names := extensions.get(QUOTAS_KEY):
             quotas = quota_names(names)
     return bag, quotas
+
+
+# Attributes of a Check that only a request header can set (with ``trust_peer_headers``): nothing
+# else in ``check_request_bag`` writes them, so a proxy testing the header tests the attribute.
+HEADER_ONLY_ATTRIBUTES = {"source.workload.name": PEER_WORKLOAD_HEADER, "source.name": PEER_WORKLOAD_HEADER}
 
 
 def inbound_check_facts(

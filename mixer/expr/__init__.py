@@ -32,12 +32,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._checker import check
-from ._compiler import compile_conjuncts, compile_tree
+from ._compiler import AttributeEquality, Conjunct, compile_conjuncts, compile_tree
 from ._errors import CompileError, EvaluationError, ExpressionError, UnknownValue
 from ._parser import parse
 from ..attributes import ValueType
 
-__all__ = ["compile_expression", "Expression", "ExpressionError", "EvaluationError", "UnknownValue"]
+__all__ = [
+    "AttributeEquality",
+    "Conjunct",
+    "compile_expression",
+    "Expression",
+    "ExpressionError",
+    "EvaluationError",
+    "UnknownValue",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +58,7 @@ class Expression:
     attributes: frozenset[str]
     constant: bool  # references no attribute: evaluate() returns the same value for any bag
     # The top-level ``&&`` operands, compiled apart, for decide(); empty: decide() uses evaluate.
-    conjuncts: tuple[Callable[[Mapping[str, Any]], Any], ...] = field(default=(), repr=False, compare=False)
+    conjuncts: tuple[Conjunct, ...] = field(default=(), repr=False, compare=False)
 
     def decide(self, facts: Mapping[str, Any]) -> bool | None:
         """Whether this BOOL expression holds for every bag that agrees with ``facts``.
@@ -61,9 +69,9 @@ class Expression:
         ``&&`` chain is decided operand by operand, so ``unknown && false`` is False.
         """
         unknown = False
-        for conjunct in self.conjuncts or (self.evaluate,):
+        for evaluate in [c.evaluate for c in self.conjuncts] or [self.evaluate]:
             try:
-                if not conjunct(facts):
+                if not evaluate(facts):
                     return False
             except UnknownValue:
                 unknown = True

@@ -7,8 +7,9 @@ A sidecar written with ``mixer sidecar --policy-discovery`` asks for two filter 
   where some check or quota rule can fire for it, and switched off (``filter_enabled`` 0%) where
   none can: then no request of that listener waits for a round trip to the mixer;
 - ``mixer.rbac``: Envoy's RBAC filter, denying every request when a rule denies this workload
-  whatever the request (a denier on workload identity); the denial is still reported through the
-  access log (403, ``rbac_access_denied...`` details).
+  whatever the request, or every request whose caller header names the workload a rule denies
+  (with ``--trust-peer-headers``); the denial is still reported through the access log (403,
+  ``rbac_access_denied...`` details).
 
 Which rules can fire is decided per workload from the attributes fixed for its Checks
 (``mixer.runtime.listener_policy``). Every config swap pushes the new answers to every stream; until
@@ -29,11 +30,11 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from mixer.attributes import AttributeManifest, Bag, BagError
-from mixer.envoy_attributes import inbound_check_facts
+from mixer.envoy_attributes import HEADER_ONLY_ATTRIBUTES, inbound_check_facts
 from mixer.envoy_attributes.names import AUTHZ_FILTER, META_LABELS, META_POLICY, RBAC_FILTER
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, log
 from mixer.frontdoors.intake import decode_proto
-from mixer.runtime import ListenerPolicy, Snapshot, listener_policy
+from mixer.runtime import Denial, ListenerPolicy, Snapshot, listener_policy
 
 FRONT_DOOR = "policy_discovery"
 SERVICE = "envoy.service.extension.v3.ExtensionConfigDiscoveryService"
@@ -81,15 +82,22 @@ def authz_config(stated: Mapping[str, Any], on: bool) -> any_pb2.Any:
     return packed
 
 
-def rbac_config(deny: tuple[str, ...]) -> any_pb2.Any:
-    """No rules (enforce nothing), or one DENY policy per rule refusing every request."""
+def rbac_config(deny: tuple[Denial, ...]) -> any_pb2.Any:
+    """No rules (enforce nothing), or one DENY policy per rule: any request, from a downstream whose
+    headers pass the rule's exact tests (all of them), or from anyone when it has none."""
     config = rbac_pb2.RBAC()
     if deny:
         config.rules.action = config.rules.DENY
-        for rule in deny:
-            policy = config.rules.policies[rule]
+        for denial in deny:
+            policy = config.rules.policies[denial.rule]
             policy.permissions.add().any = True
-            policy.principals.add().any = True
+            principal = policy.principals.add()
+            if not denial.headers:
+                principal.any = True
+            for header, value in denial.headers:
+                test = principal.and_ids.ids.add().header if len(denial.headers) > 1 else principal.header
+                test.name = header
+                test.string_match.exact = value
     packed = any_pb2.Any()
     packed.Pack(config)
     return packed
@@ -106,6 +114,8 @@ class PolicyDiscoveryFrontDoor(FrontDoor):
         self._wakeups: set[asyncio.Event] = set()
         self._policies: dict[tuple[Any, ...], ListenerPolicy] = {}  # per distinct facts, this snapshot
         self._unsubscribe: Callable[[], None] | None = None
+        # Headers only the caller's sidecar sets name the caller only when the mapping believes them.
+        self._header_only = HEADER_ONLY_ATTRIBUTES if options.trust_peer_headers else {}
 
     def grpc_services(self) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
         return {SERVICE: {"StreamExtensionConfigs": grpc.stream_stream_rpc_method_handler(self.stream)}}
@@ -131,7 +141,7 @@ class PolicyDiscoveryFrontDoor(FrontDoor):
         key = tuple(sorted((k, repr(v)) for k, v in facts.items()))
         policy = self._policies.get(key)
         if policy is None:
-            policy = self._policies[key] = listener_policy(self._runtime.snapshot.config, facts)
+            policy = self._policies[key] = listener_policy(self._runtime.snapshot.config, facts, self._header_only)
         return policy
 
     def response(self, sidecar: _Sidecar, names: frozenset[str], nonce: int) -> discovery_pb2.DiscoveryResponse:

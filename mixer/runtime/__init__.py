@@ -11,13 +11,14 @@ from mixer.attributes import AttributeManifest, Bag
 from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
 from mixer.runtime._dispatch import CheckResponse, ErrorLog, QuotaVerdict, check, combine, report
-from mixer.runtime._reach import ListenerPolicy, StaticFacts, listener_policy
+from mixer.runtime._reach import Denial, ListenerPolicy, StaticFacts, listener_policy
 from mixer.runtime._snapshot import HandlerSlot, Snapshot, build_snapshot
 from mixer.sdk import QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
 __all__ = [
     "CheckResponse",
+    "Denial",
     "ListenerPolicy",
     "QuotaVerdict",
     "Runtime",

@@ -53,20 +53,35 @@ class StaticFacts(Mapping[str, Any]):
 
 
 @dataclass(frozen=True, slots=True)
+class Denial:
+    """A rule the proxy can enforce: deny when every ``(header, value)`` test holds; none: always."""
+
+    rule: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ListenerPolicy:
     """What a listener must do before serving a request.
 
-    ``check``: some check or quota rule may fire, so it asks the mixer (ext_authz).
-    ``deny``: rules that deny every request there (a denier answering 403 and nothing request-
-    dependent about the rule); when there is one, every request is refused and nothing is asked.
+    ``check``: some check or quota rule may fire that the proxy cannot decide, so it asks the mixer.
+    ``deny``: rules the proxy enforces itself (a denier answering 403 whose rule is decided by the
+    fixed attributes and, at most, exact tests of request headers that alone carry an attribute).
+    A denial without header tests refuses every request, so then nothing is asked.
     """
 
     check: bool
-    deny: tuple[str, ...] = ()
+    deny: tuple[Denial, ...] = ()
 
 
-def listener_policy(config: CompiledConfig, facts: Mapping[str, Any]) -> ListenerPolicy:
+def listener_policy(
+    config: CompiledConfig, facts: Mapping[str, Any], header_only: Mapping[str, str] | None = None
+) -> ListenerPolicy:
     """The policy of a listener whose Checks all carry ``facts``.
+
+    ``header_only`` maps attributes that only a request header sets to that header (the mapping's
+    ``HEADER_ONLY_ATTRIBUTES``, when the mixer trusts peer headers): a rule testing such an attribute
+    for equality can still be enforced by the proxy.
 
     Quota rules count as check rules: a listener may ask for quotas (its context extensions or the
     server's ``--authz-quota``) and a quota no rule builds is granted anyway, so only a quota rule
@@ -74,20 +89,21 @@ def listener_policy(config: CompiledConfig, facts: Mapping[str, Any]) -> Listene
     """
     static = StaticFacts(facts)
     needs_check = False
-    denials: list[str] = []
+    denials: list[Denial] = []
     for rule in config.rules:
         if not any(_variety(action) & {Variety.CHECK, Variety.QUOTA} for action in rule.actions):
             continue
         decided = _decide(rule.match, static)
         if decided is False:
             continue
-        if decided is True and _denies_all(rule, static):
-            denials.append(rule.name)
-        else:
+        denial = _denial(rule, static, header_only or {}) if _denies(rule, static) else None
+        if denial is None:
             needs_check = True
-    if denials:
+        else:
+            denials.append(denial)
+    if any(not denial.headers for denial in denials):
         return ListenerPolicy(check=False, deny=tuple(denials))
-    return ListenerPolicy(check=needs_check)
+    return ListenerPolicy(check=needs_check, deny=tuple(denials))
 
 
 def _variety(action: CompiledAction) -> set[Variety]:
@@ -98,9 +114,34 @@ def _decide(match: Expression | None, static: StaticFacts) -> bool | None:
     return True if match is None else match.decide(static)
 
 
-def _denies_all(rule: CompiledRule, static: StaticFacts) -> bool:
-    """A rule that fires everywhere here denies every request when one of its actions is a denier
-    answering 403 whose instances are all built from fixed values (so the denier is surely called)."""
+def _denial(rule: CompiledRule, static: StaticFacts, header_only: Mapping[str, str]) -> Denial | None:
+    """The rule as header tests on top of the fixed facts, or None when it needs more than that."""
+    if rule.match is None:
+        return Denial(rule.name)
+    if rule.match.decide(static) is True:
+        return Denial(rule.name)
+    headers: list[tuple[str, str]] = []
+    for conjunct in rule.match.conjuncts:
+        try:
+            if conjunct.evaluate(static):
+                continue
+            return None  # cannot happen for a rule that is not decided false; stay on ext_authz
+        except UnknownValue:
+            pass
+        except EvaluationError:
+            return None
+        test = conjunct.equality
+        header = header_only.get(test.attribute) if test else None
+        # An empty value or the default itself would also hold without the header: not a header test.
+        if test is None or header is None or test.value in ("", test.default):
+            return None
+        headers.append((header, test.value))
+    return Denial(rule.name, tuple(headers)) if headers else None
+
+
+def _denies(rule: CompiledRule, static: StaticFacts) -> bool:
+    """The rule, when it fires, surely denies with 403: one of its actions is a denier answering 403
+    whose instances are all built from fixed values (so the denier is called)."""
     for action in rule.actions:
         handler = action.handler
         if handler.adapter_name != "denier":

@@ -18,9 +18,9 @@ from google.protobuf import json_format, struct_pb2
 
 from mixer.config import compile_config
 from mixer.frontdoors import FrontDoorOptions, GrpcListener
-from mixer.frontdoors.policy import TYPE_URL, PolicyDiscoveryFrontDoor
+from mixer.frontdoors.policy import TYPE_URL, PolicyDiscoveryFrontDoor, rbac_config
 from mixer.processes import free_port
-from mixer.runtime import Runtime
+from mixer.runtime import Denial, Runtime
 from proxy import Inbound, SidecarSpec, render_bootstrap
 
 METHOD = "/envoy.service.extension.v3.ExtensionConfigDiscoveryService/StreamExtensionConfigs"
@@ -190,3 +190,16 @@ async def test_malformed_request_ends_the_stream_with_invalid_argument(served: A
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await asyncio.wait_for(call.read(), 5)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_rbac_policy_tests_the_callers_headers() -> None:
+    one = rbac_pb2.RBAC()
+    assert rbac_config((Denial("r1", (("x-mixer-workload", "a-v1"),)),)).Unpack(one)
+    principal = one.rules.policies["r1"].principals[0]
+    assert (principal.header.name, principal.header.string_match.exact) == ("x-mixer-workload", "a-v1")
+    assert one.rules.policies["r1"].permissions[0].any
+    both = rbac_pb2.RBAC()
+    assert rbac_config((Denial("r2", (("h1", "x"), ("h2", "y"))), Denial("r3"))).Unpack(both)
+    ids = both.rules.policies["r2"].principals[0].and_ids.ids
+    assert [(i.header.name, i.header.string_match.exact) for i in ids] == [("h1", "x"), ("h2", "y")]
+    assert both.rules.policies["r3"].principals[0].any

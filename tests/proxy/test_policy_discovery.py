@@ -104,8 +104,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 
 
 def _served_off(mesh: Mesh, workload: str) -> bool:
+    """True when a request that no rule denies passes ``workload``'s ext_authz without a Check."""
     before = mesh.envoy_stat(workload, "ext_authz.disabled")
-    get(mesh.a_to_b if workload == "b-v1" else mesh.a_to_c, "/probe")
+    if workload == "b-v1":
+        get(mesh.a_to_b, "/probe")
+    else:  # from a caller no rule here names
+        get(mesh.c_inbound, "/probe", {"x-mixer-workload": "d-v1"})
     return mesh.envoy_stat(workload, "ext_authz.disabled") > before
 
 
@@ -178,19 +182,34 @@ def test_identity_deny_rule_added_while_traffic_flows_is_enforced_by_envoy(mesh:
     assert denied[0]["destination_workload"] == "c-v1"
 
 
-def test_request_dependent_deny_rule_switches_ext_authz_on_where_it_can_fire(mesh: Mesh) -> None:
+def test_deny_rule_on_the_caller_is_enforced_by_envoy_on_the_callers_header(mesh: Mesh) -> None:
+    # the mixer trusts peer headers: the caller's sidecar stamps x-mixer-workload, and nothing else sets
+    # source.workload.name in a Check, so Envoy's RBAC can test the header instead of asking the mixer
     rule = deny_rule('(source.workload.name | "") == "a-v1" && (destination.workload.name | "") == "c-v1"',
                      "a-v1 may not call c-v1")
     traffic, deadline = _run_edit(mesh, rule)
     to_c, to_b = traffic.after(deadline, "c"), traffic.after(deadline, "b")
     assert to_c and to_b
     assert {status for status, _ in to_c} == {403}
-    assert all(b"a-v1 may not call c-v1" in body for _, body in to_c)  # the mixer's denier answered
+    assert all(b"RBAC" in body for _, body in to_c)
     assert {status for status, _ in to_b} == {200}
-    # b-v1 cannot match the rule: still no Check there; c-v1 checks, and lets another caller through
-    assert _served_off(mesh, "b-v1")
-    assert get(mesh.c_inbound, "/direct", {"x-mixer-workload": "d-v1"})[0] == 200
+    assert _served_off(mesh, "b-v1") and _served_off(mesh, "c-v1")  # no round trip anywhere
+    assert get(mesh.c_inbound, "/direct", {"x-mixer-workload": "d-v1"})[0] == 200  # another caller may
     assert get(mesh.c_inbound, "/direct", {"x-mixer-workload": "a-v1"})[0] == 403
+
+
+def test_request_dependent_deny_rule_switches_ext_authz_on_where_it_can_fire(mesh: Mesh) -> None:
+    rule = deny_rule('destination.workload.name == "c-v1" && (request.path | "").startsWith("/flow")',
+                     "no flows into c-v1")
+    traffic, deadline = _run_edit(mesh, rule)
+    to_c, to_b = traffic.after(deadline, "c"), traffic.after(deadline, "b")
+    assert to_c and to_b
+    assert {status for status, _ in to_c} == {403}
+    assert all(b"no flows into c-v1" in body for _, body in to_c)  # the mixer's denier answered
+    assert {status for status, _ in to_b} == {200}
+    # b-v1 cannot match the rule: still no Check there; c-v1 checks, and serves other paths
+    assert _served_off(mesh, "b-v1")
+    assert get(mesh.a_to_c, "/other")[0] == 200
 
 
 def test_removing_the_rule_lets_traffic_through_again(mesh: Mesh) -> None:

@@ -12,7 +12,8 @@ from mixer.config import compile_config
 from mixer.envoy_attributes import inbound_check_facts
 from mixer.expr import EvaluationError, UnknownValue, compile_expression
 from mixer.registry import AdapterRegistry
-from mixer.runtime import ListenerPolicy, StaticFacts, listener_policy
+from mixer.envoy_attributes import HEADER_ONLY_ATTRIBUTES
+from mixer.runtime import Denial, ListenerPolicy, StaticFacts, listener_policy
 
 MANIFEST = default_manifest()
 C_FACTS = inbound_check_facts(
@@ -146,8 +147,9 @@ spec:
 """
 
 
-def _policy(text: str, facts: dict[str, Any] = C_FACTS) -> ListenerPolicy:
-    return listener_policy(compile_config([("c.yaml", text)], AdapterRegistry()), facts)
+def _policy(text: str, facts: dict[str, Any] = C_FACTS, trust_headers: bool = False) -> ListenerPolicy:
+    header_only = HEADER_ONLY_ATTRIBUTES if trust_headers else {}
+    return listener_policy(compile_config([("c.yaml", text)], AdapterRegistry()), facts, header_only)
 
 
 def test_telemetry_only_needs_no_check() -> None:
@@ -156,7 +158,7 @@ def test_telemetry_only_needs_no_check() -> None:
 
 def test_identity_denial_is_enforced_without_a_check() -> None:
     text = CAPTURE + _denier("closed", 'destination.workload.name == "c-v1"')
-    assert _policy(text) == ListenerPolicy(check=False, deny=("closed.rule.istio-system",))
+    assert _policy(text) == ListenerPolicy(check=False, deny=(Denial("closed.rule.istio-system"),))
 
 
 def test_denials_that_are_not_403_or_not_fixed_stay_on_ext_authz() -> None:
@@ -171,6 +173,31 @@ def test_rules_for_other_workloads_or_depending_on_the_request() -> None:
     assert _policy(CAPTURE + other) == ListenerPolicy(check=False)
     caller = _denier("caller", '(source.workload.name | "") == "a-v1" && destination.workload.name == "c-v1"')
     assert _policy(CAPTURE + caller) == ListenerPolicy(check=True)
+
+
+def test_a_rule_on_the_caller_becomes_a_header_test_when_peer_headers_are_trusted() -> None:
+    caller = _denier("caller", '(source.workload.name | "") == "a-v1" && destination.workload.name == "c-v1"')
+    assert _policy(CAPTURE + caller, trust_headers=True) == ListenerPolicy(
+        check=False, deny=(Denial("caller.rule.istio-system", (("x-mixer-workload", "a-v1"),)),))
+    strict = _denier("strict", 'destination.workload.name == "c-v1" && "a-v1" == source.name')
+    assert _policy(CAPTURE + strict, trust_headers=True).deny == (
+        Denial("strict.rule.istio-system", (("x-mixer-workload", "a-v1"),)),)
+    # other rules that can fire still need the Check
+    quota = QUOTA.replace("MATCH", 'request.path == "/x"')
+    assert _policy(CAPTURE + caller + quota, trust_headers=True).check is True
+
+
+@pytest.mark.parametrize("match", [
+    '(source.workload.name | "") == ""',  # holds without the header too
+    '(source.workload.name | "a-v1") == "a-v1"',  # the default itself
+    '(source.workload.name | "") != "a-v1"',  # not an equality
+    'source.workload.namespace == "default"',  # an mTLS certificate can set it too
+    '(source.workload.name | "") == "a-v1" || destination.workload.name == "c-v1"',  # not a conjunction
+    '(source.workload.name | "") == "a-v1" && request.path == "/x"',  # a test the proxy is not given
+    'toLower(source.workload.name | "") == "a-v1"',
+])
+def test_other_request_dependent_rules_stay_on_ext_authz(match: str) -> None:
+    assert _policy(CAPTURE + _denier("r", match), trust_headers=True) == ListenerPolicy(check=True)
 
 
 def test_quota_rules_need_a_check_only_where_they_can_fire() -> None:
