@@ -33,11 +33,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     specs = [
         SidecarSpec(workload="a-v1", outbound=(Outbound("b", ports["a_b"], "127.0.0.1", ports["b"]),
                                               Outbound("c", ports["a_c"], "127.0.0.1", ports["c"])), **common),
+        # served policy too: the mixer serves back this sidecar's HTTP ext_authz config (a quota rule
+        # can fire here, so it stays on)
         SidecarSpec(workload="b-v1", inbound=(Inbound(ports["b"], app.port),), quotas=("requestcount",),
-                    check_http_port=check_port, **common),
-        # served policy too: the mixer serves back this sidecar's HTTP ext_authz config
+                    check_http_port=check_port, policy_discovery=True, **common),
         SidecarSpec(workload="c-v1", inbound=(Inbound(ports["c"], app.port),), check_http_port=check_port,
-                    policy_discovery=True, **common),
+                    **common),
     ]
     envoys = []
     try:
