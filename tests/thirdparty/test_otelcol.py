@@ -3,13 +3,14 @@ span sent with the OpenTelemetry SDK over OTLP arrive and are read back from its
 
 from __future__ import annotations
 
-import logging
+import time
 from collections.abc import Iterator
 
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -28,24 +29,21 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorSer
 
 def test_a_log_record_sent_over_otlp_grpc_arrives(collector: CollectorServer) -> None:
     provider = LoggerProvider(resource=Resource.create({"service.name": "mixer-test"}))
-    provider.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(endpoint=collector.otlp_grpc_endpoint,
-                                                                               insecure=True)))
-    logger = logging.getLogger("mixer.tests.otlp")
-    logger.propagate = False
-    handler = LoggingHandler(logger_provider=provider)
-    logger.addHandler(handler)
-    try:
-        logger.warning("access to %s", "/reviews/1", extra={"response_code": 503, "workload": "reviews-v2"})
-    finally:
-        logger.removeHandler(handler)
-        provider.shutdown()
+    exporter = OTLPLogExporter(endpoint=collector.otlp_grpc_endpoint, insecure=True)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    stamp = time.time_ns()
+    provider.get_logger("mixer.tests").emit(
+        timestamp=stamp, severity_number=SeverityNumber.WARN, severity_text="Warning",
+        body={"url": "/reviews/1", "responseCode": 503},
+        attributes={"instance": "accesslog.instance.istio-system", "destinationWorkload": "reviews-v2"})
+    provider.shutdown()
     (record,) = wait_until(lambda: collector.log_records(), what="the log record in the collector's file")
-    assert record["body"] == "access to /reviews/1"
-    assert record["severity_text"] in ("WARN", "WARNING") and record["severity_number"] == 13
-    assert record["attributes"]["response_code"] == 503
-    assert record["attributes"]["workload"] == "reviews-v2"
+    assert record["body"] == {"url": "/reviews/1", "responseCode": 503}
+    assert (record["severity_text"], record["severity_number"]) == ("Warning", 13)
+    assert record["attributes"] == {"instance": "accesslog.instance.istio-system", "destinationWorkload": "reviews-v2"}
     assert record["resource"]["service.name"] == "mixer-test"
-    assert record["time_unix_nano"] > 0
+    assert record["time_unix_nano"] == stamp
+    assert record["scope"] == "mixer.tests"
 
 
 def test_a_span_sent_over_otlp_http_arrives(collector: CollectorServer) -> None:
