@@ -5,15 +5,15 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from mixer.thirdparty import _build
-from mixer.thirdparty._build import BuildError, Program, cached, ensure
+from mixer.thirdparty._build import BuildError, Program, StepRunner, cached, ensure
 
-Run = Callable[[str, Sequence[str], Path], None]
+Run = StepRunner
 
 
 @pytest.fixture(autouse=True)
