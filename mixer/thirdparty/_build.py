@@ -78,6 +78,8 @@ def ensure(name: str, log: TextIO | None = sys.stderr) -> Path:
         final = root / program.folder_name
         if final.exists():  # a folder without its binary: not ours to trust
             shutil.rmtree(final)
+        for stale in root.glob(f".{program.folder_name}.build-*"):  # a killed build's; none runs (the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{program.folder_name}.build-", dir=root))
         started = time.monotonic()
         try:
