@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from prometheus_client import Counter
@@ -14,11 +14,23 @@ from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
 from mixer.runtime._cache import DEFAULT_CACHE_SIZE
 from mixer.runtime._dispatch import CheckResponse, ErrorLog, QuotaVerdict, check, combine, report
+from mixer.runtime._reach import Denial, ListenerPolicy, StaticFacts, listener_policy
 from mixer.runtime._snapshot import HandlerSlot, Snapshot, build_snapshot
 from mixer.sdk import QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
-__all__ = ["DEFAULT_CACHE_SIZE", "CheckResponse", "QuotaVerdict", "Runtime", "Snapshot", "combine"]
+__all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "CheckResponse",
+    "Denial",
+    "ListenerPolicy",
+    "QuotaVerdict",
+    "Runtime",
+    "Snapshot",
+    "StaticFacts",
+    "combine",
+    "listener_policy",
+]
 
 _DRAIN_TIMEOUT = 10.0
 # The one report batching knob: a report is dispatched in slices of at most this many bags (each
@@ -51,6 +63,7 @@ class Runtime:
         self._lock = asyncio.Lock()
         self._check_counters: dict[tuple[str, bool], Counter] = {}
         self._retiring: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
+        self._on_swap: list[Callable[[Snapshot], None]] = []
 
     @classmethod
     async def load(
@@ -109,11 +122,22 @@ class Runtime:
                 raise
             self._snapshot = snapshot
             self.metrics.config_loads.labels("ok").inc()
+            for callback in list(self._on_swap):
+                try:
+                    callback(snapshot)
+                except Exception:  # a subscriber's bug must not undo a swap that happened
+                    self.logger.exception("a config swap subscriber failed")
             if old is not None:
                 retired = [s for name, s in old.slots.items() if snapshot.slots.get(name) is not s]
                 task = asyncio.get_running_loop().create_task(self._retire(old, retired))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        """Call ``callback(snapshot)`` on the loop after each swap (e.g. to push served policy);
+        returns the function that unsubscribes it."""
+        self._on_swap.append(callback)
+        return lambda: self._on_swap.remove(callback) if callback in self._on_swap else None
 
     async def _retire(self, old: Snapshot, retired: Sequence[HandlerSlot]) -> None:
         if old.inflight:
