@@ -1,0 +1,340 @@
+"""Per-metric aggregation between pushes: the hot path is a dict lookup and an add; protobufs are
+built only when a push collects the series fed since the previous one.
+
+A series is keyed by its dimension values as the instance carried them (and its monitored resource
+values when the instance has any). Cumulative series keep their start time and running totals for
+the handler's life; delta series and gauge distributions start afresh after each collected point.
+Distributions keep bucket counts, count and shifted sums, so mean and sum of squared deviation
+stay exact enough whatever the magnitude of the values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+from typing import Any
+
+from google.api import distribution_pb2, label_pb2, metric_pb2
+from google.cloud.monitoring_v3.types import metric as metric_types
+
+from adapters.prometheus.store import label_text
+from adapters.stackdriver.config import Buckets, Kind, MetricInfo, ValueType
+
+__all__ = ["GLOBAL", "RESOURCE_LABELS", "MetricStore", "Resource", "Series", "descriptor_for", "to_number"]
+
+TimeSeriesPb: Any = metric_types.TimeSeries.pb()
+GLOBAL = "global"
+_MICRO = 1e-6
+
+# Labels Cloud Monitoring requires of the resource types Istio wrote to (and a few more).
+RESOURCE_LABELS: dict[str, tuple[str, ...]] = {
+    "global": ("project_id",),
+    "k8s_container": ("project_id", "location", "cluster_name", "namespace_name", "pod_name", "container_name"),
+    "k8s_pod": ("project_id", "location", "cluster_name", "namespace_name", "pod_name"),
+    "k8s_node": ("project_id", "location", "cluster_name", "node_name"),
+    "gce_instance": ("project_id", "instance_id", "zone"),
+    "generic_node": ("project_id", "location", "namespace", "node_id"),
+    "generic_task": ("project_id", "location", "namespace", "job", "task_id"),
+}
+
+
+class Resource:
+    """How an instance's monitored resource values become a MonitoredResource's type and labels."""
+
+    def __init__(self, type_name: str, dimension_names: Sequence[str], project_id: str, fill: dict[str, str]) -> None:
+        # Mixer wrote instances without a resource type to the "global" resource of the project.
+        self.global_ = type_name in ("", "UNSPECIFIED", GLOBAL)
+        self.type = GLOBAL if self.global_ else type_name
+        self.names = tuple(dimension_names)
+        self.project_id = project_id
+        # for labels the instance leaves empty, or omits when the resource type requires them
+        self.fill = {"project_id": project_id, **fill}
+        self.required = RESOURCE_LABELS.get(self.type, ())
+
+    def labels(self, values: Sequence[Any]) -> dict[str, str]:
+        if self.global_:
+            return {"project_id": self.project_id}
+        out = {name: label_text(value) for name, value in zip(self.names, values)}
+        for name, default in self.fill.items():
+            if default and not out.get(name) and (name in out or name in self.required):
+                out[name] = default
+        return out
+
+
+class Series:
+    """One label set's aggregate since its start (cumulative) or the last push (delta, gauge)."""
+
+    __slots__ = ("key", "value", "counts", "count", "shift", "total", "squares", "start", "dirty", "proto")
+
+    def __init__(self, key: Any, buckets: int, start: float) -> None:
+        self.key = key
+        self.value: float = 0
+        self.counts: list[int] = [0] * buckets
+        self.count = 0
+        self.shift: float | None = None  # the first value: sums are kept relative to it
+        self.total = 0.0
+        self.squares = 0.0
+        self.start = start
+        self.dirty = False
+        self.proto: Any = None  # the TimeSeries without its point, built at the first push
+
+
+class MetricStore:
+    """The series of one metric instance, and counts of what it could not take."""
+
+    def __init__(
+        self,
+        info: MetricInfo,
+        metric_type: str,
+        label_names: Sequence[str],
+        dimension_names: Sequence[str],
+        resource: Resource,
+        max_series: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.info = info
+        self.metric_type = metric_type
+        self.label_names = tuple(label_names)
+        self.resource = resource
+        self.max_series = max_series
+        self.series: dict[Any, Series] = {}
+        self.rejected = 0  # instances whose value was not a usable number
+        self.over_limit = 0  # instances for new series past max_series
+        self._clock = clock
+        self._with_resource = bool(resource.names) and not resource.global_
+        self._bounds = info.buckets.bounds if info.buckets else ()
+        self._buckets = len(self._bounds) + 1 if info.value_type is ValueType.DISTRIBUTION else 0
+        self._integer = info.value_type is ValueType.INT64
+        self._project, self._order = _keying(self.label_names, dimension_names)
+        self._bucket_options = _bucket_options(info.buckets) if info.buckets else None
+        if info.value_type is ValueType.DISTRIBUTION:
+            self.add: Callable[[Any, tuple[Any, ...], tuple[Any, ...]], None] = self._observe
+        elif info.kind is Kind.GAUGE:
+            self.add = self._set
+        else:
+            self.add = self._accumulate
+
+    # The feeders repeat the lookup inline: a shared helper costs a call per instance.
+    def _accumulate(self, value: Any, dimensions: tuple[Any, ...], resource: tuple[Any, ...]) -> None:
+        kind = type(value)
+        if (kind is not int or not self._integer) and (kind is not float or self._integer):
+            value = to_number(value, self._integer)
+        if value is None or value < 0 or value != value:  # running totals only grow; NaN never counts
+            self.rejected += 1
+            return
+        key = dimensions if self._project is None else self._project(dimensions)
+        if self._with_resource:
+            key = (key, resource)
+        try:
+            series = self.series.get(key)
+        except TypeError:
+            key, series = self._hashable(key)
+        if series is None:
+            series = self._new(key)
+            if series is None:
+                return
+        series.value += value
+        series.dirty = True
+
+    def _set(self, value: Any, dimensions: tuple[Any, ...], resource: tuple[Any, ...]) -> None:
+        kind = type(value)
+        if (kind is not int or not self._integer) and (kind is not float or self._integer):
+            value = to_number(value, self._integer)
+        if value is None or value != value:
+            self.rejected += 1
+            return
+        key = dimensions if self._project is None else self._project(dimensions)
+        if self._with_resource:
+            key = (key, resource)
+        try:
+            series = self.series.get(key)
+        except TypeError:
+            key, series = self._hashable(key)
+        if series is None:
+            series = self._new(key)
+            if series is None:
+                return
+        series.value = value
+        series.dirty = True
+
+    def _observe(self, value: Any, dimensions: tuple[Any, ...], resource: tuple[Any, ...]) -> None:
+        if type(value) is not float and type(value) is not int:
+            value = to_number(value, False)
+        if value is None or value != value or value in (float("inf"), float("-inf")):
+            self.rejected += 1
+            return
+        key = dimensions if self._project is None else self._project(dimensions)
+        if self._with_resource:
+            key = (key, resource)
+        try:
+            series = self.series.get(key)
+        except TypeError:
+            key, series = self._hashable(key)
+        if series is None:
+            series = self._new(key)
+            if series is None:
+                return
+        series.counts[bisect_right(self._bounds, value)] += 1  # bucket i: bounds[i-1] <= x < bounds[i]
+        shift = series.shift
+        if shift is None:
+            shift = series.shift = value
+        offset = value - shift
+        series.count += 1
+        series.total += offset
+        series.squares += offset * offset
+        series.dirty = True
+
+    def _hashable(self, key: Any) -> tuple[Any, Series | None]:
+        """An unhashable value (a map) in the key: key on the values' text instead."""
+        if self._with_resource:
+            key = (tuple(label_text(v) for v in key[0]), tuple(label_text(v) for v in key[1]))
+        else:
+            key = tuple(label_text(v) for v in key)
+        return key, self.series.get(key)
+
+    def _new(self, key: Any) -> Series | None:
+        if len(self.series) >= self.max_series:
+            self.over_limit += 1  # memory stays bounded whatever the label values do
+            return None
+        series = self.series[key] = Series(key, self._buckets, self._clock())
+        return series
+
+    # -- push time -----------------------------------------------------------------------------
+
+    def collect(self, now: float, out: list[Any]) -> None:
+        """Append one TimeSeries (one point) per series fed since the last collect."""
+        kind = self.info.kind
+        distribution = self._buckets > 0
+        integer = self._integer
+        for series in self.series.values():
+            if not series.dirty:
+                continue
+            series.dirty = False
+            ts = TimeSeriesPb()
+            if series.proto is None:
+                series.proto = self._static(series.key)
+            ts.CopyFrom(series.proto)
+            point = ts.points.add()
+            end = now if now > series.start + _MICRO else series.start + _MICRO
+            _stamp(point.interval.end_time, end)
+            if kind is not Kind.GAUGE:
+                _stamp(point.interval.start_time, series.start)
+            if distribution:
+                self._distribution(point.value.distribution_value, series)
+                if kind is not Kind.CUMULATIVE:
+                    series.counts = [0] * self._buckets
+                    series.count, series.shift, series.total, series.squares = 0, None, 0.0, 0.0
+            elif integer:
+                point.value.int64_value = int(series.value)
+            else:
+                point.value.double_value = float(series.value)
+            if kind is Kind.DELTA:
+                series.value = 0
+                series.start = end  # the next interval begins where this one ended
+            out.append(ts)
+
+    def _distribution(self, dv: Any, series: Series) -> None:
+        count = series.count
+        dv.count = count
+        if count:
+            mean_offset = series.total / count
+            dv.mean = (series.shift or 0.0) + mean_offset
+            dv.sum_of_squared_deviation = max(series.squares - series.total * mean_offset, 0.0)
+        dv.bucket_options.CopyFrom(self._bucket_options)
+        dv.bucket_counts.extend(series.counts)
+
+    def _static(self, key: Any) -> Any:
+        """The series' TimeSeries without a point: metric type and labels, resource, kind, value type."""
+        dims, resource_values = (key if self._with_resource else (key, ()))
+        values = dims if self._order is None else [dims[i] for i in self._order]
+        ts = TimeSeriesPb()
+        ts.metric.type = self.metric_type
+        labels = ts.metric.labels
+        for name, value in zip(self.label_names, values):
+            labels[name] = label_text(value)
+        ts.resource.type = self.resource.type
+        ts.resource.labels.update(self.resource.labels(resource_values))
+        ts.metric_kind = int(self.info.kind)
+        ts.value_type = int(self.info.value_type)
+        return ts
+
+
+def descriptor_for(store: MetricStore, project_id: str) -> Any:
+    """The MetricDescriptor to create for ``store``'s metric type when the service lacks it."""
+    info = store.info
+    return metric_pb2.MetricDescriptor(
+        name=f"projects/{project_id}/metricDescriptors/{store.metric_type}",
+        type=store.metric_type,
+        metric_kind=int(info.kind),
+        value_type=int(info.value_type),
+        unit=info.unit,
+        description=info.description or f"Mixer metric instance {info.instance_name}",
+        display_name=store.metric_type.rsplit("/", 1)[-1],
+        labels=[label_pb2.LabelDescriptor(key=name, value_type=label_pb2.LabelDescriptor.STRING)
+                for name in store.label_names],
+    )
+
+
+def _stamp(timestamp: Any, seconds: float) -> None:
+    micros = round(seconds * 1e6)  # Cloud Monitoring keeps microseconds
+    timestamp.seconds, rest = divmod(micros, 1_000_000)
+    timestamp.nanos = rest * 1000
+
+
+def _bucket_options(buckets: Buckets) -> Any:
+    options = distribution_pb2.Distribution.BucketOptions()
+    if buckets.kind == "linear":
+        options.linear_buckets.num_finite_buckets = buckets.num_finite_buckets
+        options.linear_buckets.width = buckets.width
+        options.linear_buckets.offset = buckets.offset
+    elif buckets.kind == "exponential":
+        options.exponential_buckets.num_finite_buckets = buckets.num_finite_buckets
+        options.exponential_buckets.growth_factor = buckets.growth_factor
+        options.exponential_buckets.scale = buckets.scale
+    else:
+        options.explicit_buckets.bounds.extend(buckets.bounds)
+    return options
+
+
+def _keying(
+    label_names: Sequence[str], dimension_names: Sequence[str]
+) -> tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]] | None, tuple[int, ...] | None]:
+    """How dimensions become a series key, and how a key becomes labels in ``label_names`` order.
+
+    When the labels are exactly the dimensions (in any order) the dimensions tuple itself is the key
+    and reordering waits for the push; otherwise the key is the projection, already in label order.
+    """
+    dims = list(dimension_names)
+    if sorted(label_names) == sorted(dims):
+        order = tuple(dims.index(name) for name in label_names)
+        return None, (None if order == tuple(range(len(dims))) else order)
+    index = [dims.index(name) for name in label_names]
+    if not index:
+        return (lambda _dims: ()), None
+    if len(index) == 1:
+        only = index[0]
+        return (lambda d: (d[only],)), None
+    return itemgetter(*index), None
+
+
+def to_number(value: Any, integer: bool) -> Any:
+    """A metric value as the metric's number type: durations in milliseconds (Istio's latency unit
+    in Cloud Monitoring), numeric strings parsed; None when it is no number."""
+    if isinstance(value, dt.timedelta):
+        millis = value / dt.timedelta(milliseconds=1)
+        return round(millis) if integer else millis
+    if isinstance(value, bool):
+        return int(value) if integer else float(value)
+    if isinstance(value, (int, float)):
+        if integer:
+            return round(value) if value == value and value not in (float("inf"), float("-inf")) else None
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return to_number(number, integer)
+    return None
