@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.prometheus.config import _Fields
+from adapters.prometheus.config import _camel, _Fields
 from mixer.push import DeliverySettings, parse_delivery
 from mixer.sdk import ParamsError
 
@@ -89,6 +89,15 @@ class Params:
     delivery: DeliverySettings = dataclasses.field(default_factory=DeliverySettings)
 
 
+class _Params(_Fields):
+    """Mixer's field reader; paths name keys as written, or camelCase (the documented spelling)."""
+
+    def at(self, key: str) -> str:
+        head, bracket, rest = key.partition("[")
+        key = self.spelled.get(head, _camel(head)) + bracket + rest
+        return f"{self.path}.{key}" if self.path else key
+
+
 _TOP = [
     "project_id", "endpoint", "insecure", "push_interval", "app_credentials", "service_account_path", "api_key",
     "location", "cluster_name", "max_series_per_metric", "metric_info", "delivery",
@@ -100,7 +109,7 @@ def parse(raw: Mapping[str, Any] | None) -> Params:
     """Validate handler params; raise ParamsError naming every problem."""
     problems: list[tuple[str, str]] = []
     raw = raw or {}
-    top = _Fields(raw, "", _TOP, problems)
+    top = _Params(raw, "", _TOP, problems)
     project = top.string("project_id")
     if not project:
         top.problem("project_id", "required: the Google Cloud project the metrics are written to")
@@ -127,12 +136,12 @@ def parse(raw: Mapping[str, Any] | None) -> Params:
         infos = {}
     seen_types: dict[str, str] = {}
     for name, item in infos.items():
-        info = _metric(str(name), _Fields(item, f"{top.at('metric_info')}.{name}", _METRIC, problems))
+        fields = _Params(item, f"{top.at('metric_info')}[{name}]", _METRIC, problems)
+        info = _metric(str(name), fields)
         if info is None:
             continue
         if info.metric_type in seen_types:
-            problems.append((f"{top.at('metric_info')}.{name}.metric_type",
-                             f"{info.metric_type!r} already fed by {seen_types[info.metric_type]}"))
+            fields.problem("metric_type", f"{info.metric_type!r} already fed by {seen_types[info.metric_type]}")
         seen_types.setdefault(info.metric_type, str(name))
         metrics.append(info)
 
@@ -211,9 +220,9 @@ def _metric(instance: str, fields: _Fields) -> MetricInfo | None:
         if value_type is not ValueType.DISTRIBUTION:
             fields.problem("buckets", "only a DISTRIBUTION has buckets")
         else:
-            buckets = _buckets(_Fields(fields.get("buckets"), fields.at("buckets"), _BUCKET_KINDS, fields.problems))
+            buckets = _buckets(_Params(fields.get("buckets"), fields.at("buckets"), _BUCKET_KINDS, fields.problems))
     elif value_type is ValueType.DISTRIBUTION:
-        fields.problem("buckets", "required for a DISTRIBUTION (linear_buckets, exponential_buckets or explicit_buckets)")
+        fields.problem("buckets", "required for a DISTRIBUTION (linearBuckets, exponentialBuckets or explicitBuckets)")
     labels = _labels(fields)
     if len(fields.problems) > before or kind is None or value_type is None:
         return None
@@ -250,12 +259,12 @@ _BUCKET_KINDS = ["linear_buckets", "exponential_buckets", "explicit_buckets"]
 def _buckets(fields: _Fields) -> Buckets | None:
     given = [k for k in _BUCKET_KINDS if k in fields.values]
     if len(given) != 1:
-        where = "none" if not given else " and ".join(given)
-        fields.problems.append((fields.path, f"exactly one of {', '.join(_BUCKET_KINDS)} is required, got {where}"))
+        where = "none" if not given else " and ".join(map(_camel, given))
+        fields.problems.append((fields.path, f"exactly one of {', '.join(map(_camel, _BUCKET_KINDS))} is required, got {where}"))
         return None
     kind = given[0]
     if kind == "explicit_buckets":
-        spec = _Fields(fields.get(kind), fields.at(kind), ["bounds"], fields.problems)
+        spec = _Params(fields.get(kind), fields.at(kind), ["bounds"], fields.problems)
         raw = spec.get("bounds")
         if not isinstance(raw, list) or not raw:
             spec.problem("bounds", "must be a non-empty list of numbers")
@@ -269,7 +278,7 @@ def _buckets(fields: _Fields) -> Buckets | None:
             return None
         return Buckets("explicit", bounds)
     if kind == "linear_buckets":
-        spec = _Fields(fields.get(kind), fields.at(kind), ["num_finite_buckets", "width", "offset"], fields.problems)
+        spec = _Params(fields.get(kind), fields.at(kind), ["num_finite_buckets", "width", "offset"], fields.problems)
         count = spec.number("num_finite_buckets", integer=True)
         width = spec.number("width")
         offset = spec.number("offset", 0.0)
@@ -281,7 +290,7 @@ def _buckets(fields: _Fields) -> Buckets | None:
             return None
         n = int(count)
         return Buckets("linear", tuple(offset + width * i for i in range(n + 1)), n, width=width, offset=offset)
-    spec = _Fields(fields.get(kind), fields.at(kind), ["num_finite_buckets", "growth_factor", "scale"], fields.problems)
+    spec = _Params(fields.get(kind), fields.at(kind), ["num_finite_buckets", "growth_factor", "scale"], fields.problems)
     count = spec.number("num_finite_buckets", integer=True)
     growth = spec.number("growth_factor")
     scale = spec.number("scale")

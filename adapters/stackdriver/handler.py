@@ -42,7 +42,7 @@ class StackdriverHandler(PushHandler[Any]):
         problems: list[tuple[str, str]] = []
         fill = {"location": params.location, "cluster_name": params.cluster_name}
         for info in params.metrics:
-            at = f"metricInfo.{info.instance_name}"
+            at = f"metricInfo[{info.instance_name}]"
             schema = instances.get(info.instance_name)
             if schema is None:
                 continue  # described but routed here by no rule: nothing will come
