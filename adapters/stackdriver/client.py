@@ -37,14 +37,14 @@ def make_client(params: Params) -> tuple[MetricServiceAsyncClient, Any]:
         # Plaintext: no credentials can travel, so the fake or proxy must not need any.
         channel = grpc.aio.insecure_channel(params.endpoint)
         transport = MetricServiceGrpcAsyncIOTransport(
-            channel=channel, credentials=auth_credentials.AnonymousCredentials()
+            channel=channel, credentials=auth_credentials.AnonymousCredentials()  # type: ignore[no-untyped-call]
         )
         return MetricServiceAsyncClient(transport=transport), channel
     credentials: Any = None
     if params.service_account_path:
         from google.oauth2 import service_account
 
-        credentials = service_account.Credentials.from_service_account_file(
+        credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
             params.service_account_path, scopes=SCOPES
         )
     # credentials None: the library uses Application Default Credentials.
