@@ -119,7 +119,7 @@ class Backoff:
 class PushQueue(Generic[T]):
     """A bounded queue drained in batches by ``settings.senders`` tasks that call ``send``.
 
-    ``offer`` is synchronous and cheap (the report path calls it once per batch): it extends a deque
+    ``offer`` is synchronous and cheap (the report path calls it once per batch): it appends one list
     and wakes the senders at most once. Exact counts live on the object: ``offered``, ``sent`` and
     ``dropped`` (by reason); ``offered == sent + sum(dropped.values()) + queued + in_flight``.
     """
@@ -132,13 +132,18 @@ class PushQueue(Generic[T]):
         size_of: Callable[[T], int] | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        if min(settings.queue_size, settings.queue_bytes, settings.batch_size, settings.senders) < 1:
+            raise ValueError(f"queue_size, queue_bytes, batch_size and senders must be >= 1: {settings}")
         self._send = send
         self.settings = settings
         self._env = env
         self._size_of = size_of
         self._rng = rng or random.Random()
-        self._items: collections.deque[T] = collections.deque()
-        self._sizes: collections.deque[int] = collections.deque()  # only with size_of
+        # Offers are kept whole (one list per offer) so offer and take cost per batch, not per item.
+        self._chunks: collections.deque[list[T]] = collections.deque()
+        self._chunk_sizes: collections.deque[list[int]] = collections.deque()  # only with size_of
+        self._head = 0  # items of _chunks[0] already taken
+        self._count = 0
         self._bytes = 0
         self._oldest_at = 0.0  # loop time the queue last went from empty to non-empty
         self._data = asyncio.Event()  # set by offer when senders have work
@@ -157,7 +162,7 @@ class PushQueue(Generic[T]):
 
     @property
     def queued(self) -> int:
-        return len(self._items)
+        return self._count
 
     @property
     def queued_bytes(self) -> int:
@@ -172,22 +177,24 @@ class PushQueue(Generic[T]):
         if self._closing:
             self._drop(count, SHUTDOWN)
             return 0
-        was_empty = not self._items
-        room = self.settings.queue_size - len(self._items)
+        was_empty = not self._count
+        room = self.settings.queue_size - self._count
         if self._size_of is None:
             room = min(room, self.settings.queue_bytes - self._bytes)
             accepted = count if count <= room else max(room, 0)
-            self._items.extend(items if accepted == count else items[:accepted])
-            self._bytes += accepted
+            if accepted:
+                self._chunks.append(list(items) if accepted == count else list(items[:accepted]))
+                self._bytes += accepted
         else:
             accepted = self._accept_sized(items, max(room, 0))
+        self._count += accepted
         if accepted < count:
             self._drop(count - accepted, QUEUE_FULL)
         if accepted:
             if was_empty:
                 self._oldest_at = asyncio.get_running_loop().time() if self._started else 0.0
-            self._depth.set(len(self._items))
-            if (was_empty or len(self._items) >= self.settings.batch_size) and not self._data.is_set():
+            self._depth.set(self._count)
+            if (was_empty or self._count >= self.settings.batch_size) and not self._data.is_set():
                 self._data.set()
         return accepted
 
@@ -195,17 +202,18 @@ class PushQueue(Generic[T]):
         budget = self.settings.queue_bytes - self._bytes
         size_of = self._size_of
         assert size_of is not None
-        accepted = 0
+        sizes: list[int] = []
         for item in items[:room]:
             size = size_of(item)
             if size > budget:
                 break  # keep arrival order: the rest of this offer is dropped
             budget -= size
-            self._sizes.append(size)
-            accepted += 1
-        self._items.extend(items[:accepted])
+            sizes.append(size)
+        if sizes:
+            self._chunks.append(list(items[: len(sizes)]))
+            self._chunk_sizes.append(sizes)
         self._bytes = self.settings.queue_bytes - budget
-        return accepted
+        return len(sizes)
 
     async def start(self) -> None:
         if self._started or self._closing:
@@ -224,7 +232,7 @@ class PushQueue(Generic[T]):
         self._flushers += 1
         try:
             self._data.set()
-            while (self._items or self.in_flight) and not self._closed:
+            while (self._count or self.in_flight) and not self._closed:
                 self._idle.clear()
                 await self._idle.wait()
         finally:
@@ -244,9 +252,10 @@ class PushQueue(Generic[T]):
             if pending:
                 await asyncio.wait(pending)  # each counts its own batch as shutdown when cancelled
         self._closed = True
-        left = len(self._items)
-        self._items.clear()
-        self._sizes.clear()
+        left = self._count
+        self._chunks.clear()
+        self._chunk_sizes.clear()
+        self._head = self._count = 0
         self._bytes = 0
         self._depth.set(0)
         if left:
@@ -259,25 +268,37 @@ class PushQueue(Generic[T]):
             self._env.count_dropped(count, reason)
 
     def _take(self) -> list[T]:
-        size = min(self.settings.batch_size, len(self._items))
-        popleft = self._items.popleft
-        batch = [popleft() for _ in range(size)]
-        if self._size_of is None:
+        size = min(self.settings.batch_size, self._count)
+        sized = self._size_of is not None
+        batch: list[T] = []
+        while len(batch) < size:
+            chunk, head = self._chunks[0], self._head
+            end = head + size - len(batch)
+            if end >= len(chunk):  # the rest of this chunk fits
+                batch.extend(chunk[head:] if head else chunk)
+                if sized:
+                    self._bytes -= sum(self._chunk_sizes.popleft()[head:])
+                self._chunks.popleft()
+                self._head = 0
+            else:
+                batch.extend(chunk[head:end])
+                if sized:
+                    self._bytes -= sum(self._chunk_sizes[0][head:end])
+                self._head = end
+        if not sized:
             self._bytes -= size
-        else:
-            pop_size = self._sizes.popleft
-            self._bytes -= sum(pop_size() for _ in range(size))
+        self._count -= size
         self.in_flight += size
-        self._depth.set(len(self._items))
+        self._depth.set(self._count)
         # _oldest_at stays: what is left arrived after it, so no item waits longer than batch_timeout
         return batch
 
     async def _next_batch(self) -> list[T] | None:
         loop = asyncio.get_running_loop()
         while True:
-            if len(self._items) >= self.settings.batch_size or (self._items and (self._closing or self._flushers)):
+            if self._count >= self.settings.batch_size or (self._count and (self._closing or self._flushers)):
                 return self._take()
-            if not self._items:
+            if not self._count:
                 if self._closing:
                     return None
                 self._data.clear()
@@ -288,7 +309,8 @@ class PushQueue(Generic[T]):
                 return self._take()
             self._data.clear()
             try:
-                await asyncio.wait_for(self._data.wait(), remaining)
+                async with asyncio.timeout(remaining):  # no extra task, unlike wait_for on 3.11
+                    await self._data.wait()
             except TimeoutError:
                 pass
 
@@ -301,7 +323,7 @@ class PushQueue(Generic[T]):
                 raise
             finally:
                 self.in_flight -= len(batch)
-                if not self._items and not self.in_flight:
+                if not self._count and not self.in_flight:
                     self._idle.set()
 
     async def _deliver(self, batch: list[T]) -> None:

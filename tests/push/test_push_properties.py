@@ -7,6 +7,8 @@ import asyncio
 import logging
 import random
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,3 +100,13 @@ def test_backoff_grows_to_its_ceiling_within_jitter(
         assert interval * (1 - jitter) - 1e-9 <= delay <= interval * (1 + jitter) + 1e-9
         interval = min(interval * multiplier, delivery.retry_max_interval)
     assert backoff.next_delay(retry_after=1000.0) == 1000.0  # the server's Retry-After is a floor
+
+
+def test_settings_that_could_never_send_are_refused() -> None:
+    async def send(batch: list[int]) -> None:
+        return None
+
+    env = Env("bad.istio-system", logging.getLogger("test.push.bad"), SelfMetrics())
+    for bad in (DeliverySettings(batch_size=0), DeliverySettings(senders=0), DeliverySettings(queue_size=0)):
+        with pytest.raises(ValueError):
+            PushQueue(send, bad, env)
