@@ -91,8 +91,8 @@ class FakeMetricService:
 
     # -- control -----------------------------------------------------------------------------
 
-    def start(self) -> int:
-        """Serve on 127.0.0.1, a free port; returns the port."""
+    def start(self, port: int = 0) -> int:
+        """Serve on 127.0.0.1:``port`` (0: a free one); returns the port."""
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         handlers = {
             "CreateTimeSeries": grpc.unary_unary_rpc_method_handler(
@@ -112,7 +112,7 @@ class FakeMetricService:
             ),
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        self.port = server.add_insecure_port("127.0.0.1:0")
+        self.port = server.add_insecure_port(f"127.0.0.1:{port}")
         server.start()
         self._server = server
         return self.port
@@ -293,6 +293,34 @@ def _abort_partial(context: grpc.ServicerContext, total: int, errors: list[tuple
     error.point_count = len(errors)
     detail = any_pb2.Any()
     detail.Pack(summary)
-    message = "One or more TimeSeries could not be written: " + "; ".join(m for _, m in errors)
+    # The service names a few of the refused series, not all: status trailers have a size limit.
+    shown = "; ".join(m for _, m in errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+    message = "One or more TimeSeries could not be written: " + shown
     status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[detail])
     context.abort_with_status(rpc_status.to_status(status))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m adapters.stackdriver.fake --port N``: serve until SIGTERM or SIGINT (benchmarks run
+    it in a process of its own, so its work does not count as the adapter's; the demo too)."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(description="a loopback fake of Cloud Monitoring's MetricService")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    args = parser.parse_args(argv)
+    fake = FakeMetricService()
+    fake.start(args.port)
+    print(f"fake MetricService on {fake.endpoint}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    fake.stop()
+    print(f"fake MetricService: {fake.points_written} points written, {len(fake.requests)} requests", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -69,6 +69,7 @@ class StackdriverHandler(PushHandler[Any]):
         if problems:
             raise ParamsError(problems)
         self._stores = list(self.stores.values())
+        self._feeders = {name: store.add for name, store in self.stores.items()}
         self._by_type = {store.metric_type: store for store in self._stores}
         self._described: set[str] = set()  # metric types found or created at the service
         self._logged: set[tuple[str, str]] = set()  # (metric type, status) already logged
@@ -111,14 +112,14 @@ class StackdriverHandler(PushHandler[Any]):
     # -- the report path -------------------------------------------------------------------------
 
     def handle_metric(self, instances: Sequence[MetricInstance]) -> None:
-        stores = self.stores
+        feeders = self._feeders
         unknown = 0
         for name, value, dimensions, resource in instances:
-            store = stores.get(name)
-            if store is None:
+            add = feeders.get(name)
+            if add is None:
                 unknown += 1
                 continue
-            store.add(value, dimensions, resource)
+            add(value, dimensions, resource)
         if unknown:
             self.env.count_dropped(unknown, "unknown_instance")
         self._account()

@@ -66,19 +66,23 @@ class Resource:
 class Series:
     """One label set's aggregate since its start (cumulative) or the last push (delta, gauge)."""
 
-    __slots__ = ("key", "value", "counts", "count", "shift", "total", "squares", "start", "dirty", "proto")
+    __slots__ = ("key", "value", "counts", "count", "shift", "total", "squares", "start", "reported", "dirty", "proto")
 
     def __init__(self, key: Any, buckets: int, start: float) -> None:
         self.key = key
         self.value: float = 0
         self.counts: list[int] = [0] * buckets
         self.count = 0
-        self.shift: float | None = None  # the first value: sums are kept relative to it
+        self.shift: float = 0.0  # the first value: sums are kept relative to it (any constant would do)
         self.total = 0.0
         self.squares = 0.0
         self.start = start
-        self.dirty = False
+        self.reported: float = -1  # value or count at the last push: a series is pushed when it moved
+        self.dirty = False  # gauges: fed since the last push
         self.proto: Any = None  # the TimeSeries without its point, built at the first push
+
+
+Add = Callable[[Any, tuple[Any, ...], tuple[Any, ...]], None]
 
 
 class MetricStore:
@@ -109,82 +113,93 @@ class MetricStore:
         self._integer = info.value_type is ValueType.INT64
         self._project, self._order = _keying(self.label_names, dimension_names)
         self._bucket_options = _bucket_options(info.buckets) if info.buckets else None
-        if info.value_type is ValueType.DISTRIBUTION:
-            self.add: Callable[[Any, tuple[Any, ...], tuple[Any, ...]], None] = self._observe
-        elif info.kind is Kind.GAUGE:
-            self.add = self._set
-        else:
-            self.add = self._accumulate
+        self.add: Add = self._feeder()
 
-    # The feeders repeat the lookup inline: a shared helper costs a call per instance.
-    def _accumulate(self, value: Any, dimensions: tuple[Any, ...], resource: tuple[Any, ...]) -> None:
-        kind = type(value)
-        if (kind is not int or not self._integer) and (kind is not float or self._integer):
-            value = to_number(value, self._integer)
-        if value is None or value < 0 or value != value:  # running totals only grow; NaN never counts
-            self.rejected += 1
-            return
-        key = dimensions if self._project is None else self._project(dimensions)
-        if self._with_resource:
-            key = (key, resource)
-        try:
-            series = self.series.get(key)
-        except TypeError:
-            key, series = self._hashable(key)
-        if series is None:
-            series = self._new(key)
-            if series is None:
-                return
-        series.value += value
-        series.dirty = True
+    def _feeder(self) -> Add:
+        """The hot path, as a closure over locals (cheaper than attribute lookups per instance).
 
-    def _set(self, value: Any, dimensions: tuple[Any, ...], resource: tuple[Any, ...]) -> None:
-        kind = type(value)
-        if (kind is not int or not self._integer) and (kind is not float or self._integer):
-            value = to_number(value, self._integer)
-        if value is None or value != value:
-            self.rejected += 1
-            return
-        key = dimensions if self._project is None else self._project(dimensions)
-        if self._with_resource:
-            key = (key, resource)
-        try:
-            series = self.series.get(key)
-        except TypeError:
-            key, series = self._hashable(key)
-        if series is None:
-            series = self._new(key)
-            if series is None:
-                return
-        series.value = value
-        series.dirty = True
+        The three variants repeat the lookup inline: a shared helper costs a call per instance.
+        """
+        store, get, new, hashable = self, self.series.get, self._new, self._hashable
+        project, with_resource, bounds = self._project, self._with_resource, self._bounds
+        integer = self._integer
+        number_type: type = int if integer else float
 
-    def _observe(self, value: Any, dimensions: tuple[Any, ...], resource: tuple[Any, ...]) -> None:
-        if type(value) is not float and type(value) is not int:
-            value = to_number(value, False)
-        if value is None or value != value or value in (float("inf"), float("-inf")):
-            self.rejected += 1
-            return
-        key = dimensions if self._project is None else self._project(dimensions)
-        if self._with_resource:
-            key = (key, resource)
-        try:
-            series = self.series.get(key)
-        except TypeError:
-            key, series = self._hashable(key)
-        if series is None:
-            series = self._new(key)
-            if series is None:
+        def observe(value: Any, dimensions: tuple[Any, ...], resource: tuple[Any, ...]) -> None:
+            if type(value) is not float and type(value) is not int:
+                value = to_number(value, False)
+                if value is None:
+                    store.rejected += 1
+                    return
+            if value - value:  # NaN or infinite
+                store.rejected += 1
                 return
-        series.counts[bisect_right(self._bounds, value)] += 1  # bucket i: bounds[i-1] <= x < bounds[i]
-        shift = series.shift
-        if shift is None:
-            shift = series.shift = value
-        offset = value - shift
-        series.count += 1
-        series.total += offset
-        series.squares += offset * offset
-        series.dirty = True
+            key = dimensions if project is None else project(dimensions)
+            if with_resource:
+                key = (key, resource)
+            try:
+                series = get(key)
+            except TypeError:
+                key, series = hashable(key)
+            if series is None:
+                series = new(key)
+                if series is None:
+                    return
+                series.shift = value
+            series.counts[bisect_right(bounds, value)] += 1  # bucket i: bounds[i-1] <= x < bounds[i]
+            offset = value - series.shift
+            series.count += 1
+            series.total += offset
+            series.squares += offset * offset
+
+        def accumulate(value: Any, dimensions: tuple[Any, ...], resource: tuple[Any, ...]) -> None:
+            if type(value) is not number_type:
+                value = to_number(value, integer)
+                if value is None:
+                    store.rejected += 1
+                    return
+            if value < 0 or value - value:  # running totals only grow; NaN and infinity never count
+                store.rejected += 1
+                return
+            key = dimensions if project is None else project(dimensions)
+            if with_resource:
+                key = (key, resource)
+            try:
+                series = get(key)
+            except TypeError:
+                key, series = hashable(key)
+            if series is None:
+                series = new(key)
+                if series is None:
+                    return
+            series.value += value
+
+        def set_gauge(value: Any, dimensions: tuple[Any, ...], resource: tuple[Any, ...]) -> None:
+            if type(value) is not number_type:
+                value = to_number(value, integer)
+                if value is None:
+                    store.rejected += 1
+                    return
+            if value - value:
+                store.rejected += 1
+                return
+            key = dimensions if project is None else project(dimensions)
+            if with_resource:
+                key = (key, resource)
+            try:
+                series = get(key)
+            except TypeError:
+                key, series = hashable(key)
+            if series is None:
+                series = new(key)
+                if series is None:
+                    return
+            series.value = value
+            series.dirty = True
+
+        if self._buckets:
+            return observe
+        return set_gauge if self.info.kind is Kind.GAUGE else accumulate
 
     def _hashable(self, key: Any) -> tuple[Any, Series | None]:
         """An unhashable value (a map) in the key: key on the values' text instead."""
@@ -208,10 +223,17 @@ class MetricStore:
         kind = self.info.kind
         distribution = self._buckets > 0
         integer = self._integer
+        gauge = kind is Kind.GAUGE
         for series in self.series.values():
-            if not series.dirty:
+            if distribution:
+                if series.count == series.reported:
+                    continue
+            elif gauge:
+                if not series.dirty:
+                    continue
+                series.dirty = False
+            elif series.value == series.reported:
                 continue
-            series.dirty = False
             ts = TimeSeriesPb()
             if series.proto is None:
                 series.proto = self._static(series.key)
@@ -219,19 +241,23 @@ class MetricStore:
             point = ts.points.add()
             end = now if now > series.start + _MICRO else series.start + _MICRO
             _stamp(point.interval.end_time, end)
-            if kind is not Kind.GAUGE:
+            if not gauge:
                 _stamp(point.interval.start_time, series.start)
             if distribution:
                 self._distribution(point.value.distribution_value, series)
-                if kind is not Kind.CUMULATIVE:
+                if kind is Kind.CUMULATIVE:
+                    series.reported = series.count
+                else:  # the next point covers only what comes after this one
                     series.counts = [0] * self._buckets
-                    series.count, series.shift, series.total, series.squares = 0, None, 0.0, 0.0
+                    series.count, series.total, series.squares, series.reported = 0, 0.0, 0.0, 0
             elif integer:
                 point.value.int64_value = int(series.value)
+                series.reported = series.value
             else:
                 point.value.double_value = float(series.value)
+                series.reported = series.value
             if kind is Kind.DELTA:
-                series.value = 0
+                series.value = series.reported = 0
                 series.start = end  # the next interval begins where this one ended
             out.append(ts)
 
@@ -240,7 +266,7 @@ class MetricStore:
         dv.count = count
         if count:
             mean_offset = series.total / count
-            dv.mean = (series.shift or 0.0) + mean_offset
+            dv.mean = series.shift + mean_offset
             dv.sum_of_squared_deviation = max(series.squares - series.total * mean_offset, 0.0)
         dv.bucket_options.CopyFrom(self._bucket_options)
         dv.bucket_counts.extend(series.counts)
