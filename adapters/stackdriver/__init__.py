@@ -31,20 +31,23 @@ The monitored resource is the instance's ``monitored_resource_type`` with its
 (or ``UNSPECIFIED``) it is ``global`` with the project's id, as Mixer did. Duration values are
 written in milliseconds (Istio's latency unit in Cloud Monitoring). Metric descriptors are found or
 created before the first point of their type; points are aggregated per series between pushes.
-``deploy/stackdriver.yaml`` holds Istio 1.4's stackdriver metric config; ``adapters.stackdriver.fake``
+``ISTIO_CONFIG`` (istio.yaml beside this file) holds Istio 1.4's stackdriver metric config; ``adapters.stackdriver.fake``
 a loopback MetricService for tests and the demo.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters.stackdriver.config import Buckets, Kind, MetricInfo, Params, ValueType, parse
 from adapters.stackdriver.handler import StackdriverHandler
 from mixer.sdk import Adapter, Env, Handler, InstanceSchema
 
-__all__ = ["Buckets", "Kind", "MetricInfo", "Params", "StackdriverAdapter", "StackdriverHandler", "ValueType"]
+__all__ = ["ISTIO_CONFIG", "Buckets", "Kind", "MetricInfo", "Params", "StackdriverAdapter", "StackdriverHandler", "ValueType"]
+
+ISTIO_CONFIG = Path(__file__).resolve().parent / "istio.yaml"
 
 
 class StackdriverAdapter(Adapter):

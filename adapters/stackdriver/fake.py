@@ -81,7 +81,7 @@ class FakeMetricService:
     calls: dict[str, int] = field(default_factory=dict)  # method name -> calls answered
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: wait_for predicates read through the public methods
         self._changed = threading.Condition(self._lock)
         self._failures: list[_Failure] = []
         self._reject: Callable[[Any], str | None] | None = None

@@ -21,6 +21,7 @@ from mixer.demo import prometheus
 from mixer.demo.config import write_config
 from mixer.demo.mesh import Mesh
 from mixer.demo.traffic import Traffic
+from mixer import processes
 from mixer.processes import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +39,9 @@ class DemoOptions:
     interval: float = 5.0  # seconds between summary lines
     prometheus: bool = True  # start Prometheus when the binary is installed
     scrape_interval: str = "5s"
+    stackdriver_endpoint: str = ""  # "": none; "fake": a loopback fake MetricService the demo starts
+    stackdriver_project: str = "mixer-demo"
+    stackdriver_insecure: bool = False  # plaintext, no credentials (a fake or private proxy)
 
 
 def _port(preferred: int, any_port: bool) -> int:
@@ -67,14 +71,33 @@ class Demo:
         self.mesh = Mesh(self.workdir / "sidecars", self.grpc_port)
         self.traffic: Traffic | None = None
         self.prometheus: prometheus.PrometheusServer | None = None
+        self.fake_stackdriver: subprocess.Popen[bytes] | None = None
+        self.stackdriver_endpoint = options.stackdriver_endpoint
         self.stopping = threading.Event()
 
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
+    def _stackdriver_params(self) -> dict[str, object] | None:
+        """The stackdriver handler's params for the chosen endpoint, starting the fake if asked."""
+        options = self.options
+        if not options.stackdriver_endpoint:
+            return None
+        insecure = options.stackdriver_insecure
+        if options.stackdriver_endpoint == "fake":
+            port = free_port()
+            self.fake_stackdriver = processes.start(
+                [sys.executable, "-m", "adapters.stackdriver.fake", "--port", str(port)],
+                str(self.workdir / "fake-stackdriver.log"),
+            )
+            wait_for_port(port, 30.0, self.fake_stackdriver)
+            self.stackdriver_endpoint, insecure = f"127.0.0.1:{port}", True
+        return {"projectId": options.stackdriver_project, "endpoint": self.stackdriver_endpoint, "insecure": insecure}
+
     def start(self) -> None:
-        config = write_config(self.workdir / "config", f"127.0.0.1:{self.metrics_port}")
+        config = write_config(self.workdir / "config", f"127.0.0.1:{self.metrics_port}",
+                              stackdriver=self._stackdriver_params())
         log = open(self.workdir / "mixer.log", "wb")  # noqa: SIM115 - handed to the child
         try:
             self.mixer = subprocess.Popen(
@@ -103,6 +126,8 @@ class Demo:
         pids += self.mesh.pids()
         if self.prometheus and self.prometheus.pid:
             pids.append(self.prometheus.pid)
+        if self.fake_stackdriver:
+            pids.append(self.fake_stackdriver.pid)
         return pids
 
     def stop(self) -> None:
@@ -118,6 +143,7 @@ class Demo:
             except subprocess.TimeoutExpired:
                 self.mixer.kill()
                 self.mixer.wait(10)
+        processes.stop(self.fake_stackdriver)  # after the mixer, which pushes its last points on exit
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def banner(self) -> str:
@@ -131,6 +157,10 @@ class Demo:
             lines.append(f"  prometheus         {self.prometheus.url}/graph?g0.expr=sum(rate(istio_requests_total[1m]))by(destination_service_name,response_code)")
         else:
             lines.append("  prometheus         not started (no prometheus binary); scrape config: deploy/prometheus.yml")
+        if self.stackdriver_endpoint:
+            fake = " (the loopback fake MetricService)" if self.fake_stackdriver else ""
+            lines.append(f"  stackdriver        {self.stackdriver_endpoint}{fake}, project {self.options.stackdriver_project}, "
+                         "Istio's istio.io/service/* metrics every 10s")
         if DASHBOARDS.is_dir():
             lines.append(f"  grafana dashboards {DASHBOARDS}/*.json (provisioning in {DASHBOARDS.parent}/provisioning)")
         lines.append(f"  child pids         {' '.join(map(str, self.pids()))}")
@@ -162,7 +192,7 @@ class Summary:
         self.last = self._read()
 
     def _read(self) -> tuple[float, dict[str, float]]:
-        totals = {"requests": 0.0, "errors": 0.0, "checks": 0.0, "denied": 0.0}
+        totals = {"requests": 0.0, "errors": 0.0, "checks": 0.0, "denied": 0.0, "pushed": 0.0}
         try:
             with urllib.request.urlopen(self.url, timeout=5) as reply:
                 text = reply.read().decode()
@@ -174,6 +204,8 @@ class Summary:
                     totals["requests"] += sample.value
                     if sample.labels.get("response_code", "").startswith("5"):
                         totals["errors"] += sample.value
+                elif sample.name == "mixer_sent_instances_total" and sample.labels.get("handler", "").startswith("stackdriver."):
+                    totals["pushed"] += sample.value
                 elif sample.name == "mixer_checks_total":
                     totals["checks"] += sample.value
                     if sample.labels.get("result") != "ok":
@@ -189,4 +221,5 @@ class Summary:
         return (
             f"{time.strftime('%H:%M:%S')}  mesh requests/s {delta['requests'] / span:6.1f}  errors {error_rate:6.1%}  "
             f"checks/s {delta['checks'] / span:6.1f}  denials {int(delta['denied'])} (total {int(after['denied'])})"
+            + (f"  stackdriver points {int(after['pushed'])}" if after["pushed"] else "")
         )

@@ -1,15 +1,14 @@
-"""Istio 1.4's stackdriver config (deploy/stackdriver.yaml) through the runtime into the fake:
+"""Istio 1.4's stackdriver config (adapters/stackdriver/istio.yaml) through the runtime into the fake:
 bags in, the istio.io TimeSeries Cloud Monitoring would receive out."""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from adapters.stackdriver import StackdriverHandler
+from adapters.stackdriver import ISTIO_CONFIG, StackdriverHandler
 from adapters.stackdriver.fake import FakeMetricService
 from mixer.config import compile_config
 from mixer.registry import AdapterRegistry
@@ -17,7 +16,6 @@ from mixer.runtime import Runtime
 
 from .conftest import FAST_DELIVERY, PROJECT
 
-ISTIO_CONFIG = Path(__file__).parents[3] / "deploy" / "stackdriver.yaml"
 
 
 def istio_config(endpoint: str) -> str:

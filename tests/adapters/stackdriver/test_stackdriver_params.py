@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapters.stackdriver import Kind, StackdriverAdapter, ValueType
+from adapters.stackdriver import ISTIO_CONFIG, Kind, StackdriverAdapter, ValueType
 from adapters.stackdriver.config import CUSTOM_PREFIX, DEFAULT_PUSH_INTERVAL, parse
 from mixer.config import DEFAULT_CONFIG_DIR, ConfigError, compile_config
 from mixer.registry import AdapterRegistry
 from mixer.sdk import ParamsError
 
 TESTDATA = Path(__file__).parent / "testdata"
-ISTIO_CONFIG = Path(__file__).parents[3] / "deploy" / "stackdriver.yaml"
 
 
 def expectations(path: Path) -> list[str]:
