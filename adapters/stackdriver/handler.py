@@ -98,7 +98,11 @@ class StackdriverHandler(PushHandler[Any]):
                     await self.queue.flush()
             except TimeoutError:
                 pass
-            self.flush()
+            if not self.flush():
+                # The backend never took the previous push: what was aggregated since is lost.
+                lost = sum(store.moved() for store in self._stores)
+                if lost:
+                    self.env.count_dropped(lost, "shutdown")
         await super().close()
         channel, self._channel, self._client = self._channel, None, None
         if channel is not None:

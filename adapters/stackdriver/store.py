@@ -218,6 +218,14 @@ class MetricStore:
 
     # -- push time -----------------------------------------------------------------------------
 
+    def moved(self) -> int:
+        """How many series the next collect would push."""
+        if self._buckets:
+            return sum(1 for series in self.series.values() if series.count != series.reported)
+        if self.info.kind is Kind.GAUGE:
+            return sum(1 for series in self.series.values() if series.dirty)
+        return sum(1 for series in self.series.values() if series.value != series.reported)
+
     def collect(self, now: float, out: list[Any]) -> None:
         """Append one TimeSeries (one point) per series fed since the last collect."""
         kind = self.info.kind

@@ -330,3 +330,20 @@ async def test_label_subset_and_map_values(build: Build, fake: FakeMetricService
         assert dict(ts.metric.labels) == {"code": "200"} and ts.points[0].value.int64_value == 2
     finally:
         await handler.close()
+
+
+async def test_close_during_an_outage_counts_what_it_could_not_push(
+    build: Build, fake: FakeMetricService, clock: FakeClock, env: Env
+) -> None:
+    handler = build(count_info(), {COUNT: schema(COUNT, ("code",))},
+                    delivery={"shutdownTimeout": "200ms", "retry": {"initialInterval": "50ms", "maxElapsedTime": "0s"}})
+    await handler.start()
+    fake.fail_next(grpc.StatusCode.UNAVAILABLE, times=10_000)
+    handler.handle_metric([MetricInstance(COUNT, 1, (200,))])
+    clock.advance(10)
+    assert handler.flush() == 1  # this point is retried until shutdown
+    handler.handle_metric([MetricInstance(COUNT, 1, (200,)), MetricInstance(COUNT, 1, (404,))])
+    await handler.close()
+    assert handler.queue.dropped["shutdown"] == 1 and accounted(handler)
+    assert dropped(env, "shutdown") == 1 + 2  # the queued point, and the two series aggregated since
+    assert fake.points_written == 0
