@@ -27,6 +27,7 @@ __all__ = ["GLOBAL", "RESOURCE_LABELS", "MetricStore", "Resource", "Series", "de
 TimeSeriesPb: Any = metric_types.TimeSeries.pb()
 GLOBAL = "global"
 _MICRO = 1e-6
+_MILLISECOND = dt.timedelta(milliseconds=1)
 
 # Labels Cloud Monitoring requires of the resource types Istio wrote to (and a few more).
 RESOURCE_LABELS: dict[str, tuple[str, ...]] = {
@@ -124,9 +125,12 @@ class MetricStore:
         project, with_resource, bounds = self._project, self._with_resource, self._bounds
         integer = self._integer
         number_type: type = int if integer else float
+        timedelta, millisecond = dt.timedelta, _MILLISECOND
 
         def observe(value: Any, dimensions: tuple[Any, ...], resource: tuple[Any, ...]) -> None:
-            if type(value) is not float and type(value) is not int:
+            if type(value) is timedelta:  # latencies: the common distribution, in milliseconds
+                value = value / millisecond
+            elif type(value) is not float and type(value) is not int:
                 value = to_number(value, False)
                 if value is None:
                     store.rejected += 1
@@ -357,7 +361,7 @@ def to_number(value: Any, integer: bool) -> Any:
     """A metric value as the metric's number type: durations in milliseconds (Istio's latency unit
     in Cloud Monitoring), numeric strings parsed; None when it is no number."""
     if isinstance(value, dt.timedelta):
-        millis = value / dt.timedelta(milliseconds=1)
+        millis = value / _MILLISECOND
         return round(millis) if integer else millis
     if isinstance(value, bool):
         return int(value) if integer else float(value)
