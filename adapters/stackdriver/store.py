@@ -26,7 +26,6 @@ __all__ = ["GLOBAL", "RESOURCE_LABELS", "MetricStore", "Resource", "Series", "de
 
 TimeSeriesPb: Any = metric_types.TimeSeries.pb()
 GLOBAL = "global"
-_MICRO = 1e-6
 _MILLISECOND = dt.timedelta(milliseconds=1)
 
 # Labels Cloud Monitoring requires of the resource types Istio wrote to (and a few more).
@@ -231,11 +230,17 @@ class MetricStore:
         return sum(1 for series in self.series.values() if series.value != series.reported)
 
     def collect(self, now: float, out: list[Any]) -> None:
-        """Append one TimeSeries (one point) per series fed since the last collect."""
+        """Append one TimeSeries (one point) per series fed since the last collect.
+
+        Each series owns its TimeSeries and rewrites its point at every collect (building the labels
+        and resource once): collect again only after the previous ones were sent, as the handler's
+        flush does (it waits for the queue to be empty).
+        """
         kind = self.info.kind
         distribution = self._buckets > 0
         integer = self._integer
-        gauge = kind is Kind.GAUGE
+        gauge, delta = kind is Kind.GAUGE, kind is Kind.DELTA
+        now_us = round(now * 1e6)  # Cloud Monitoring keeps microseconds
         for series in self.series.values():
             if distribution:
                 if series.count == series.reported:
@@ -246,19 +251,28 @@ class MetricStore:
                 series.dirty = False
             elif series.value == series.reported:
                 continue
-            ts = TimeSeriesPb()
-            if series.proto is None:
-                series.proto = self._static(series.key)
-            ts.CopyFrom(series.proto)
-            point = ts.points.add()
-            end = now if now > series.start + _MICRO else series.start + _MICRO
-            _stamp(point.interval.end_time, end)
+            ts = series.proto
+            if ts is None:
+                ts = series.proto = self._static(series.key)
+            point = ts.points[0]
+            start_us = round(series.start * 1e6)
+            end_us = now_us if now_us > start_us else start_us + 1  # a non-gauge interval is never empty
+            stamp = point.interval.end_time
+            stamp.seconds, rest = divmod(end_us, 1_000_000)
+            stamp.nanos = rest * 1000
             if not gauge:
-                _stamp(point.interval.start_time, series.start)
+                stamp = point.interval.start_time
+                stamp.seconds, rest = divmod(start_us, 1_000_000)
+                stamp.nanos = rest * 1000
             if distribution:
-                self._distribution(point.value.distribution_value, series)
+                dv = point.value.distribution_value
+                count = dv.count = series.count
+                mean_offset = series.total / count
+                dv.mean = series.shift + mean_offset
+                dv.sum_of_squared_deviation = max(series.squares - series.total * mean_offset, 0.0)
+                dv.bucket_counts[:] = series.counts
                 if kind is Kind.CUMULATIVE:
-                    series.reported = series.count
+                    series.reported = count
                 else:  # the next point covers only what comes after this one
                     series.counts = [0] * self._buckets
                     series.count, series.total, series.squares, series.reported = 0, 0.0, 0.0, 0
@@ -268,23 +282,13 @@ class MetricStore:
             else:
                 point.value.double_value = float(series.value)
                 series.reported = series.value
-            if kind is Kind.DELTA:
+            if delta:
                 series.value = series.reported = 0
-                series.start = end  # the next interval begins where this one ended
+                series.start = end_us / 1e6  # the next interval begins where this one ended
             out.append(ts)
 
-    def _distribution(self, dv: Any, series: Series) -> None:
-        count = series.count
-        dv.count = count
-        if count:
-            mean_offset = series.total / count
-            dv.mean = series.shift + mean_offset
-            dv.sum_of_squared_deviation = max(series.squares - series.total * mean_offset, 0.0)
-        dv.bucket_options.CopyFrom(self._bucket_options)
-        dv.bucket_counts.extend(series.counts)
-
     def _static(self, key: Any) -> Any:
-        """The series' TimeSeries without a point: metric type and labels, resource, kind, value type."""
+        """The series' TimeSeries: metric type and labels, resource, kind, value type, and a point to fill."""
         dims, resource_values = (key if self._with_resource else (key, ()))
         values = dims if self._order is None else [dims[i] for i in self._order]
         ts = TimeSeriesPb()
@@ -296,6 +300,9 @@ class MetricStore:
         ts.resource.labels.update(self.resource.labels(resource_values))
         ts.metric_kind = int(self.info.kind)
         ts.value_type = int(self.info.value_type)
+        point = ts.points.add()
+        if self._bucket_options is not None:
+            point.value.distribution_value.bucket_options.CopyFrom(self._bucket_options)
         return ts
 
 
@@ -313,12 +320,6 @@ def descriptor_for(store: MetricStore, project_id: str) -> Any:
         labels=[label_pb2.LabelDescriptor(key=name, value_type=label_pb2.LabelDescriptor.STRING)
                 for name in store.label_names],
     )
-
-
-def _stamp(timestamp: Any, seconds: float) -> None:
-    micros = round(seconds * 1e6)  # Cloud Monitoring keeps microseconds
-    timestamp.seconds, rest = divmod(micros, 1_000_000)
-    timestamp.nanos = rest * 1000
 
 
 def _bucket_options(buckets: Buckets) -> Any:
