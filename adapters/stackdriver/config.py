@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.prometheus.config import _camel, _Fields
+from adapters.prometheus.config import _camel, _Fields, qualify_instance
 from mixer.push import DeliverySettings, parse_delivery
 from mixer.sdk import ParamsError
 
@@ -24,7 +24,7 @@ MAX_LABELS = 30  # labels per metric descriptor
 DEFAULT_MAX_SERIES = 10_000
 
 _METRIC_TYPE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)+$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+LABEL_KEY = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 _ENDPOINT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):([0-9]{1,5})$")
 
 
@@ -137,7 +137,7 @@ def parse(raw: Mapping[str, Any] | None) -> Params:
     seen_types: dict[str, str] = {}
     for name, item in infos.items():
         fields = _Params(item, f"{top.at('metric_info')}[{name}]", _METRIC, problems)
-        info = _metric(str(name), fields)
+        info = _metric(qualify_instance(str(name)), fields)
         if info is None:
             continue
         if info.metric_type in seen_types:
@@ -242,7 +242,7 @@ def _labels(fields: _Fields) -> tuple[str, ...] | None:
     out: list[str] = []
     for j, label in enumerate(raw):
         at = f"label_names[{j}]"
-        if not isinstance(label, str) or not _LABEL_KEY.match(label):
+        if not isinstance(label, str) or not LABEL_KEY.match(label):
             fields.problem(at, f"{label!r} is not a Cloud Monitoring label key ([a-z][a-z0-9_]*)")
         elif label in out:
             fields.problem(at, f"{label!r} listed twice")

@@ -19,7 +19,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 
 from adapters.stackdriver.client import RETRYABLE_CODES, make_client, status_code
-from adapters.stackdriver.config import Params
+from adapters.stackdriver.config import LABEL_KEY, MAX_LABELS, Params
 from adapters.stackdriver.store import RESOURCE_LABELS, MetricStore, Resource, descriptor_for
 from mixer.push import PermanentError, PushHandler, RetryableError
 from mixer.sdk import Env, InstanceSchema, MetricInstance, ParamsError
@@ -51,6 +51,12 @@ class StackdriverHandler(PushHandler[Any]):
                 continue
             labels = info.label_names if info.label_names is not None else schema.dimension_names
             missing = [label for label in labels if label not in schema.dimension_names]
+            bad = [label for label in labels if not LABEL_KEY.match(label)]
+            if info.label_names is None and (bad or len(labels) > MAX_LABELS):
+                problems.append((f"{at}.labelNames", f"{schema.name}'s dimensions cannot all be labels "
+                                 f"(at most {MAX_LABELS} keys like [a-z][a-z0-9_]*{'; not ' + ', '.join(bad) if bad else ''}): "
+                                 "list the ones to keep"))
+                continue
             if missing:
                 problems.append((f"{at}.labelNames",
                                  f"{', '.join(missing)} not among {schema.name}'s dimensions ({', '.join(schema.dimension_names)})"))

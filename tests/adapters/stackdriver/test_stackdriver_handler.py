@@ -347,3 +347,9 @@ async def test_close_during_an_outage_counts_what_it_could_not_push(
     assert handler.queue.dropped["shutdown"] == 1 and accounted(handler)
     assert dropped(env, "shutdown") == 1 + 2  # the queued point, and the two series aggregated since
     assert fake.points_written == 0
+
+
+def test_dimensions_that_cannot_be_labels_must_be_chosen(build: Build) -> None:
+    with pytest.raises(ParamsError, match=r"dimensions cannot all be labels .*not Source-App"):
+        build(count_info(), {COUNT: schema(COUNT, ("code", "Source-App"))})
+    build(count_info(labelNames=["code"]), {COUNT: schema(COUNT, ("code", "Source-App"))})

@@ -115,3 +115,8 @@ def test_service_account_file(tmp_path: Path) -> None:
     key.write_text(json.dumps({"type": "authorized_user"}))
     with pytest.raises(ParamsError, match="is not a service account key file"):
         parse({"projectId": "my-project", "serviceAccountPath": str(key)})
+
+
+def test_mixers_older_instance_spelling() -> None:
+    params = parse({"projectId": "my-project", "metricInfo": {"requestcount.metric.istio-system": {"kind": 3, "value": 2}}})
+    assert params.metrics[0].instance_name == "requestcount.instance.istio-system"
