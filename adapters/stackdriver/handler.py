@@ -80,7 +80,6 @@ class StackdriverHandler(PushHandler[Any]):
         self._described: set[str] = set()  # metric types found or created at the service
         self._logged: set[tuple[str, str]] = set()  # (metric type, status) already logged
         self._client: Any = None
-        self._channel: Any = None
         self._ticker: asyncio.Task[None] | None = None
         self.deferred_flushes = 0
 
@@ -88,7 +87,7 @@ class StackdriverHandler(PushHandler[Any]):
 
     async def start(self) -> None:
         if self._client is None:
-            self._client, self._channel = make_client(self.params)
+            self._client = make_client(self.params)
         await super().start()
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick(), name=f"stackdriver-push-{self.env.handler_name}")
@@ -110,9 +109,9 @@ class StackdriverHandler(PushHandler[Any]):
                 if lost:
                     self.env.count_dropped(lost, "shutdown")
         await super().close()
-        channel, self._channel, self._client = self._channel, None, None
-        if channel is not None:
-            await channel.close()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.transport.close()
 
     async def _tick(self) -> None:
         while True:

@@ -31,7 +31,7 @@ def point(labels: dict[str, str], end: int, start: int | None = None, metric_typ
 
 
 async def write(fake: FakeMetricService, *series: Any) -> Any:
-    client, channel = make_client(parse({"projectId": "test-project", "endpoint": fake.endpoint, "insecure": True}))
+    client = make_client(parse({"projectId": "test-project", "endpoint": fake.endpoint, "insecure": True}))
     try:
         request = CreateTimeSeriesRequestPb(name="projects/test-project", time_series=list(series))
         await client.create_time_series(request=metric_service.CreateTimeSeriesRequest.wrap(request), retry=None, timeout=5)
@@ -39,7 +39,7 @@ async def write(fake: FakeMetricService, *series: Any) -> Any:
     except exceptions.GoogleAPICallError as exc:
         return exc
     finally:
-        await channel.close()
+        await client.transport.close()
 
 
 def summary(exc: Any) -> tuple[int, int]:

@@ -353,3 +353,48 @@ def test_dimensions_that_cannot_be_labels_must_be_chosen(build: Build) -> None:
     with pytest.raises(ParamsError, match=r"dimensions cannot all be labels .*not Source-App"):
         build(count_info(), {COUNT: schema(COUNT, ("code", "Source-App"))})
     build(count_info(labelNames=["code"]), {COUNT: schema(COUNT, ("code", "Source-App"))})
+
+
+async def test_missing_credentials_fail_start_with_a_clear_error(
+    env: Env, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters.stackdriver import StackdriverAdapter
+    from adapters.stackdriver.client import CredentialsError
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent.json"))
+    adapter = StackdriverAdapter()
+    handler = adapter.build(adapter.parse_params({"projectId": PROJECT, "appCredentials": True}), env, {})
+    with pytest.raises(CredentialsError, match="no usable Google credentials"):
+        await handler.start()
+    await handler.close()
+
+
+async def test_a_service_account_key_file_builds_a_tls_client(env: Env, tmp_path: Any) -> None:
+    """No Google service is reachable here: this checks the client is built with the key's
+    credentials for the given endpoint, not that Google accepts them."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from adapters.stackdriver import StackdriverAdapter
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": PROJECT, "private_key_id": "1", "private_key": pem.decode(),
+        "client_email": f"mixer@{PROJECT}.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }))
+    adapter = StackdriverAdapter()
+    params = adapter.parse_params({"projectId": PROJECT, "serviceAccountPath": str(path), "endpoint": "monitoring.example:443"})
+    handler = adapter.build(params, env, {})
+    assert isinstance(handler, StackdriverHandler)
+    await handler.start()
+    try:
+        client = handler._client
+        assert client.api_endpoint == "monitoring.example:443"
+        assert client.transport._credentials.service_account_email == f"mixer@{PROJECT}.iam.gserviceaccount.com"
+    finally:
+        await handler.close()
