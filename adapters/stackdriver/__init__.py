@@ -11,6 +11,7 @@ Params (Mixer's, snake_case or camelCase)::
     location: us-central1-a          # fill empty or missing "location" resource labels
     clusterName: mesh-1              # fill empty or missing "cluster_name" resource labels
     maxSeriesPerMetric: 10000        # past it, instances of new label sets are dropped (counted)
+    seriesExpiry: 10m                # a series silent this long is forgotten (comes back with a new start)
     metricInfo:
       requestcount.instance.istio-system:       # the fully qualified metric instance
         kind: CUMULATIVE             # GAUGE | DELTA | CUMULATIVE (or Mixer's numbers 1 | 2 | 3)

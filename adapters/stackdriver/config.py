@@ -22,6 +22,7 @@ MIN_PUSH_INTERVAL = 10.0  # Cloud Monitoring takes a point per series at most ev
 MAX_SERIES_PER_REQUEST = 200  # CreateTimeSeries limit
 MAX_LABELS = 30  # labels per metric descriptor
 DEFAULT_MAX_SERIES = 10_000
+DEFAULT_SERIES_EXPIRY = 600.0  # a series silent this long is forgotten (pods come and go)
 
 _METRIC_TYPE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)+$")
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
@@ -86,6 +87,7 @@ class Params:
     location: str = ""  # fills an empty "location" resource label
     cluster_name: str = ""  # fills an empty "cluster_name" resource label
     max_series: int = DEFAULT_MAX_SERIES  # per metric
+    series_expiry: float = DEFAULT_SERIES_EXPIRY
     delivery: DeliverySettings = dataclasses.field(default_factory=DeliverySettings)
 
 
@@ -100,7 +102,7 @@ class _Params(_Fields):
 
 _TOP = [
     "project_id", "endpoint", "insecure", "push_interval", "app_credentials", "service_account_path", "api_key",
-    "location", "cluster_name", "max_series_per_metric", "metric_info", "delivery",
+    "location", "cluster_name", "max_series_per_metric", "series_expiry", "metric_info", "delivery",
 ]
 _METRIC = ["kind", "value", "metric_type", "buckets", "unit", "description", "label_names"]
 
@@ -128,6 +130,9 @@ def parse(raw: Mapping[str, Any] | None) -> Params:
     max_series = top.number("max_series_per_metric", DEFAULT_MAX_SERIES, integer=True)
     if max_series is not None and max_series < 1:
         top.problem("max_series_per_metric", "must be >= 1")
+    series_expiry = top.duration("series_expiry") or DEFAULT_SERIES_EXPIRY
+    if series_expiry < push_interval:
+        top.problem("series_expiry", f"must not be shorter than pushInterval ({push_interval:g}s)")
 
     metrics: list[MetricInfo] = []
     infos = top.get("metric_info", {})
@@ -154,6 +159,7 @@ def parse(raw: Mapping[str, Any] | None) -> Params:
         project_id=project, metrics=tuple(metrics), push_interval=push_interval, endpoint=endpoint,
         insecure=insecure, service_account_path=account, location=top.string("location"),
         cluster_name=top.string("cluster_name"), max_series=int(max_series or DEFAULT_MAX_SERIES),
+        series_expiry=series_expiry,
         delivery=delivery,
     )
 

@@ -68,7 +68,8 @@ class StackdriverHandler(PushHandler[Any]):
                 problems.append((at, f"{schema.name}: {problem}"))
                 continue
             self.stores[info.instance_name] = MetricStore(
-                info, info.metric_type, labels, schema.dimension_names, resource, params.max_series, env.clock
+                info, info.metric_type, labels, schema.dimension_names, resource, params.max_series, env.clock,
+                params.series_expiry,
             )
         for name in sorted(set(instances) - {m.instance_name for m in params.metrics}):
             problems.append(("metricInfo", f"instance {name} is routed here but has no metricInfo entry"))

@@ -66,7 +66,9 @@ class Resource:
 class Series:
     """One label set's aggregate since its start (cumulative) or the last push (delta, gauge)."""
 
-    __slots__ = ("key", "value", "counts", "count", "shift", "total", "squares", "start", "reported", "dirty", "proto")
+    __slots__ = (
+        "key", "value", "counts", "count", "shift", "total", "squares", "start", "reported", "dirty", "pushed", "proto",
+    )
 
     def __init__(self, key: Any, buckets: int, start: float) -> None:
         self.key = key
@@ -79,6 +81,7 @@ class Series:
         self.start = start
         self.reported: float = -1  # value or count at the last push: a series is pushed when it moved
         self.dirty = False  # gauges: fed since the last push
+        self.pushed = start  # when it last had a point to push (expiry)
         self.proto: Any = None  # the TimeSeries without its point, built at the first push
 
 
@@ -97,6 +100,7 @@ class MetricStore:
         resource: Resource,
         max_series: int,
         clock: Callable[[], float],
+        expiry: float = float("inf"),
     ) -> None:
         self.info = info
         self.metric_type = metric_type
@@ -106,6 +110,7 @@ class MetricStore:
         self.series: dict[Any, Series] = {}
         self.rejected = 0  # instances whose value was not a usable number
         self.over_limit = 0  # instances for new series past max_series
+        self.expiry = expiry
         self._clock = clock
         self._with_resource = bool(resource.names) and not resource.global_
         self._bounds = info.buckets.bounds if info.buckets else ()
@@ -241,16 +246,20 @@ class MetricStore:
         integer = self._integer
         gauge, delta = kind is Kind.GAUGE, kind is Kind.DELTA
         now_us = round(now * 1e6)  # Cloud Monitoring keeps microseconds
+        silent_since = now - self.expiry
+        silent: list[Any] = []
         for series in self.series.values():
             if distribution:
-                if series.count == series.reported:
-                    continue
+                moved = series.count != series.reported
             elif gauge:
-                if not series.dirty:
-                    continue
-                series.dirty = False
-            elif series.value == series.reported:
+                moved, series.dirty = series.dirty, False
+            else:
+                moved = series.value != series.reported
+            if not moved:
+                if series.pushed < silent_since:
+                    silent.append(series.key)
                 continue
+            series.pushed = now
             ts = series.proto
             if ts is None:
                 ts = series.proto = self._static(series.key)
@@ -286,6 +295,8 @@ class MetricStore:
                 series.value = series.reported = 0
                 series.start = end_us / 1e6  # the next interval begins where this one ended
             out.append(ts)
+        for key in silent:  # room for new series; one that comes back starts afresh (a reset)
+            del self.series[key]
 
     def _static(self, key: Any) -> Any:
         """The series' TimeSeries: metric type and labels, resource, kind, value type, and a point to fill."""

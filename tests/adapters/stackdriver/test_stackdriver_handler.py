@@ -398,3 +398,30 @@ async def test_a_service_account_key_file_builds_a_tls_client(env: Env, tmp_path
         assert client.transport._credentials.service_account_email == f"mixer@{PROJECT}.iam.gserviceaccount.com"
     finally:
         await handler.close()
+
+
+async def test_silent_series_expire_and_come_back_with_a_new_start(
+    build: Build, fake: FakeMetricService, clock: FakeClock, env: Env
+) -> None:
+    handler = build(count_info(), {COUNT: schema(COUNT, ("pod",))}, seriesExpiry="30s", maxSeriesPerMetric=2)
+    await handler.start()
+    try:
+        handler.handle_metric([MetricInstance(COUNT, 1, ("a",)), MetricInstance(COUNT, 1, ("b",))])
+        clock.advance(10)
+        await push(handler)
+        for _ in range(4):  # "a" keeps going, "b" is gone (its pod was replaced)
+            handler.handle_metric([MetricInstance(COUNT, 1, ("a",))])
+            clock.advance(10)
+            await push(handler)
+        assert set(handler.stores[COUNT].series) == {("a",)}
+        handler.handle_metric([MetricInstance(COUNT, 1, ("b",))])  # back: a new series again, within the cap
+        assert dropped(env, "series_limit") == 0 and len(handler.stores[COUNT].series) == 2
+        start = clock.now
+        clock.advance(10)
+        await push(handler)
+        b_points = fake.series()[next(k for k in fake.series() if k[1] == (("pod", "b"),))]
+        assert [p.points[0].value.int64_value for p in b_points] == [1, 1]
+        assert b_points[-1].points[0].interval.start_time.seconds == int(start)  # a reset, as Cloud Monitoring reads it
+        assert accounted(handler) and handler.queue.dropped == dict.fromkeys(handler.queue.dropped, 0)
+    finally:
+        await handler.close()
