@@ -75,7 +75,9 @@ class Series:
         self.value: float = 0
         self.counts: list[int] = [0] * buckets
         self.count = 0
-        self.shift: float = 0.0  # the first value: sums are kept relative to it (any constant would do)
+        # The first value (since a reset): sums are kept relative to it, so that mean and squared
+        # deviation keep their precision whatever the values' magnitude.
+        self.shift: float | None = None
         self.total = 0.0
         self.squares = 0.0
         self.start = start
@@ -153,9 +155,12 @@ class MetricStore:
                 series = new(key)
                 if series is None:
                     return
-                series.shift = value
             series.counts[bisect_right(bounds, value)] += 1  # bucket i: bounds[i-1] <= x < bounds[i]
-            offset = value - series.shift
+            try:
+                offset = value - series.shift
+            except TypeError:  # the first value since the series began or was reset: the new shift
+                series.shift = value
+                offset = 0.0
             series.count += 1
             series.total += offset
             series.squares += offset * offset
@@ -277,7 +282,7 @@ class MetricStore:
                 dv = point.value.distribution_value
                 count = dv.count = series.count
                 mean_offset = series.total / count
-                dv.mean = series.shift + mean_offset
+                dv.mean = (series.shift or 0.0) + mean_offset
                 dv.sum_of_squared_deviation = max(series.squares - series.total * mean_offset, 0.0)
                 dv.bucket_counts[:] = series.counts
                 if kind is Kind.CUMULATIVE:
@@ -285,6 +290,7 @@ class MetricStore:
                 else:  # the next point covers only what comes after this one
                     series.counts = [0] * self._buckets
                     series.count, series.total, series.squares, series.reported = 0, 0.0, 0.0, 0
+                    series.shift = None
             elif integer:
                 point.value.int64_value = int(series.value)
                 series.reported = series.value

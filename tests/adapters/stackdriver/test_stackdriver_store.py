@@ -6,7 +6,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from adapters.stackdriver.config import parse
@@ -68,6 +68,7 @@ def test_cumulative_point_is_the_distribution_of_everything_fed(pushes: list[lis
 
 @settings(max_examples=200, deadline=None)
 @given(streams)
+@example([[("a", 881375.3903232751)], [("a", 0.0), ("a", -1.0)]])  # a reset far from the old values
 def test_delta_points_cover_each_value_once(pushes: list[list[tuple[str, float]]]) -> None:
     s = store("DELTA")
     now = 1e9
