@@ -157,10 +157,11 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m":
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    """Parse a Go-style duration ("1.5s", "250ms", "1h2m", "-3s")."""
+    """Parse a Go-style duration ("1.5s", "250ms", "1h2m", "-3s"); ValueError for anything else,
+    blank text and durations beyond ``timedelta``'s range (about 2.7 million years) included."""
     body = text.strip()
     sign = 1
-    if body[:1] in "+-":
+    if body[:1] in ("+", "-"):
         sign = -1 if body[0] == "-" else 1
         body = body[1:]
     if body == "0":
@@ -174,7 +175,15 @@ def parse_duration(text: str) -> dt.timedelta:
         pos = part.end()
     if not body:
         raise ValueError(f"invalid duration {text!r}")
-    return dt.timedelta(seconds=sign * seconds)
+    return duration_from_seconds(sign * seconds)
+
+
+def duration_from_seconds(seconds: float, nanos: int = 0) -> dt.timedelta:
+    """``seconds`` (+ ``nanos``) as a timedelta; ValueError (not OverflowError) when out of range."""
+    try:
+        return dt.timedelta(seconds=seconds, microseconds=nanos // 1000)
+    except (OverflowError, ValueError):  # ValueError: NaN
+        raise ValueError(f"duration of {seconds}s is out of range") from None
 
 
 def format_duration(value: dt.timedelta) -> str:
@@ -207,7 +216,9 @@ def _trim(number: float) -> str:
 
 
 def parse_timestamp(text: str) -> dt.datetime:
-    """Parse RFC 3339 ("2026-11-26T06:22:34.779880Z"); nanosecond fractions are truncated."""
+    """Parse RFC 3339 ("2026-11-26T06:22:34.779880Z"); nanosecond fractions are truncated.
+
+    ValueError for anything else, times that leave years 1..9999 once moved to UTC included."""
     body = text.strip()
     if body.endswith(("Z", "z")):
         body = body[:-1] + "+00:00"
@@ -217,7 +228,21 @@ def parse_timestamp(text: str) -> dt.datetime:
     value = dt.datetime.fromisoformat(body)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+    try:
+        return value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValueError(f"timestamp {text!r} is out of range") from None
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def timestamp_from_seconds(seconds: int, nanos: int = 0) -> dt.datetime:
+    """Seconds since the Unix epoch (+ ``nanos``) as an aware datetime; ValueError when out of range."""
+    try:
+        return _EPOCH + dt.timedelta(seconds=seconds, microseconds=nanos // 1000)
+    except OverflowError:
+        raise ValueError(f"timestamp of {seconds}s since the epoch is out of range") from None
 
 
 def format_timestamp(value: dt.datetime) -> str:
@@ -234,7 +259,7 @@ def value_from_json(name: str, kind: ValueType, raw: Any) -> Any:
         return _FROM_JSON[kind](raw)
     except BagError:
         raise
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: float(10**400)
         raise BagError(name, f"expected {kind.value}, got {_describe(raw)} ({exc})") from None
 
 
@@ -334,7 +359,7 @@ def _timestamp(raw: Any) -> dt.datetime:
 
 def _duration(raw: Any) -> dt.timedelta:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return dt.timedelta(seconds=raw)
+        return duration_from_seconds(raw)
     return parse_duration(_string(raw))
 
 

@@ -16,7 +16,7 @@ import orjson
 from google.protobuf.message import DecodeError, Message
 
 from mixer.attributes import Bag, BagError
-from mixer.frontdoors.base import RuntimeLike
+from mixer.frontdoors.base import RuntimeLike, log
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -85,6 +85,15 @@ def describe_bag_error(exc: BagError) -> str:
     return f"bad attribute: {exc}"
 
 
+def _unmappable(exc: Exception) -> str:
+    """A mapping that failed other than with BagError: a value the mapping did not foresee.
+
+    Still only that item's fault: it is refused alone, never the request or the server.
+    """
+    log.debug("unmappable item", exc_info=exc)
+    return f"cannot map: {type(exc).__name__}: {exc}"
+
+
 def map_one(build: Callable[[T], R], item: T) -> R:
     """Map one item (a check's bag and what goes with it): a bad value refuses the request, naming
     the attribute."""
@@ -92,6 +101,8 @@ def map_one(build: Callable[[T], R], item: T) -> R:
         return build(item)
     except BagError as exc:
         raise BadRequest(describe_bag_error(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - see _unmappable
+        raise BadRequest(_unmappable(exc)) from None
 
 
 async def report_each(
@@ -113,6 +124,8 @@ async def report_each(
                 bags.append(build(item))
             except BagError as exc:
                 outcome.rejected.append(Rejection(index, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - see _unmappable
+                outcome.rejected.append(Rejection(index, _unmappable(exc)))
         if bags:
             outcome.instances += runtime.report(bags, front_door)
             outcome.accepted += len(bags)
