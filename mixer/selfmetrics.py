@@ -39,6 +39,12 @@ class SelfMetrics:
         self.rejected_bags = Counter(
             "mixer_rejected_bags", "Bags rejected at a front door as malformed", ["front_door"], registry=r
         )
+        self.shed_requests = Counter(
+            "mixer_shed_requests",
+            "Requests refused at a limit (HTTP 429, gRPC RESOURCE_EXHAUSTED); reason names the limit",
+            ["front_door", "reason"],
+            registry=r,
+        )
         self.queue_depth = Gauge("mixer_queue_depth", "Items waiting in a handler's queue", ["handler"], registry=r)
         self.config_loads = Counter("mixer_config_loads", "Config load attempts", ["result"], registry=r)
         # process_* (CPU, memory, fds) for the self-monitoring dashboard

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from mixer.frontdoors.als import AccessLogFrontDoor
 from mixer.frontdoors.authz import AuthorizationFrontDoor
-from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, RuntimeLike
+from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, Limits, RuntimeLike
 from mixer.frontdoors.intake import BadRequest
 from mixer.frontdoors.listeners import GrpcListener, HttpListener
 from mixer.frontdoors.native import NativeGrpcFrontDoor, NativeHttpFrontDoor
@@ -30,6 +30,7 @@ __all__ = [
     "GrpcListener",
     "HttpListener",
     "HttpRoute",
+    "Limits",
     "RuntimeLike",
     "standard_doors",
 ]

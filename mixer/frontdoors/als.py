@@ -33,6 +33,7 @@ class AccessLogFrontDoor(FrontDoor):
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
         self._runtime = runtime
         self._mapping = MappingOptions(trust_peer_headers=options.trust_peer_headers)
+        self._max_bags = options.limits.max_bags_per_request
 
     def grpc_services(self) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
         return {SERVICE: {"StreamAccessLogs": grpc.stream_unary_rpc_method_handler(self.stream)}}
@@ -60,7 +61,7 @@ class AccessLogFrontDoor(FrontDoor):
             build = functools.partial(tcp_entry_bag, base=base, kind=kind, manifest=manifest)
         else:
             return 0
-        outcome = await report_each(runtime, entries, build, FRONT_DOOR)
+        outcome = await report_each(runtime, entries, build, FRONT_DOOR, limit=self._max_bags)
         for rejection in outcome.rejected:
             log.debug("als: dropped entry %d: %s", rejection.index, rejection.error)
         return outcome.accepted

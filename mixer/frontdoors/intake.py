@@ -78,6 +78,11 @@ def decode_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        # orjson places every encoding error at "line 1 column 1": say where the bad byte is.
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise BadRequest(f"body is not valid UTF-8: {bad.reason} at byte {bad.start}") from None
         raise BadRequest(f"bad JSON: {exc}") from None
 
 
@@ -106,13 +111,20 @@ def map_one(build: Callable[[T], R], item: T) -> R:
 
 
 async def report_each(
-    runtime: RuntimeLike, items: Sequence[T], build: Callable[[T], Bag], front_door: str
+    runtime: RuntimeLike, items: Sequence[T], build: Callable[[T], Bag], front_door: str, *, limit: int
 ) -> ReportOutcome:
     """Map every item to a bag and report the good ones; a bad item is rejected alone and counted.
 
-    Works in slices of ``runtime.batch_size`` and yields to the event loop between them, so a
-    large batch does not hold up checks waiting on the same loop.
+    A request of more than ``limit`` items is refused whole (``Limits.max_bags_per_request``): what
+    one request may cost is bounded. Works in slices of ``runtime.batch_size`` and yields to the
+    event loop between them, so a large batch does not hold up checks waiting on the same loop.
     """
+    if len(items) > limit:
+        raise BadRequest(
+            f"{len(items)} bags in one request; the limit is {limit} (--max-bags-per-request)",
+            uncounted=len(items),
+            details={"limit": limit},
+        )
     outcome = ReportOutcome()
     step = runtime.batch_size
     for start in range(0, len(items), step):

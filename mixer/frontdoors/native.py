@@ -86,9 +86,10 @@ def check_response_json(response: CheckResponse) -> dict[str, Any]:
 class _NativeApi:
     """The calls both transports share: JSON body in, JSON-able answer out."""
 
-    def __init__(self, runtime: RuntimeLike, front_door: str) -> None:
+    def __init__(self, runtime: RuntimeLike, front_door: str, options: FrontDoorOptions) -> None:
         self._runtime = runtime
         self._front_door = front_door
+        self._max_bags = options.limits.max_bags_per_request
 
     async def check(self, raw: bytes) -> dict[str, Any]:
         runtime = self._runtime
@@ -99,7 +100,9 @@ class _NativeApi:
         runtime = self._runtime
         manifest = runtime.manifest
         items = report_items(decode_json(raw))
-        outcome = await report_each(runtime, items, lambda item: bag_from_json(item, manifest), self._front_door)
+        outcome = await report_each(
+            runtime, items, lambda item: bag_from_json(item, manifest), self._front_door, limit=self._max_bags
+        )
         outcome.raise_for_rejections()
         return outcome
 
@@ -108,7 +111,7 @@ class NativeHttpFrontDoor(FrontDoor):
     name = "http"
 
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
-        self._api = _NativeApi(runtime, self.name)
+        self._api = _NativeApi(runtime, self.name, options)
 
     def http_routes(self) -> Sequence[HttpRoute]:
         return (HttpRoute("POST", "/v1/report", self.report), HttpRoute("POST", "/v1/check", self.check))
@@ -125,7 +128,7 @@ class NativeGrpcFrontDoor(FrontDoor):
     name = "native_grpc"
 
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
-        self._api = _NativeApi(runtime, self.name)
+        self._api = _NativeApi(runtime, self.name, options)
 
     def grpc_services(self) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
         return {

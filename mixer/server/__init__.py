@@ -26,7 +26,8 @@ class ServeOptions:
     port: int = 15014
     watch_interval: float = 2.0  # seconds between config change checks; 0 disables
     reuse_port: bool = False
-    grpc: FrontDoorOptions | None = None  # the gRPC listener (ext_authz, ALS, RLS, native); None: off
+    doors: FrontDoorOptions = FrontDoorOptions()  # the doors, the gRPC listener and both listeners' limits
+    grpc: bool = True  # the gRPC listener (ext_authz, ALS, RLS, native)
 
 
 class _Part(Protocol):
@@ -72,12 +73,11 @@ async def watch_config(runtime: Runtime, paths: Sequence[str], interval: float) 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
     """Load config, start every front door and listener, run until ``stop`` or a signal."""
     runtime = await Runtime.load(options.config)
-    door_options = options.grpc or FrontDoorOptions()
-    doors = standard_doors(runtime, door_options)
+    doors = standard_doors(runtime, options.doors)
     parts: list[_Part] = [*doors]
-    if options.grpc is not None:
-        parts.append(GrpcListener(runtime, doors, options.grpc))
-    parts.append(HttpListener(runtime, doors, options.host, options.port, options.reuse_port))
+    if options.grpc:
+        parts.append(GrpcListener(runtime, doors, options.doors))
+    parts.append(HttpListener(runtime, doors, options.host, options.port, options.reuse_port, options.doors.limits))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

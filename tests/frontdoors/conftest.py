@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,19 @@ class Mixer:
 
 @pytest.fixture
 async def mixer(tmp_path: Path) -> AsyncIterator[Mixer]:
+    async with running_mixer(tmp_path, FrontDoorOptions(port=free_port(), trust_peer_headers=True)) as started:
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def running_mixer(tmp_path: Path, options: FrontDoorOptions) -> AsyncIterator[Mixer]:
+    """The test mesh's runtime behind both listeners, the gRPC one on ``options.port``."""
     config = tmp_path / "mesh.yaml"
     config.write_text(MESH.read_text().replace("CAPTURE_PATH", ""))
     runtime = await Runtime.load([str(config)])
-    options = FrontDoorOptions(port=free_port(), trust_peer_headers=True)
     standard = standard_doors(runtime, options)
     doors = GrpcListener(runtime, standard, options)
-    http = HttpListener(runtime, standard, "127.0.0.1", free_port())
+    http = HttpListener(runtime, standard, "127.0.0.1", free_port(), limits=options.limits)
     await doors.start()
     await http.start()
     port = doors.port
