@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", action="append", help=f"config file or directory (default {DEFAULT_CONFIG_DIR})")
     serve.add_argument("--host", default="127.0.0.1", help="native HTTP API host (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=15014, help="native HTTP API port (default 15014)")
+    serve.add_argument("--metrics-address", default="127.0.0.1:42422", metavar="HOST:PORT",
+                       help="where prometheus handlers that set no address serve /metrics (default %(default)s, "
+                            "loopback: the metrics name workloads and principals; 0.0.0.0:42422 exposes them)")
     serve.add_argument("--watch-interval", type=float, default=2.0, help="seconds between config checks; 0 off")
     serve.add_argument("--log-level", default="INFO")
     _add_grpc_arguments(serve)
@@ -118,6 +121,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = _limits(args)
+    from adapters.prometheus import split_address
+
+    if split_address(args.metrics_address) is None:
+        print(f"mixer serve: --metrics-address must be HOST:PORT, got {args.metrics_address!r}", file=sys.stderr)
+        return 2
     doors = FrontDoorOptions(
         host=args.grpc_host,
         port=args.grpc_port,
@@ -134,6 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
         reuse_port=args.reuse_port,
         doors=doors,
         grpc=args.grpc,
+        metrics_address=args.metrics_address,
     )
     try:
         asyncio.run(serve(options))

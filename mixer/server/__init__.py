@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from adapters.prometheus import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS
+from adapters.prometheus import PrometheusAdapter
 from mixer.config import ConfigError
 from mixer.frontdoors import FrontDoorOptions, GrpcListener, HttpListener, standard_doors
+from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime
 
 __all__ = ["ServeOptions", "serve"]
@@ -28,6 +31,7 @@ class ServeOptions:
     reuse_port: bool = False
     doors: FrontDoorOptions = FrontDoorOptions()  # the doors, the gRPC listener and both listeners' limits
     grpc: bool = True  # the gRPC listener (ext_authz, ALS, RLS, native)
+    metrics_address: str = DEFAULT_METRICS_ADDRESS  # /metrics of prometheus handlers whose params name none
 
 
 class _Part(Protocol):
@@ -36,6 +40,11 @@ class _Part(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+def adapter_registry(options: ServeOptions) -> AdapterRegistry:
+    """The installed adapters, the prometheus one listening where ``--metrics-address`` says by default."""
+    return AdapterRegistry({"prometheus": PrometheusAdapter(default_address=options.metrics_address)})
 
 
 def config_signature(paths: Sequence[str]) -> tuple[tuple[str, float, int], ...]:
@@ -72,7 +81,7 @@ async def watch_config(runtime: Runtime, paths: Sequence[str], interval: float) 
 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
     """Load config, start every front door and listener, run until ``stop`` or a signal."""
-    runtime = await Runtime.load(options.config)
+    runtime = await Runtime.load(options.config, registry=adapter_registry(options))
     doors = standard_doors(runtime, options.doors)
     parts: list[_Part] = [*doors]
     if options.grpc:
