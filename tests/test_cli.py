@@ -64,11 +64,18 @@ def test_expr_stream_answers_each_line() -> None:
         {"expression": "response.code >= 500", "attributes": {"response.code": 503}},
         {"expression": "nope(", "attributes": {}},
         {"expression": 'source.labels["app"] | "unknown"', "attributes": {"source.labels": {}}},
+        {"expression": 'response.duration | ""', "attributes": {}},
+        {"expression": "1" * 5000, "attributes": {}},
+        {"expression": "request.time", "attributes": {"request.time": "2020-01-01"}},
+        {"expression": "response.duration", "attributes": {"response.duration": "99999999999999h"}},
+        {"expression": "response.code + 1", "attributes": {"response.code": 1}},
     ]
     result = mixer("expr", "-", stdin="\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert out[0] == {"type": "BOOL", "value": True}
     assert "error" in out[1]
     assert out[2] == {"type": "STRING", "value": "unknown"}
-    assert "error" in out[3]
-    assert len(out) == 4
+    assert all("error" in line for line in out[3:7])  # bad literals and values: an error line each
+    assert out[7] == {"type": "INT64", "value": 2}  # the stream goes on
+    assert "error" in out[8]
+    assert len(out) == 9

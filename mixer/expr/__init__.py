@@ -22,6 +22,8 @@ Evaluation raises EvaluationError, e.g. for an absent attribute or map key not g
 
 from __future__ import annotations
 
+import sys
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +52,7 @@ def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expressi
     """Parse, type-check and compile ``text`` against ``manifest``; raise ExpressionError."""
     if not isinstance(text, str):
         raise TypeError(f"expression must be a string, not {type(text).__name__}")
+    _allow_generated_depth()
     try:
         tree = check(parse(text), manifest)
         evaluate = compile_tree(tree, text)
@@ -58,3 +61,15 @@ def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expressi
     except RecursionError:
         raise ExpressionError("expression is nested too deeply", text, 0) from None
     return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs)
+
+
+# A generated config chains hundreds of ``&&`` / ``+`` operands or nests hundreds of parentheses;
+# each level is a few Python frames in the parser, checker, compiler and the compiled closures.
+# Python 3.11+ runs Python-to-Python calls without growing the C stack, so a higher limit is safe;
+# it is only ever raised (never lowered, so no thread sees it shrink under a deep call).
+_FRAMES_FOR_EXPRESSIONS = 20_000
+
+
+def _allow_generated_depth() -> None:
+    if sys.getrecursionlimit() < _FRAMES_FOR_EXPRESSIONS:
+        sys.setrecursionlimit(_FRAMES_FOR_EXPRESSIONS)

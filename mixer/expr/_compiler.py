@@ -105,6 +105,8 @@ class _Compiler:
                 value = _Absent(str(exc))
             except EvaluationError as exc:
                 raise CompileError(str(exc), node.pos) from None
+            except RecursionError:
+                raise  # "nested too deeply", said once by compile_expression
             except Exception as exc:  # e.g. INT64 overflow in "9223372036854775807 + 1"
                 raise CompileError(f"cannot evaluate constant: {exc}", node.pos) from None
             self._folded[key] = value

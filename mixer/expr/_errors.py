@@ -10,11 +10,21 @@ class ExpressionError(ValueError):
         self.message = message
         self.expression = expression
         self.position = position
-        super().__init__(f"{message} (at column {position + 1} of {expression!r})")
+        super().__init__(f"{message} (at column {position + 1} of {_shown(expression, position)})")
 
     def __reduce__(self) -> tuple[type[ExpressionError], tuple[str, str, int]]:
         # Keeps the error picklable (e.g. across process pools) despite the custom __init__.
         return (type(self), (self.message, self.expression, self.position))
+
+
+def _shown(expression: str, position: int, width: int = 120) -> str:
+    """The expression as quoted in an error: a long one is cut to a window around the column."""
+    if len(expression) <= width:
+        return repr(expression)
+    start = max(0, min(position - width // 2, len(expression) - width))
+    head = "..." if start else ""
+    tail = "..." if start + width < len(expression) else ""
+    return f"{head}{expression[start:start + width]!r}{tail} ({len(expression)} characters)"
 
 
 class EvaluationError(Exception):

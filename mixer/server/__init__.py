@@ -64,19 +64,23 @@ def config_signature(paths: Sequence[str]) -> tuple[tuple[str, float, int], ...]
 
 
 async def watch_config(runtime: Runtime, paths: Sequence[str], interval: float) -> None:
-    """Reload when files change; a broken edit is logged and the running config stays."""
+    """Reload when files change. Whatever goes wrong while loading (a broken edit, an adapter that
+    cannot start, a bug), the running config keeps serving, the error is logged and counted
+    (``mixer_config_loads_total{result="error"}``), and the next edit is tried."""
     seen = config_signature(paths)
     while True:
         await asyncio.sleep(interval)
-        current = config_signature(paths)
-        if current == seen:
-            continue
-        seen = current
         try:
+            current = config_signature(paths)
+            if current == seen:
+                continue
+            seen = current
             await runtime.reload(paths)
             log.info("config reloaded from %s", ", ".join(paths))
         except ConfigError as exc:
             log.error("config change rejected, keeping the running config:\n%s", exc)
+        except Exception:  # counted by the runtime; the watcher must outlive any error
+            log.exception("config change could not be applied, keeping the running config")
 
 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:

@@ -518,9 +518,47 @@ def test_manifest_controls_attribute_types() -> None:
 
 
 def test_deep_nesting_is_a_compile_error_not_a_crash() -> None:
-    text = "(" * 5000 + "1" + ")" * 5000
+    text = "(" * 50_000 + "1" + ")" * 50_000
     with pytest.raises(ExpressionError, match="nested too deeply"):
         compile_expression(text, MANIFEST)
+
+
+@pytest.mark.parametrize(
+    ("text", "bag", "expected"),
+    [
+        (" && ".join(f'request.path != "/{i}"' for i in range(500)), {"request.path": "/x"}, True),
+        (" || ".join(f"response.code == {i}" for i in range(500)), {"response.code": 499}, True),
+        (" + ".join("request.size" for _ in range(500)), {"request.size": 2}, 1000),
+        (" + ".join(f'"{i % 10}"' for i in range(300)) + ' + request.path', {"request.path": "!"},
+         "".join(str(i % 10) for i in range(300)) + "!"),
+        ("(" * 500 + "response.code" + ")" * 500 + " == 200", {"response.code": 200}, True),
+        ("(" * 300 + " && ".join(f"(response.code != {i})" for i in range(300)) + ")" * 300,
+         {"response.code": 500}, True),
+    ],
+    ids=["and-500", "or-500", "plus-500", "concat-300", "parens-500", "generated-mix"],
+)
+def test_long_generated_expressions_compile_and_evaluate(text: str, bag: dict[str, Any], expected: Any) -> None:
+    assert compile_expression(text, MANIFEST).evaluate(bag) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('response.duration | ""', "not a valid DURATION literal"),
+        ('response.duration | "   "', "not a valid DURATION literal"),
+        ('response.duration | "-"', "not a valid DURATION literal"),
+        ('response.duration | "99999999999999h"', "not a valid DURATION literal"),
+        ("1" * 5000, "out of INT64 range"),
+        ("9223372036854775808", "out of INT64 range"),
+        ('request.time == "2020-01-01"', "not a valid TIMESTAMP literal"),
+        ('request.time == "10000-01-01T00:00:00Z"', "not a valid TIMESTAMP literal"),
+        ('request.time == "9999-12-31T23:59:59-05:00"', "not a valid TIMESTAMP literal"),
+    ],
+)
+def test_bad_literals_are_typed_errors_with_a_column(text: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message) as caught:
+        compile_expression(text, MANIFEST)
+    assert len(str(caught.value)) < 400  # a huge literal is not echoed whole
 
 
 def test_istio_default_telemetry_expressions_compile_and_evaluate() -> None:
