@@ -277,7 +277,7 @@ def value_from_text(name: str, kind: ValueType, text: str) -> Any:
     """
     try:
         return _FROM_TEXT[kind](text)
-    except (TypeError, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
+    except (TypeError, ValueError, OverflowError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise BagError(name, f"expected {kind.value}, got {text!r} ({exc})") from None
 
 

@@ -17,6 +17,8 @@ from envoy.service.accesslog.v3 import als_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf import json_format
 
+from mixer.attributes import BagError, default_manifest
+from mixer.envoy_attributes import MappingOptions, http_entry_bag
 from tests.frontdoors.conftest import Mixer
 from tests.frontdoors.test_envoy_attributes import REFERENCE, _lines
 from tests.frontdoors.test_grpc_frontdoors import ALS, RLS, _authz, _check_request
@@ -134,3 +136,24 @@ async def test_als_bad_entry_is_dropped_alone_and_the_stream_goes_on(mixer: Mixe
     assert [b["path"] for b in mixer.bags()] == ["/good1", "/good2", "/after"]
     assert mixer.rejected("als") == 1
 
+
+
+@pytest.mark.parametrize(("spoil", "attribute"), [
+    ("start_time", "request.time"),
+    ("duration", "response.duration"),
+    ("late_start", "response.time"),
+])
+def test_an_out_of_range_protobuf_time_names_its_attribute(spoil: str, attribute: str) -> None:
+    entry = _als_message(["/x"]).http_logs.log_entry[0]
+    common = entry.common_properties
+    common.ClearField("time_to_last_downstream_tx_byte")
+    if spoil == "start_time":
+        common.start_time.seconds = 10**15
+    elif spoil == "duration":
+        common.duration.seconds = -(10**15)
+    else:  # each in range, their sum is not
+        common.start_time.seconds = 253402300799  # 9999-12-31T23:59:59Z
+        common.duration.seconds = 86400
+    with pytest.raises(BagError) as caught:
+        http_entry_bag(entry, {}, "inbound", default_manifest(), MappingOptions())
+    assert caught.value.attribute == attribute
