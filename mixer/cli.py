@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-address", default="127.0.0.1:42422", metavar="HOST:PORT",
                        help="where prometheus handlers that set no address serve /metrics (default %(default)s, "
                             "loopback: the metrics name workloads and principals; 0.0.0.0:42422 exposes them)")
+    serve.add_argument("--shutdown-grace", type=float, default=10.0, metavar="SECONDS",
+                       help="on SIGTERM: time for requests in flight, then for a final scrape of /metrics "
+                            "(default %(default)s)")
     serve.add_argument("--watch-interval", type=float, default=2.0, help="seconds between config checks; 0 off")
     serve.add_argument("--log-level", default="INFO")
     _add_grpc_arguments(serve)
@@ -143,6 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
         doors=doors,
         grpc=args.grpc,
         metrics_address=args.metrics_address,
+        shutdown_grace=args.shutdown_grace,
     )
     try:
         asyncio.run(serve(options))

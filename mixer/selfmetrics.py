@@ -47,6 +47,10 @@ class SelfMetrics:
         )
         self.queue_depth = Gauge("mixer_queue_depth", "Items waiting in a handler's queue", ["handler"], registry=r)
         self.config_loads = Counter("mixer_config_loads", "Config load attempts", ["result"], registry=r)
+        # Not exposed: the /metrics endpoints handlers serve and the scrapes they answered, so a
+        # shutdown can keep them up until Prometheus has read the final values (mixer.server).
+        self.scrape_endpoints = 0
+        self.scrapes_served = 0
         # process_* (CPU, memory, fds) for the self-monitoring dashboard
         try:
             ProcessCollector(registry=r)

@@ -48,6 +48,7 @@ class PrometheusHandler(Handler):
         self._families = list(self.stores.values())
         self._warned: set[str] = set()
         self.server = MetricsServer(params.host, params.port, self.scrape)
+        self._serving = False
 
     def take_over(self, previous: Handler) -> None:
         """Keep the series of every metric whose definition and dimensions did not change: editing
@@ -63,8 +64,13 @@ class PrometheusHandler(Handler):
 
     async def start(self) -> None:
         await self.server.start()
+        self._env.metrics.scrape_endpoints += 1
+        self._serving = True
 
     async def close(self) -> None:
+        if self._serving:
+            self._serving = False
+            self._env.metrics.scrape_endpoints -= 1
         await self.server.close()
 
     def handle_metric(self, instances: Sequence[MetricInstance]) -> None:
@@ -112,6 +118,7 @@ class PrometheusHandler(Handler):
         if self._expiry is not None and self._clock() >= self._next_sweep:
             self.expire()
         families = families_in(self._families)
+        self._env.metrics.scrapes_served += 1
         encoder, content_type = choose_encoder(accept)
         is_openmetrics = content_type.startswith("application/openmetrics-text")
         registry = self._env.metrics.registry

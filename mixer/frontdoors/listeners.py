@@ -122,8 +122,11 @@ class GrpcListener:
 
     name = "grpc"
 
-    def __init__(self, runtime: RuntimeLike, doors: Sequence[FrontDoor], options: FrontDoorOptions) -> None:
+    def __init__(
+        self, runtime: RuntimeLike, doors: Sequence[FrontDoor], options: FrontDoorOptions, grace: float = 2.0
+    ) -> None:
         self.runtime = runtime
+        self.grace = grace  # seconds ``stop`` lets calls in flight finish
         self.doors = list(doors)
         self.options = options
         self.port = options.port
@@ -166,11 +169,12 @@ class GrpcListener:
         self._server = server
         log.info("gRPC front doors on %s:%d", opts.host, self.port)
 
-    async def stop(self, grace: float = 2.0) -> None:
-        """Stop accepting, let in-flight calls finish for ``grace`` seconds; safe twice."""
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight calls finish for ``grace`` seconds (streams are then
+        cancelled: what they sent so far was dispatched); safe twice."""
         server, self._server = self._server, None
         if server is not None:
-            await server.stop(grace)
+            await server.stop(self.grace)
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -236,16 +240,18 @@ class HttpListener:
         port: int,
         reuse_port: bool = False,
         limits: Limits = Limits(),
+        grace: float = 2.0,
     ) -> None:
         self.runtime = runtime
+        self.grace = grace  # seconds ``stop`` lets requests in flight finish
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
         self.app = web.Application(client_max_size=limits.max_body_bytes)
-        admission = Admission(limits.max_inflight_bytes, limits.max_inflight_requests)
+        self.admission = Admission(limits.max_inflight_bytes, limits.max_inflight_requests)
         for door in doors:
             for route in door.http_routes():
-                guarded = _guarded_http(route, runtime, door.name, admission, limits)
+                guarded = _guarded_http(route, runtime, door.name, self.admission, limits)
                 self.app.router.add_route(route.method, route.path, guarded)
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
@@ -253,7 +259,7 @@ class HttpListener:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None)
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)  # after stop's own wait
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_port=self.reuse_port or None)
         try:
@@ -265,9 +271,24 @@ class HttpListener:
         log.info("HTTP front doors on http://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:
+        """Stop accepting, answer the door requests in flight for up to ``grace`` seconds; safe twice.
+
+        aiohttp's own graceful shutdown stops reading from every connection at once, so a request
+        whose body is still arriving would never be answered: wait for those before it runs.
+        """
         runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        if runner is None:
+            return
+        for site in list(runner.sites):
+            await site.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        while self.admission.requests and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self.admission.requests:
+            log.warning("HTTP: %d requests still in flight after %ss; cutting them off",
+                        self.admission.requests, self.grace)
+        await runner.cleanup()
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -14,6 +14,7 @@ from adapters.prometheus import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS
 from adapters.prometheus import PrometheusAdapter
 from mixer.config import ConfigError
 from mixer.frontdoors import FrontDoorOptions, GrpcListener, HttpListener, standard_doors
+from mixer.push import PushHandler
 from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime
 
@@ -32,6 +33,7 @@ class ServeOptions:
     doors: FrontDoorOptions = FrontDoorOptions()  # the doors, the gRPC listener and both listeners' limits
     grpc: bool = True  # the gRPC listener (ext_authz, ALS, RLS, native)
     metrics_address: str = DEFAULT_METRICS_ADDRESS  # /metrics of prometheus handlers whose params name none
+    shutdown_grace: float = 10.0  # on SIGTERM: seconds for in-flight requests, then again for the final scrape
 
 
 class _Part(Protocol):
@@ -72,15 +74,25 @@ async def watch_config(runtime: Runtime, paths: Sequence[str], interval: float) 
         await asyncio.sleep(interval)
         try:
             current = config_signature(paths)
-            if current == seen:
-                continue
-            seen = current
-            await runtime.reload(paths)
-            log.info("config reloaded from %s", ", ".join(paths))
-        except ConfigError as exc:
-            log.error("config change rejected, keeping the running config:\n%s", exc)
-        except Exception:  # counted by the runtime; the watcher must outlive any error
-            log.exception("config change could not be applied, keeping the running config")
+        except Exception:  # the watcher must outlive any error
+            log.exception("cannot read the config files' state")
+            continue
+        if current == seen:
+            continue
+        seen = current
+        await reload_config(runtime, paths)
+
+
+async def reload_config(runtime: Runtime, paths: Sequence[str]) -> None:
+    """Load ``paths`` and swap the config in; on any error the running config keeps serving, the
+    error is logged and counted. Used by the watcher and by SIGHUP."""
+    try:
+        await runtime.reload(paths)
+        log.info("config reloaded from %s", ", ".join(paths))
+    except ConfigError as exc:
+        log.error("config change rejected, keeping the running config:\n%s", exc)
+    except Exception:  # counted by the runtime; the caller must outlive any error
+        log.exception("config change could not be applied, keeping the running config")
 
 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
@@ -88,13 +100,25 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
     runtime = await Runtime.load(options.config, registry=adapter_registry(options))
     doors = standard_doors(runtime, options.doors)
     parts: list[_Part] = [*doors]
+    grace = options.shutdown_grace
     if options.grpc:
-        parts.append(GrpcListener(runtime, doors, options.doors))
-    parts.append(HttpListener(runtime, doors, options.host, options.port, options.reuse_port, options.doors.limits))
+        parts.append(GrpcListener(runtime, doors, options.doors, grace=grace))
+    parts.append(
+        HttpListener(runtime, doors, options.host, options.port, options.reuse_port, options.doors.limits, grace=grace)
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
+
+    def reload_on_sighup() -> None:
+        log.info("SIGHUP: reloading the config")
+        task = asyncio.create_task(reload_config(runtime, options.config))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
     watcher = (
         asyncio.create_task(watch_config(runtime, options.config, options.watch_interval))
         if options.watch_interval > 0
@@ -111,7 +135,27 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
     finally:
         if watcher is not None:
             watcher.cancel()
-        for part in reversed(started):
-            await part.stop()
-        await runtime.close()
-        log.info("stopped")
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await shut_down(runtime, reversed(started), options.shutdown_grace)
+
+
+async def shut_down(runtime: Runtime, parts: Iterable[_Part], grace: float) -> None:
+    """Stop accepting and answer what is in flight (every accepted bag is dispatched by then),
+    flush the push handlers, keep the /metrics endpoints up until they have been scraped once
+    more, or ``grace`` seconds, then close every handler."""
+    log.info("stopping: answering requests in flight (at most %ss)", grace)
+    for part in parts:
+        await part.stop()  # the listeners were given the grace; the HTTP one goes first, then gRPC
+    for slot in list(runtime.snapshot.slots.values()):
+        if isinstance(slot.handler, PushHandler):
+            await slot.handler.close()  # drains its queue (delivery.shutdownTimeout); close is safe twice
+    metrics = runtime.metrics
+    if metrics.scrape_endpoints:
+        log.info("stopping: waiting for a final scrape (at most %ss)", grace)
+        served = metrics.scrapes_served
+        deadline = asyncio.get_running_loop().time() + grace
+        while metrics.scrapes_served == served and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    await runtime.close()
+    log.info("stopped")
