@@ -80,6 +80,7 @@ def _add_grpc_arguments(serve: argparse.ArgumentParser) -> None:
                        help="quota instance every ext_authz Check allocates (amount 1)")
     serve.add_argument("--workers", type=int, default=1, help="serving processes sharing the ports (SO_REUSEPORT)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--metrics-dir", help=argparse.SUPPRESS)  # set by --workers: see mixer.sharedmetrics
 
 
 def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
@@ -119,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from mixer.frontdoors.workers import run_workers
 
-        return run_workers(args.argv, args.workers)
+        return run_workers(args.argv, args.workers, args.shutdown_grace)
     from mixer.frontdoors import FrontDoorOptions
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -147,6 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
         grpc=args.grpc,
         metrics_address=args.metrics_address,
         shutdown_grace=args.shutdown_grace,
+        metrics_dir=args.metrics_dir,
     )
     try:
         asyncio.run(serve(options))

@@ -44,6 +44,7 @@ from adapters.prometheus.config import (
 )
 from adapters.prometheus.handler import PrometheusHandler
 from mixer.sdk import Adapter, Env, Handler, InstanceSchema
+from mixer.sharedmetrics import SharedMetrics
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -63,11 +64,13 @@ class PrometheusAdapter(Adapter):
     name: ClassVar[str] = "prometheus"
     templates: ClassVar[frozenset[str]] = frozenset({"metric"})
 
-    def __init__(self, default_address: str = DEFAULT_ADDRESS) -> None:
+    def __init__(self, default_address: str = DEFAULT_ADDRESS, shared_dir: str | None = None) -> None:
         self.default_address = default_address  # for handlers whose params name no address
+        self.shared_dir = shared_dir  # ``mixer serve --workers N``: where the workers' snapshots meet
 
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
         return parse(raw, self.default_address)
 
     def build(self, params: Params, env: Env, instances: Mapping[str, InstanceSchema]) -> Handler:
-        return PrometheusHandler(params, env, instances)
+        shared = SharedMetrics(self.shared_dir, env.handler_name) if self.shared_dir else None
+        return PrometheusHandler(params, env, instances, shared)

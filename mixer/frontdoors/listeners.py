@@ -16,10 +16,12 @@ from typing import Any
 import grpc
 import orjson
 from aiohttp import web
+from prometheus_client.exposition import generate_latest
 
 from mixer.frontdoors.admission import Admission
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpHandler, HttpRoute, Limits, RuntimeLike, log
 from mixer.frontdoors.intake import BadRequest
+from mixer.sharedmetrics import PUBLISH_INTERVAL, MergedRegistry, SharedMetrics
 
 GrpcCall = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]
 
@@ -241,9 +243,13 @@ class HttpListener:
         reuse_port: bool = False,
         limits: Limits = Limits(),
         grace: float = 2.0,
+        shared: SharedMetrics | None = None,
     ) -> None:
         self.runtime = runtime
         self.grace = grace  # seconds ``stop`` lets requests in flight finish
+        self.shared = shared  # ``--workers N``: /metrics sums every worker's (mixer.sharedmetrics)
+        self._snapshots = 0
+        self._publishing: asyncio.Task[None] | None = None
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
@@ -266,8 +272,13 @@ class HttpListener:
             await site.start()
         except OSError:
             await runner.cleanup()
+        if self._publishing is not None:
+            self._publishing.cancel()
+            self._publisher()()  # the last counts stay in the sum after this worker is gone
             raise
         self._runner = runner
+        if self.shared is not None:
+            self._publishing = asyncio.create_task(self._publish_every(PUBLISH_INTERVAL))
         log.info("HTTP front doors on http://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:
@@ -289,6 +300,9 @@ class HttpListener:
             log.warning("HTTP: %d requests still in flight after %ss; cutting them off",
                         self.admission.requests, self.grace)
         await runner.cleanup()
+        if self._publishing is not None:
+            self._publishing.cancel()
+            self._publisher()()  # the last counts stay in the sum after this worker is gone
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -299,4 +313,36 @@ class HttpListener:
         return web.Response(text="no config loaded\n", status=503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.runtime.metrics.exposition(), content_type="text/plain", charset="utf-8")
+        if self.shared is None:
+            body = self.runtime.metrics.exposition()
+        else:
+            body = await asyncio.get_running_loop().run_in_executor(None, self._merged_exposition())
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+    def _publisher(self) -> Callable[[], None]:
+        """Number this worker's snapshot now; return what takes and writes it (on any thread)."""
+        shared, registry = self.shared, self.runtime.metrics.registry
+        assert shared is not None
+        self._snapshots += 1
+        sequence = self._snapshots
+        return lambda: shared.publish(list(registry.collect()), sequence)
+
+    def _merged_exposition(self) -> Callable[[], bytes]:
+        publish, shared = self._publisher(), self.shared
+        assert shared is not None
+
+        def render() -> bytes:
+            publish()
+            body: bytes = generate_latest(MergedRegistry(shared.merged()))
+            return body
+
+        return render
+
+    async def _publish_every(self, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(None, self._publisher())
+            except OSError:
+                log.exception("cannot write this worker's metrics snapshot")
+            await asyncio.sleep(interval)

@@ -17,6 +17,7 @@ from mixer.frontdoors import FrontDoorOptions, GrpcListener, HttpListener, stand
 from mixer.push import PushHandler
 from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime
+from mixer.sharedmetrics import SharedMetrics
 
 __all__ = ["ServeOptions", "serve"]
 
@@ -34,6 +35,7 @@ class ServeOptions:
     grpc: bool = True  # the gRPC listener (ext_authz, ALS, RLS, native)
     metrics_address: str = DEFAULT_METRICS_ADDRESS  # /metrics of prometheus handlers whose params name none
     shutdown_grace: float = 10.0  # on SIGTERM: seconds for in-flight requests, then again for the final scrape
+    metrics_dir: str | None = None  # ``--workers N``: where the workers' metrics meet (mixer.sharedmetrics)
 
 
 class _Part(Protocol):
@@ -46,7 +48,8 @@ class _Part(Protocol):
 
 def adapter_registry(options: ServeOptions) -> AdapterRegistry:
     """The installed adapters, the prometheus one listening where ``--metrics-address`` says by default."""
-    return AdapterRegistry({"prometheus": PrometheusAdapter(default_address=options.metrics_address)})
+    prometheus = PrometheusAdapter(default_address=options.metrics_address, shared_dir=options.metrics_dir)
+    return AdapterRegistry({"prometheus": prometheus})
 
 
 def config_signature(paths: Sequence[str]) -> tuple[tuple[str, float, int], ...]:
@@ -103,8 +106,11 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
     grace = options.shutdown_grace
     if options.grpc:
         parts.append(GrpcListener(runtime, doors, options.doors, grace=grace))
+    shared = SharedMetrics(options.metrics_dir, "self") if options.metrics_dir else None
     parts.append(
-        HttpListener(runtime, doors, options.host, options.port, options.reuse_port, options.doors.limits, grace=grace)
+        HttpListener(
+            runtime, doors, options.host, options.port, options.reuse_port, options.doors.limits, grace, shared
+        )
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
