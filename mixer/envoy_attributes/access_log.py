@@ -196,8 +196,11 @@ def tcp_entry_bag(entry: Any, base: Bag, kind: str, manifest: Mapping[str, Value
     _common(common, bag, manifest, kind)
     bag["context.protocol"] = "tcp"
     connection = entry.connection_properties
-    bag["connection.received.bytes"] = connection.received_bytes
-    bag["connection.sent.bytes"] = connection.sent_bytes
+    # Envoy counts bytes from the connection's start in every entry (on connect, periodic, close):
+    # these are the totals; the access log door turns connection.*.bytes into the change since
+    # the connection's previous entry (TcpByteDeltas).
+    bag["connection.received.bytes"] = bag["connection.received.bytes_total"] = connection.received_bytes
+    bag["connection.sent.bytes"] = bag["connection.sent.bytes_total"] = connection.sent_bytes
     bag["connection.duration"] = duration_from_proto(common.duration, "connection.duration")
     log_type = _access_log_type_names().get(common.access_log_type, "")
     bag["connection.event"] = _TCP_EVENTS.get(log_type, "close")
