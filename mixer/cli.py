@@ -94,6 +94,7 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         ("max_inflight_bytes", "bytes of bodies and messages handled at once, per listener; more: 429"),
         ("max_inflight_requests", "HTTP requests handled at once; more: 429"),
         ("max_streams", "access log streams open at once; more: RESOURCE_EXHAUSTED"),
+        ("concurrent_reports", "reports decoded and dispatched at once; checks wait behind at most these"),
     ]:
         group.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
                            metavar="N", help=f"{help_text} (default %(default)s)")

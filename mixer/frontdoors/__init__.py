@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from mixer.frontdoors.als import AccessLogFrontDoor
 from mixer.frontdoors.authz import AuthorizationFrontDoor
-from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, Limits, RuntimeLike
+from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, Limits, RuntimeLike, report_lane
 from mixer.frontdoors.intake import BadRequest
 from mixer.frontdoors.listeners import GrpcListener, HttpListener
 from mixer.frontdoors.native import NativeGrpcFrontDoor, NativeHttpFrontDoor
@@ -37,11 +37,12 @@ __all__ = [
 
 
 def standard_doors(runtime: RuntimeLike, options: FrontDoorOptions) -> list[FrontDoor]:
-    """Every front door the collector serves, in start-up order."""
+    """Every front door the collector serves, in start-up order; the report doors share one lane."""
+    lane = report_lane(options.limits)
     return [
         AuthorizationFrontDoor(runtime, options),
-        AccessLogFrontDoor(runtime, options),
+        AccessLogFrontDoor(runtime, options, lane),
         RateLimitFrontDoor(runtime, options),
-        NativeGrpcFrontDoor(runtime, options),
-        NativeHttpFrontDoor(runtime, options),
+        NativeGrpcFrontDoor(runtime, options, lane),
+        NativeHttpFrontDoor(runtime, options, lane),
     ]

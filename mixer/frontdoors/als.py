@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -11,7 +12,7 @@ from envoy.service.accesslog.v3 import als_pb2
 
 from mixer.attributes import Bag
 from mixer.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
-from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike, log
+from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike, log, report_lane
 from mixer.frontdoors.intake import decode_proto, report_each
 
 FRONT_DOOR = "als"
@@ -30,8 +31,11 @@ class AccessLogFrontDoor(FrontDoor):
 
     name = FRONT_DOOR
 
-    def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
+    def __init__(
+        self, runtime: RuntimeLike, options: FrontDoorOptions, lane: asyncio.Semaphore | None = None
+    ) -> None:
         self._runtime = runtime
+        self._lane = lane or report_lane(options.limits)
         self._mapping = MappingOptions(trust_peer_headers=options.trust_peer_headers)
         self._max_bags = options.limits.max_bags_per_request
 
@@ -43,10 +47,11 @@ class AccessLogFrontDoor(FrontDoor):
         kind = ""
         deltas = TcpByteDeltas()  # a connection's entries all come on the stream of the Envoy thread serving it
         async for raw in requests:
-            message = decode_proto(als_pb2.StreamAccessLogsMessage, raw)
-            if message.HasField("identifier"):
-                base, kind = stream_base_bag(message.identifier.node, message.identifier.log_name)
-            await self.ingest(message, base, kind, deltas)
+            async with self._lane:
+                message = decode_proto(als_pb2.StreamAccessLogsMessage, raw)
+                if message.HasField("identifier"):
+                    base, kind = stream_base_bag(message.identifier.node, message.identifier.log_name)
+                await self.ingest(message, base, kind, deltas)
         return _EMPTY
 
     async def ingest(

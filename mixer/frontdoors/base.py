@@ -8,6 +8,7 @@ them in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,9 +63,17 @@ class Limits:
     max_streams: int = 1024  # access log streams open at once; ext_authz and RLS never wait on them
     stream_idle_seconds: float = 300.0  # an access log stream silent this long is ended (Envoy reopens it)
     keepalive_seconds: float = 60.0  # gRPC pings idle connections so dead peers' streams are freed
+    concurrent_reports: int = 2  # reports decoded and dispatched at once; the others wait, admitted
 
     def problems(self) -> list[str]:
         return [f"{name} must be positive" for name in self.__dataclass_fields__ if getattr(self, name) <= 0]
+
+
+def report_lane(limits: Limits) -> asyncio.Semaphore:
+    """What the report doors share: at most ``concurrent_reports`` reports use the event loop at
+    once, so a check waits behind a few report slices (~1 ms each), never behind every report in
+    flight."""
+    return asyncio.Semaphore(limits.concurrent_reports)
 
 
 @dataclass(frozen=True, slots=True)

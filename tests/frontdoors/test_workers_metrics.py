@@ -81,6 +81,10 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
     try:
         wait_for_port(http_port, timeout=30, proc=proc)
         wait_for_port(metrics_port, timeout=30, proc=proc)
+        deadline = time.monotonic() + 30
+        while (tmp_path / "mixer.log").read_text().count("HTTP front doors on") < 2:  # both workers serving
+            assert time.monotonic() < deadline, (tmp_path / "mixer.log").read_text()
+            time.sleep(0.1)
         yield Workers(proc, http_port, metrics_port)
     finally:
         stop(proc, timeout=30)
