@@ -63,7 +63,7 @@ class Limits:
     max_streams: int = 1024  # access log streams open at once; ext_authz and RLS never wait on them
     stream_idle_seconds: float = 300.0  # an access log stream silent this long is ended (Envoy reopens it)
     keepalive_seconds: float = 60.0  # gRPC pings idle connections so dead peers' streams are freed
-    concurrent_reports: int = 2  # reports decoded and dispatched at once; the others wait, admitted
+    concurrent_reports: int = 1  # reports decoded and dispatched at once; the others wait, admitted
 
     def problems(self) -> list[str]:
         return [f"{name} must be positive" for name in self.__dataclass_fields__ if getattr(self, name) <= 0]

@@ -138,6 +138,7 @@ async def report_each(
                 outcome.rejected.append(Rejection(index, str(exc)))
             except Exception as exc:  # noqa: BLE001 - see _unmappable
                 outcome.rejected.append(Rejection(index, _unmappable(exc)))
+        await asyncio.sleep(0)  # mapping a slice costs about what dispatching it does: let checks in between
         if bags:
             outcome.instances += runtime.report(bags, front_door)
             outcome.accepted += len(bags)

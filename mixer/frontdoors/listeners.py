@@ -265,7 +265,10 @@ class HttpListener:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)  # after stop's own wait
+        # lingering_time=0: a request answered without reading its body (shed, too large, wrong type)
+        # closes its connection instead of reading and discarding the rest for up to 10 s, which
+        # under a flood of large reports costs the event loop as much as serving them would.
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0, lingering_time=0.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_port=self.reuse_port or None)
         try:
