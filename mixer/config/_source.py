@@ -25,6 +25,20 @@ class Problem:
         return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
 
 
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something config loading tells that is not an error: ``file:line:col: level: message``."""
+
+    level: str  # "info" or "warning"
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.level}: {self.message}"
+
+
 @dataclass
 class SourceDocument:
     """One YAML document: its data and where each path in it was written."""
@@ -63,6 +77,15 @@ MAX_FILE_BYTES = 32 * 1024 * 1024
 _EXPANSION_ALLOWANCE = 10_000
 
 
+# Deeper than any Mixer document needs. Checked explicitly: the RecursionError fallback alone depends
+# on the process's recursion limit, which compiling expressions raises (mixer.expr).
+MAX_NESTING = 256
+
+
+class _TooDeep(Exception):
+    pass
+
+
 class _Refused(Exception):
     def __init__(self, node: yaml.Node, message: str) -> None:
         super().__init__(message)
@@ -82,7 +105,8 @@ def read_documents(text: str, file: str) -> tuple[list[SourceDocument], list[Pro
                 continue
             doc = SourceDocument(file, None)
             doc.data = walk.convert(node, (), doc)
-            documents.append(doc)
+            if doc.data is not None:  # an empty document (a trailing `---`, as Helm and kubectl write)
+                documents.append(doc)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -93,7 +117,7 @@ def read_documents(text: str, file: str) -> tuple[list[SourceDocument], list[Pro
     except _Refused as exc:
         line, column, _ = _mark(exc.node)
         return documents, [Problem(file, line, column, "", str(exc))]
-    except RecursionError:
+    except (RecursionError, _TooDeep):
         return documents, [Problem(file, 1, 1, "", "bad YAML: nested too deeply")]
     return documents, []
 
@@ -111,6 +135,8 @@ class _Walk:
         self.left -= 1
         if self.left < 0:
             raise _Refused(node, "bad YAML: aliases expand to more values than the file has bytes (an alias bomb?)")
+        if len(path) > MAX_NESTING:
+            raise _TooDeep
         doc.positions[path] = _mark(node)
         if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
             return self.constructor.construct_object(node, deep=True)

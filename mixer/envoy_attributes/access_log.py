@@ -168,6 +168,9 @@ def http_entry_bag(
     grpc_status = response.response_trailers.get("grpc-status") or response_headers.get("grpc-status")
     if grpc_status:
         bag["response.grpc_status"] = grpc_status
+    grpc_message = response.response_trailers.get("grpc-message") or response_headers.get("grpc-message")
+    if grpc_message:
+        bag["response.grpc_message"] = grpc_message
     if common.HasField("time_to_last_downstream_tx_byte"):
         duration = duration_from_proto(common.time_to_last_downstream_tx_byte, "response.duration")
     else:

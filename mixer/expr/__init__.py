@@ -13,11 +13,14 @@ true), dotted attribute names, ``m["k"]`` on STRING_MAP, ``|`` (first present op
 Types are checked at compile time (ExpressionError). ``|`` requires operands of one type (the
 string-like STRING/DNS_NAME/EMAIL_ADDRESS/URI count as one), except that a string literal
 facing a DURATION, TIMESTAMP or IP_ADDRESS is read as a constant of that type
-(``response.duration | "0ms"``); the same holds for comparisons and conditional() branches.
+(``response.duration | "0ms"``); the same holds for conditional() branches. Comparisons need
+one exact type on both sides (with the same literal rule): INT64 and DOUBLE never mix, and a
+DNS_NAME, EMAIL_ADDRESS or URI is not compared with a STRING.
 
-Evaluation raises EvaluationError, e.g. for an absent attribute or map key not guarded by
-``|``. ``a | b`` falls back to ``b`` when anything inside ``a`` is absent; other failures
-(a bad regex or IP text at run time) propagate.
+Evaluation raises EvaluationError, e.g. for an absent attribute not guarded by ``|``; a map
+index whose key is missing reads as "" (Mixer's runtime). ``a | b`` falls back to ``b`` when
+``a`` itself is absent (an attribute, or a map index whose map or key is missing); absence
+deeper inside ``a`` and other failures (a bad regex or IP text at run time) propagate.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ class EvaluationError(Exception):
 
 
 class AbsentError(EvaluationError):
-    """An attribute or map key the expression needs is not in the bag.
+    """An attribute the expression needs is not in the bag.
 
     Private to the package: it is the signal the ``|`` operator catches to fall back to its
     right-hand side. Callers see it as a plain EvaluationError.
@@ -45,9 +45,6 @@ class AbsentError(EvaluationError):
 def absent_attribute(name: str) -> AbsentError:
     return AbsentError(f"attribute {name!r} is absent")
 
-
-def absent_key(key: object, where: str) -> AbsentError:
-    return AbsentError(f"key {key!r} is absent from {where}")
 
 
 class CompileError(Exception):

@@ -92,15 +92,26 @@ async def reload_config(runtime: Runtime, paths: Sequence[str]) -> None:
     try:
         await runtime.reload(paths)
         log.info("config reloaded from %s", ", ".join(paths))
+        config_applied(runtime)
     except ConfigError as exc:
         log.error("config change rejected, keeping the running config:\n%s", exc)
     except Exception:  # counted by the runtime; the caller must outlive any error
         log.exception("config change could not be applied, keeping the running config")
 
 
+def config_applied(runtime: Runtime) -> None:
+    """Log what loading the running config told besides errors (skipped documents, handlers not
+    run) and export its size."""
+    config = runtime.snapshot.config
+    for note in config.notes:
+        log.log(logging.WARNING if note.level == "warning" else logging.INFO, "%s", note)
+    runtime.metrics.config_applied(len(config.rules), len(config.instances), len(config.handlers), len(config.manifest))
+
+
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
     """Load config, start every front door and listener, run until ``stop`` or a signal."""
     runtime = await Runtime.load(options.config, registry=adapter_registry(options))
+    config_applied(runtime)
     doors = standard_doors(runtime, options.doors)
     parts: list[_Part] = [*doors]
     grace = options.shutdown_grace
