@@ -87,6 +87,7 @@ class FrontDoorOptions:
     reuse_port: bool = False  # SO_REUSEPORT, for ``--workers``
     max_concurrent_rpcs: int | None = 4096  # a backstop above limits.max_streams: RESOURCE_EXHAUSTED beyond it
     limits: Limits = Limits()
+    check_http_port: int = 0  # ext_authz over plain HTTP (Envoy's http_service) on host:port; 0: off
 
 
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -40,7 +40,11 @@ class _GrpcGuard:
             return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, front_door))
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(self._stream(handler.stream_unary, front_door))
-        raise TypeError(f"{front_door}: only unary and client-streaming methods are supported")
+        if handler.stream_stream is not None:
+            # A server-pushing stream (served policy): one per Envoy, idle by design between pushes,
+            # so neither the access log streams' limit nor their idle timeout applies.
+            return grpc.stream_stream_rpc_method_handler(self._pushing(handler.stream_stream, front_door))
+        raise TypeError(f"{front_door}: only unary, client-streaming and bidirectional methods are supported")
 
     def _unary(self, call: GrpcCall, front_door: str) -> GrpcCall:
         @functools.wraps(call)
@@ -67,6 +71,13 @@ class _GrpcGuard:
                     return await self._answer(call, messages, context, front_door)
             finally:
                 self.streams -= 1
+
+        return guarded
+
+    def _pushing(self, call: GrpcCall, front_door: str) -> GrpcCall:
+        @functools.wraps(call)
+        async def guarded(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+            return await self._answer(call, requests, context, front_door)
 
         return guarded
 
