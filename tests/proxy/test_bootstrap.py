@@ -106,7 +106,7 @@ def test_tcp_listeners_log_on_connect_and_periodically_and_envoy_accepts_them(tm
     tcp = [listener for listener in bootstrap["static_resources"]["listeners"] if listener["name"].startswith("tcp_")]
     assert len(tcp) == 2
     for listener in tcp:
-        proxy = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        proxy = listener["filter_chains"][0]["filters"][-1]["typed_config"]  # inbound: after the check
         assert proxy["access_log_options"] == {"flush_access_log_on_connected": True,
                                                "access_log_flush_interval": "5s"}
     path = tmp_path / "tcp.yaml"
