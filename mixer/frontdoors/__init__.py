@@ -1,7 +1,7 @@
 """Front doors: each turns one protocol into attribute bags for the runtime.
 
-Envoy's ext_authz, access log and rate limit services and the native Check/Report API (JSON over
-HTTP and gRPC). Doors mount on two shared listeners; ``mixer serve`` starts the doors and the
+Envoy's ext_authz, access log and rate limit services, the native Check/Report API (JSON over
+HTTP and gRPC) and OTLP traces (gRPC and HTTP). Doors mount on two shared listeners; ``mixer serve`` starts the doors and the
 listeners and stops them in reverse order::
 
     doors = standard_doors(runtime, FrontDoorOptions(port=9091))
@@ -21,6 +21,7 @@ from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, Runtim
 from mixer.frontdoors.intake import BadRequest
 from mixer.frontdoors.listeners import GrpcListener, HttpListener
 from mixer.frontdoors.native import NativeGrpcFrontDoor, NativeHttpFrontDoor
+from mixer.frontdoors.otlp import OtlpTraceFrontDoor
 from mixer.frontdoors.ratelimit import RateLimitFrontDoor
 
 __all__ = [
@@ -43,4 +44,5 @@ def standard_doors(runtime: RuntimeLike, options: FrontDoorOptions) -> list[Fron
         RateLimitFrontDoor(runtime, options),
         NativeGrpcFrontDoor(runtime, options),
         NativeHttpFrontDoor(runtime, options),
+        OtlpTraceFrontDoor(runtime, options),
     ]
