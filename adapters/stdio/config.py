@@ -75,11 +75,11 @@ def parse(raw: Mapping[str, Any]) -> StdioParams:
         return value.upper()
 
     def count(name: str, default: int, least: int) -> int:
-        value = values.get(name, default)
+        value: Any = values.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             problems.append((where(name), f"must be an integer >= {least}, got {value!r}"))
             return default
-        return value
+        return int(value)
 
     stream = choice("logStream", STREAMS, "STDOUT")
     path = values.get("outputPath", "")

@@ -106,7 +106,7 @@ def _say(log: TextIO | None, message: str) -> None:
 
 
 def _runner(program: Program, scratch: Path, log: TextIO | None) -> Callable[[str, Sequence[str], Path], None]:
-    go = shutil.which("go")
+    go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.access(p, os.X_OK)), None)
     env = dict(os.environ)
     # Static binaries that need no C toolchain; a private GOPATH-less module mode build.
     env.update(CGO_ENABLED="0", GO111MODULE="on", GOFLAGS="-buildvcs=false", GOWORK="off")
