@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo serve bench system-deps
+.PHONY: run test demo serve bench system-deps thirdparty
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -22,13 +22,18 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus redis-server; }
 
-run: $(STAMP) system-deps
+# Programs built from source with Go (on PATH) into $XDG_CACHE_HOME or ~/.cache, under mixer/, once (minutes
+# when cold): Jaeger v2 and an OpenTelemetry Collector. Tests and the demo start them on loopback.
+thirdparty: $(STAMP)
+	$(PY) -m mixer.thirdparty jaeger otelcol
+
+run: $(STAMP) system-deps thirdparty
 	$(VENV)/bin/mixer demo
 
 serve: $(STAMP)
 	$(VENV)/bin/mixer serve
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps thirdparty
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

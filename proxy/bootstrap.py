@@ -169,10 +169,12 @@ def _access_log(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> d
                 "buffer_flush_interval": spec.log_flush_interval,
                 "custom_tags": [{"tag": k, "literal": {"value": v}} for k, v in tags.items()],
             },
-            "additional_request_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type"],
+            # The request-tracing headers are what Istio's accesslog instance reads (requestId, ...).
+            "additional_request_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type",
+                                                  "x-request-id", "x-client-trace-id", "x-forwarded-for"],
             "additional_response_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type",
-                                                   "grpc-status"],
-            "additional_response_trailers_to_log": ["grpc-status"],
+                                                   "grpc-status", "grpc-message"],
+            "additional_response_trailers_to_log": ["grpc-status", "grpc-message"],
         },
     }
 

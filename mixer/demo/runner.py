@@ -23,6 +23,7 @@ from mixer.demo.config import write_config
 from mixer.demo.mesh import Mesh
 from mixer.demo.traffic import Traffic
 from mixer.processes import free_port, wait_for_port
+from mixer.thirdparty import JaegerServer, cached
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "grafana" / "dashboards"
@@ -38,6 +39,8 @@ class DemoOptions:
     rate: float = 10.0  # requests per second into the frontend
     interval: float = 5.0  # seconds between summary lines
     prometheus: bool = True  # start Prometheus when the binary is installed
+    jaeger: bool = True  # start Jaeger when it has been built (the demo does not build it: minutes)
+    jaeger_port: int = 16686
     scrape_interval: str = "5s"
 
 
@@ -68,6 +71,8 @@ class Demo:
         self.mesh = Mesh(self.workdir / "sidecars", self.grpc_port)
         self.traffic: Traffic | None = None
         self.prometheus: prometheus.PrometheusServer | None = None
+        self.jaeger_port = _port(options.jaeger_port, any_port)
+        self.jaeger: JaegerServer | None = None
         self.stopping = threading.Event()
 
     @property
@@ -93,6 +98,11 @@ class Demo:
             self.prometheus = prometheus.PrometheusServer(text, self.prometheus_port, self.workdir / "prometheus")
             self.prometheus.start()
             self.prometheus.wait_ready()
+        jaeger = cached("jaeger") if self.options.jaeger else None
+        if jaeger:
+            self.jaeger = JaegerServer(jaeger, self.workdir / "jaeger", query_port=self.jaeger_port)
+            self.jaeger.start()
+            self.jaeger.wait_ready()
 
     def pids(self) -> list[int]:
         """Every child process this demo started."""
@@ -100,6 +110,8 @@ class Demo:
         pids += self.mesh.pids()
         if self.prometheus and self.prometheus.pid:
             pids.append(self.prometheus.pid)
+        if self.jaeger and self.jaeger.pid:
+            pids.append(self.jaeger.pid)
         return pids
 
     def stop(self) -> None:
@@ -108,6 +120,8 @@ class Demo:
         self.mesh.stop()
         if self.prometheus:
             self.prometheus.stop()
+        if self.jaeger:
+            self.jaeger.stop()
         processes.stop(self.mixer)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -122,6 +136,12 @@ class Demo:
             lines.append(f"  prometheus         {self.prometheus.url}/graph?g0.expr=sum(rate(istio_requests_total[1m]))by(destination_service_name,response_code)")
         else:
             lines.append("  prometheus         not started (no prometheus binary); scrape config: deploy/prometheus.yml")
+        if self.jaeger:
+            lines.append(f"  jaeger             {self.jaeger.url}/api/services , /api/traces?service=NAME  "
+                         f"(OTLP in: gRPC {self.jaeger.otlp_grpc_endpoint}, HTTP {self.jaeger.otlp_http_endpoint})")
+        elif self.options.jaeger:
+            lines.append("  jaeger             not started: not built yet (`python -m mixer.thirdparty jaeger` "
+                         "builds it once, a few minutes; `make run` does it first)")
         if DASHBOARDS.is_dir():
             lines.append(f"  grafana dashboards {DASHBOARDS}/*.json (provisioning in {DASHBOARDS.parent}/provisioning)")
         lines.append(f"  child pids         {' '.join(map(str, self.pids()))}")

@@ -374,6 +374,9 @@ def http_entry_bag(
     grpc_status = response.response_trailers.get("grpc-status") or response_headers.get("grpc-status")
     if grpc_status:
         bag["response.grpc_status"] = grpc_status
+    grpc_message = response.response_trailers.get("grpc-message") or response_headers.get("grpc-message")
+    if grpc_message:
+        bag["response.grpc_message"] = grpc_message
     if common.HasField("time_to_last_downstream_tx_byte"):
         duration = _duration(common.time_to_last_downstream_tx_byte)
     else:
@@ -404,6 +407,9 @@ def tcp_entry_bag(entry: Any, base: Bag, kind: str, manifest: Mapping[str, Value
     connection = entry.connection_properties
     bag["connection.received.bytes"] = connection.received_bytes
     bag["connection.sent.bytes"] = connection.sent_bytes
+    # Envoy's counts are the connection's so far (periodic entries repeat them): Istio's totals.
+    bag["connection.received.bytes_total"] = connection.received_bytes
+    bag["connection.sent.bytes_total"] = connection.sent_bytes
     bag["connection.duration"] = _duration(common.duration)
     log_type = _ACCESS_LOG_TYPE_NAMES.get(common.access_log_type, "")
     bag["connection.event"] = _TCP_EVENTS.get(log_type, "close")
