@@ -206,10 +206,11 @@ def _peer(attributes: Mapping[str, str], span_kind: str, bag: Bag) -> None:
     side = "source" if span_kind == "server" else "destination" if span_kind == "client" else ""
     if not side:
         return
-    if name := attributes.get(PEER_WORKLOAD_HEADER):
+    # Envoy writes "-" for a header the response did not carry.
+    if (name := attributes.get(PEER_WORKLOAD_HEADER)) and name != "-":
         bag.setdefault(f"{side}.workload.name", name)
         bag.setdefault(f"{side}.name", name)
-    if namespace := attributes.get(PEER_NAMESPACE_HEADER):
+    if (namespace := attributes.get(PEER_NAMESPACE_HEADER)) and namespace != "-":
         bag.setdefault(f"{side}.workload.namespace", namespace)
         bag.setdefault(f"{side}.namespace", namespace)
 
