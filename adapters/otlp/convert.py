@@ -4,8 +4,8 @@ Span tags become span attributes, with a few reserved names read as OpenTelemetr
 exporters write them: ``service.name`` (the resource's; else the source's name for a client span
 and the destination's for a server span), ``span.kind`` (client, server, internal, producer,
 consumer; else ``client_span`` decides), ``otel.status_code`` / ``otel.status_description``.
-A tag whose value is a map is spread into one attribute per entry; an empty or absent value is
-left out. HTTP fields use the semantic convention names (``http.response.status_code``, ...); the
+A tag whose value is a map is spread into one attribute per entry (a tag of the same name wins);
+an empty or absent value is left out. HTTP fields use the semantic convention names (``http.response.status_code``, ...); the
 status is ERROR for a 5xx answer, and for a 4xx answer on a client span (OpenTelemetry's HTTP
 conventions), or when ``otel.status_code`` says so.
 """
@@ -19,11 +19,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from adapters.otlp import wire
 from mixer.attributes import format_duration, format_timestamp
 
 SCOPE_NAME = "mixer"
@@ -120,85 +120,78 @@ def _named(value: Any) -> str:
     return value if isinstance(value, str) and value not in ("", "unknown") else ""
 
 
-def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]) -> tuple[str, trace_pb2.Span]:
-    """One tracespan instance's fields as (resource service name, OTLP span)."""
+_WRITER = wire.AttributeWriter(0x4A)  # Span.attributes is field 9
+
+
+def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]) -> tuple[str, bytes]:
+    """One tracespan instance's fields as (resource service name, the OTLP span's encoding)."""
     trace_id, span_id, parent_id = ids
     tags: Mapping[str, Any] = fields.get("span_tags") or {}
-    client = bool(fields.get("client_span"))
     kind_name = tags.get("span.kind")
     kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
-        kind = trace_pb2.Span.SPAN_KIND_CLIENT if client else trace_pb2.Span.SPAN_KIND_SERVER
+        kind = trace_pb2.Span.SPAN_KIND_CLIENT if fields.get("client_span") else trace_pb2.Span.SPAN_KIND_SERVER
     client = kind == trace_pb2.Span.SPAN_KIND_CLIENT
     if fields.get("rewrite_client_span_id"):
         if client:
             span_id = rewritten_client_id(span_id)
         else:
             parent_id = rewritten_client_id(span_id)
-    span = trace_pb2.Span(
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_span_id=parent_id,
-        name=fields.get("span_name") or "unknown",
-        kind=kind,
-        start_time_unix_nano=_nanos(fields.get("start_time")),
-        end_time_unix_nano=_nanos(fields.get("end_time")),
-    )
-    attributes = span.attributes
+    write = _WRITER.write
+    parts: list[bytes] = []
     for key, value in tags.items():
         if value is None or value == "" or key in _RESERVED:
             continue
         if isinstance(value, Mapping):
             for inner, text in value.items():
-                if text != "":
-                    attributes.append(_key_value(inner, text))
+                # a tag of its own wins over the same key in a spread map: OTLP keys are unique
+                if text != "" and tags.get(inner) in (None, ""):
+                    parts.append(write(inner, text))
         else:
-            attributes.append(_key_value(key, value))
+            parts.append(write(key, value))
     code = fields.get("http_status_code")
-    if isinstance(code, int) and code > 0:
-        attributes.append(_key_value("http.response.status_code", code))
+    code = code if isinstance(code, int) and not isinstance(code, bool) else 0
+    if code > 0:
+        parts.append(write("http.response.status_code", code))
     for field_name, attribute in _NUMBERS:
         size = fields.get(field_name)
         if isinstance(size, int) and not isinstance(size, bool):
-            attributes.append(_key_value(attribute, size))
+            parts.append(write(attribute, size))
     for field_name, attribute in (("source_ip", "client.address"), ("destination_ip", "server.address")):
         address = fields.get(field_name)
         if isinstance(address, (ipaddress.IPv4Address, ipaddress.IPv6Address)) and not address.is_unspecified:
-            attributes.append(_key_value(attribute, str(address)))
+            parts.append(write(attribute, str(address)))
     if protocol := fields.get("api_protocol"):
-        attributes.append(_key_value("network.protocol.name", str(protocol)))
+        parts.append(write("network.protocol.name", str(protocol)))
     source, destination = _named(fields.get("source_name")), _named(fields.get("destination_name"))
     if peer := (destination if client else source):
-        attributes.append(_key_value("peer.service", peer))
-    _set_status(span, tags, code if isinstance(code, int) else 0, client)
+        parts.append(write("peer.service", peer))
+    status_code, status_message = _status(tags, code, client)
+    encoded = wire.span(
+        trace_id, span_id, parent_id, fields.get("span_name") or "unknown", kind,
+        _nanos(fields.get("start_time")), _nanos(fields.get("end_time")), b"".join(parts), status_code, status_message,
+    )
     service = _named(tags.get("service.name")) or (source if client else destination) or "unknown"
-    return service, span
+    return service, encoded
 
 
-def _set_status(span: trace_pb2.Span, tags: Mapping[str, Any], code: int, client: bool) -> None:
+def _status(tags: Mapping[str, Any], code: int, client: bool) -> tuple[int, str]:
     stated = tags.get("otel.status_code")
     stated = stated.upper() if isinstance(stated, str) else ""
     if stated in _STATUS:
-        span.status.code = _STATUS[stated]
-        if stated == "ERROR" and (description := tags.get("otel.status_description")):
-            span.status.message = str(description)
-    elif code >= 500 or (client and code >= 400):
-        span.status.code = trace_pb2.Status.STATUS_CODE_ERROR
+        description = tags.get("otel.status_description") if stated == "ERROR" else ""
+        return _STATUS[stated], str(description or "")
+    if code >= 500 or (client and code >= 400):
+        return trace_pb2.Status.STATUS_CODE_ERROR, ""
+    return trace_pb2.Status.STATUS_CODE_UNSET, ""
 
 
-def traces_request(spans: Iterable[tuple[str, trace_pb2.Span]]) -> bytes:
+def traces_request(spans: Iterable[tuple[str, bytes]]) -> bytes:
     """One ExportTraceServiceRequest: a ResourceSpans per service, in first-seen order."""
-    by_service: dict[str, list[trace_pb2.Span]] = {}
+    by_service: dict[str, list[bytes]] = {}
     for service, span in spans:
         by_service.setdefault(service, []).append(span)
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    for service, group in by_service.items():
-        resource_spans = request.resource_spans.add()
-        resource_spans.resource.attributes.append(_key_value("service.name", service))
-        scope_spans = resource_spans.scope_spans.add()
-        scope_spans.scope.name = SCOPE_NAME
-        scope_spans.spans.extend(group)
-    return bytes(request.SerializeToString())
+    return wire.traces_request(by_service.items(), SCOPE_NAME)
 
 
 def logentry_to_record(

@@ -9,7 +9,6 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from adapters.otlp.config import OtlpParams
 from adapters.otlp.convert import (
@@ -25,7 +24,7 @@ from adapters.otlp.transport import transport_for
 from mixer.push import PermanentError, PushHandler, PushQueue
 from mixer.sdk import Env, Instance
 
-SpanItem = tuple[str, trace_pb2.Span]
+SpanItem = tuple[str, bytes]  # (resource service name, the encoded span)
 LogItem = tuple[tuple[tuple[str, str], ...], logs_pb2.LogRecord]
 
 SAMPLED_OUT = "sampled_out"  # a trace the sampling ratio did not keep
@@ -36,7 +35,7 @@ class OtlpHandler(PushHandler[SpanItem]):
     """``queue`` carries spans, ``logs`` log records; both count under this handler's name."""
 
     def __init__(self, params: OtlpParams, env: Env) -> None:
-        super().__init__(params.delivery, env)
+        super().__init__(params.delivery, env, _span_size)
         self.params = params
         self.transport = transport_for(params)
         self.logs: PushQueue[LogItem] = PushQueue(self.send_logs, params.delivery, env)
@@ -92,6 +91,11 @@ class OtlpHandler(PushHandler[SpanItem]):
         if not self._logged_invalid:  # once per handler: the counter tells how many followed
             self._logged_invalid = True
             self.env.logger.warning("%s: dropping %s instances it cannot send: %s", self.env.handler_name, instance, exc)
+
+
+def _span_size(item: SpanItem) -> int:
+    """Bytes a queued span holds (its encoding), for ``delivery.queueBytes``."""
+    return len(item[1]) + 64
 
 
 def _partial(rejected: Any, message: str) -> None:

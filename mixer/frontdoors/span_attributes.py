@@ -84,7 +84,12 @@ def _any_value_json(value: Any) -> Any:
 
 def key_values_text(key_values: Any) -> dict[str, str]:
     """A repeated KeyValue as a STRING_MAP."""
-    return {kv.key: any_value_text(kv.value) for kv in key_values}
+    out: dict[str, str] = {}
+    for kv in key_values:
+        value = kv.value
+        text = value.string_value  # most attributes are strings: one read decides
+        out[kv.key] = text if text or value.WhichOneof("value") in ("string_value", None) else any_value_text(value)
+    return out
 
 
 def resource_base_bag(resource: Any) -> Bag:

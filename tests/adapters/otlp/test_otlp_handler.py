@@ -47,7 +47,8 @@ def span(trace: str = "0af7651916cd43dd8448eb211c80319c", span_id: str = "b7ad6b
         "rewrite_client_span_id": False, "http_status_code": code, "source_name": "a-v1", "destination_name": "b-v1",
         "source_ip": ipaddress.ip_address("10.0.0.1"), "destination_ip": ipaddress.ip_address("0.0.0.0"),
         "request_size": 0, "response_size": 39, "api_protocol": "http",
-        "span_tags": {"tracer": {"http.url": "http://b/hello", "empty": ""}, "source.workload.name": "a-v1",
+        "span_tags": {"tracer": {"http.url": "http://b/hello", "empty": "", "source.workload.name": "spoof"},
+                      "source.workload.name": "a-v1",
                       "request.id": "", **tags},
     })
 
@@ -98,6 +99,7 @@ async def test_spans_arrive_as_opentelemetry_describes_them(receiver: Receiver, 
     assert found["client.address"] == "10.0.0.1" and "server.address" not in found  # 0.0.0.0 is no address
     assert found["http.url"] == "http://b/hello" and "empty" not in found and "request.id" not in found
     assert found["peer.service"] == "b-v1" and found["source.workload.name"] == "a-v1"
+    assert [kv.key for kv in client.attributes].count("source.workload.name") == 1  # keys stay unique
     assert found["network.protocol.name"] == "http"
     assert not {"service.name", "span.kind", "otel.status_code"} & set(found)
     assert all(m.get("x-tenant") == "demo" for m in receiver.metadata)
