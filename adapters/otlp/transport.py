@@ -63,7 +63,11 @@ class GrpcTransport(Transport):
         self._channel = grpc.aio.insecure_channel(
             self._params.endpoint,
             options=[("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-                     ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES)],
+                     ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                     # gRPC's own reconnect backoff grows to 2 minutes: after a long outage every
+                     # retry would fail fast long after the backend is back. Ours paces the retries.
+                     ("grpc.initial_reconnect_backoff_ms", 250),
+                     ("grpc.max_reconnect_backoff_ms", max(int(self._params.delivery.retry_max_interval * 1000), 1000))],
             compression=compression,
         )
         # No serializers: the bodies are built as bytes already, and the answers are parsed by the caller.
