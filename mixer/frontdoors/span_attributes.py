@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import re
 import urllib.parse
@@ -146,7 +147,7 @@ def otlp_span_bag(
     for key, text in attributes.items():
         kind = manifest.get(key)
         if kind is not None:
-            bag[key] = value_from_text(key, kind, text)
+            bag[key] = _typed(key, kind, text)
     _http_facts(attributes, bag)
     span_kind = SPAN_KINDS[span.kind] if span.kind < len(SPAN_KINDS) else "unspecified"
     if trust_peer_headers:
@@ -171,6 +172,13 @@ def otlp_span_bag(
     bag["response.duration"] = end - start
     bag["context.protocol"] = "otlp"  # a span is not a request: rules counting requests do not fire twice
     return bag
+
+
+@functools.lru_cache(maxsize=4096)
+def _typed(key: str, kind: ValueType, text: str) -> Any:
+    """``value_from_text``, remembered: a tracer repeats the same identity tags on every span (a
+    label map costs a JSON parse). Values are shared, as every bag's values are: never mutated."""
+    return value_from_text(key, kind, text)
 
 
 def _http_facts(attributes: Mapping[str, str], bag: Bag) -> None:
