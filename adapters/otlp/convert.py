@@ -29,6 +29,7 @@ from mixer.attributes import format_duration, format_timestamp
 SCOPE_NAME = "mixer"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MICRO = dt.timedelta(microseconds=1)
+_CLIENT, _SERVER = trace_pb2.Span.SPAN_KIND_CLIENT, trace_pb2.Span.SPAN_KIND_SERVER
 _KINDS = {
     "internal": trace_pb2.Span.SPAN_KIND_INTERNAL,
     "server": trace_pb2.Span.SPAN_KIND_SERVER,
@@ -130,8 +131,8 @@ def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]
     kind_name = tags.get("span.kind")
     kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
-        kind = trace_pb2.Span.SPAN_KIND_CLIENT if fields.get("client_span") else trace_pb2.Span.SPAN_KIND_SERVER
-    client = kind == trace_pb2.Span.SPAN_KIND_CLIENT
+        kind = _CLIENT if fields.get("client_span") else _SERVER
+    client = kind == _CLIENT
     if fields.get("rewrite_client_span_id"):
         if client:
             span_id = rewritten_client_id(span_id)
@@ -139,16 +140,18 @@ def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]
             parent_id = rewritten_client_id(span_id)
     write = _WRITER.write
     parts: list[bytes] = []
+    append = parts.append
     for key, value in tags.items():
-        if value is None or value == "" or key in _RESERVED:
-            continue
-        if isinstance(value, Mapping):
+        if type(value) is str:  # most tags: checked first, without an ABC isinstance
+            if value and key not in _RESERVED:
+                append(write(key, value))
+        elif isinstance(value, Mapping):
             for inner, text in value.items():
                 # a tag of its own wins over the same key in a spread map: OTLP keys are unique
                 if text != "" and tags.get(inner) in (None, ""):
-                    parts.append(write(inner, text))
-        else:
-            parts.append(write(key, value))
+                    append(write(inner, text))
+        elif value is not None and key not in _RESERVED:
+            append(write(key, value))
     code = fields.get("http_status_code")
     code = code if isinstance(code, int) and not isinstance(code, bool) else 0
     if code > 0:
