@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,18 +19,7 @@ import pytest
 from mixer.processes import free_port
 from mixer.thirdparty import JaegerServer, ensure
 from proxy import EnvoyProcess, Inbound, Outbound, SidecarSpec, write_bootstrap
-from tests.proxy.support import MixerProcess, Upstream, get, wait_until
-
-TRACING = Path(__file__).parents[2] / "mixer" / "defaultconfig" / "istio-tracing.yaml"
-
-
-def tracing_config(endpoint: str, delivery: str = "{batchTimeout: 200ms}") -> str:
-    """The default tracing config, its otlp handler sending to ``endpoint``."""
-    text = TRACING.read_text()
-    assert "endpoint: 127.0.0.1:4317" in text
-    text = text.replace("endpoint: 127.0.0.1:4317", f"endpoint: {endpoint}")
-    return text.replace("    samplingRatio: 1.0", f"    samplingRatio: 1.0\n    delivery: {delivery}")
-
+from tests.proxy.support import MixerProcess, Upstream, get, tracing_config, wait_until
 
 @dataclass
 class TracedMesh:

@@ -21,8 +21,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from mixer.thirdparty import JaegerServer, ensure
-from tests.proxy.support import MixerProcess, wait_until
-from tests.proxy.test_tracing_e2e import tracing_config
+from tests.proxy.support import MixerProcess, tracing_config, wait_until
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SERVICE = "steady"
