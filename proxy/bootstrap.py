@@ -10,10 +10,19 @@ from typing import Any
 
 import yaml
 
-# Must match mixer.frontdoors.envoy_attributes (kept literal: proxy/ does not import the mixer).
-PEER_WORKLOAD_HEADER = "x-mixer-workload"
-PEER_NAMESPACE_HEADER = "x-mixer-namespace"
-QUOTAS_KEY = "mixer.quotas"
+# The names the mixer's Envoy mapping reads; importing them loads no gRPC or protobuf.
+from mixer.envoy_attributes.names import (
+    DESCRIPTOR_QUOTA_KEY,
+    META_LABELS,
+    META_NAMESPACE,
+    META_SERVICE,
+    META_SERVICE_ACCOUNT,
+    META_WORKLOAD,
+    PEER_NAMESPACE_HEADER,
+    PEER_WORKLOAD_HEADER,
+    QUOTAS_KEY,
+)
+
 MIXER_CLUSTER = "mixer"
 
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -288,7 +297,7 @@ def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
         route["rate_limits"] = [
             {
                 "actions": [
-                    {"generic_key": {"descriptor_key": "quota", "descriptor_value": name}},
+                    {"generic_key": {"descriptor_key": DESCRIPTOR_QUOTA_KEY, "descriptor_value": name}},
                     {"generic_key": {"descriptor_key": "destination.workload.name", "descriptor_value": spec.workload}},
                     {"request_headers": {"header_name": ":path", "descriptor_key": "request.path"}},
                 ]
@@ -310,7 +319,7 @@ def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
                     "failure_mode_allow": spec.fail_open,
                     "include_peer_certificate": True,
                     # destination.labels (and WORKLOAD_NAME/NAMESPACE) from this node's metadata
-                    "bootstrap_metadata_labels_key": "labels",
+                    "bootstrap_metadata_labels_key": META_LABELS,
                 },
             },
             {
@@ -395,14 +404,14 @@ def render_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
         raise ValueError("a sidecar needs a workload name")
     labels = spec.effective_labels()
     metadata: dict[str, Any] = {
-        "WORKLOAD_NAME": spec.workload,
-        "NAMESPACE": spec.namespace,
-        "SERVICE_NAME": spec.service_name,
+        META_WORKLOAD: spec.workload,
+        META_NAMESPACE: spec.namespace,
+        META_SERVICE: spec.service_name,
         # ext_authz copies these into destination.labels; the mixer strips the identity keys back out.
-        "labels": {**labels, "WORKLOAD_NAME": spec.workload, "NAMESPACE": spec.namespace},
+        META_LABELS: {**labels, META_WORKLOAD: spec.workload, META_NAMESPACE: spec.namespace},
     }
     if spec.service_account:
-        metadata["SERVICE_ACCOUNT"] = spec.service_account
+        metadata[META_SERVICE_ACCOUNT] = spec.service_account
     clusters = [_static_cluster(MIXER_CLUSTER, spec.mixer_host, spec.mixer_port, http2=True)]
     clusters += [_static_cluster(f"inbound_{i.port}", i.app_host, i.app_port) for i in spec.inbound + spec.tcp_inbound]
     clusters += [

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from mixer.attributes import Bag, BagError, ValueType
-from mixer.frontdoors.envoy_attributes import PEER_NAMESPACE_HEADER, PEER_WORKLOAD_HEADER, value_from_text
+from mixer.attributes import Bag, BagError, ValueType, value_from_text
+from mixer.envoy_attributes.names import PEER_NAMESPACE_HEADER, PEER_WORKLOAD_HEADER
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _ZERO_TRACE = bytes(16)

@@ -52,7 +52,7 @@ class Runtime:
         registry: AdapterRegistry | None = None,
     ) -> Runtime:
         runtime = cls(metrics, registry)
-        await runtime.apply(load_config(paths, runtime.registry))
+        await runtime.reload(paths)
         return runtime
 
     @property
@@ -70,9 +70,12 @@ class Runtime:
         return self._snapshot is not None
 
     async def reload(self, paths: Iterable[str | Path]) -> None:
-        """Load config from ``paths`` and apply it; on ConfigError the current snapshot stays."""
+        """Load config from ``paths`` and apply it; on any error the current snapshot stays.
+
+        Parsing and compiling run in a thread: a large config must not stall checks on the loop.
+        """
         try:
-            config = load_config(paths, self.registry)
+            config = await asyncio.to_thread(load_config, list(paths), self.registry)
         except Exception:
             self.metrics.config_loads.labels("error").inc()
             raise
@@ -82,7 +85,11 @@ class Runtime:
         """Build a snapshot off the hot path, start its new handlers, swap, then retire old ones."""
         async with self._lock:
             old = self._snapshot
-            snapshot = build_snapshot(config, self.metrics, old.slots if old else None)
+            try:
+                snapshot = build_snapshot(config, self.metrics, old.slots if old else None)
+            except Exception:
+                self.metrics.config_loads.labels("error").inc()
+                raise
             fresh = [slot for slot in snapshot.slots.values() if not slot.started]
             try:
                 for slot in fresh:

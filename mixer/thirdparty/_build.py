@@ -30,6 +30,10 @@ CONTRIB = "github.com/open-telemetry/opentelemetry-collector-contrib"
 CORE = "go.opentelemetry.io/collector"
 
 
+# run(step, command, cwd): one build step; raises BuildError naming the step when it fails.
+StepRunner = Callable[[str, Sequence[str], Path], None]
+
+
 class BuildError(RuntimeError):
     """A build step failed; the message names the program, the step, the command and its output."""
 
@@ -40,7 +44,7 @@ class Program:
     version: str
     binary: str  # file name inside the program's folder
     summary: str
-    build: Callable[[Program, Path, Callable[[str, Sequence[str], Path], None]], None]
+    build: Callable[[Program, Path, StepRunner], None]  # (program, scratch folder, run); binary into scratch/out
 
     @property
     def folder_name(self) -> str:
@@ -74,6 +78,8 @@ def ensure(name: str, log: TextIO | None = sys.stderr) -> Path:
         final = root / program.folder_name
         if final.exists():  # a folder without its binary: not ours to trust
             shutil.rmtree(final)
+        for stale in root.glob(f".{program.folder_name}.build-*"):  # a killed build's; none runs (the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{program.folder_name}.build-", dir=root))
         started = time.monotonic()
         try:
@@ -105,7 +111,7 @@ def _say(log: TextIO | None, message: str) -> None:
         print(f"mixer.thirdparty: {message}", file=log, flush=True)
 
 
-def _runner(program: Program, scratch: Path, log: TextIO | None) -> Callable[[str, Sequence[str], Path], None]:
+def _runner(program: Program, scratch: Path, log: TextIO | None) -> StepRunner:
     go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.access(p, os.X_OK)), None)
     env = dict(os.environ)
     # Static binaries that need no C toolchain; a private GOPATH-less module mode build.
@@ -132,7 +138,7 @@ def _runner(program: Program, scratch: Path, log: TextIO | None) -> Callable[[st
     return run
 
 
-def _build_jaeger(program: Program, scratch: Path, run: Callable[[str, Sequence[str], Path], None]) -> None:
+def _build_jaeger(program: Program, scratch: Path, run: StepRunner) -> None:
     # Jaeger v2 is cmd/jaeger of the v1.x Go module (the Go module never took a /v2 path).
     package = "github.com/jaegertracing/jaeger/cmd/jaeger"
     module = scratch / "module"
@@ -163,7 +169,7 @@ connectors:
 """
 
 
-def _build_otelcol(program: Program, scratch: Path, run: Callable[[str, Sequence[str], Path], None]) -> None:
+def _build_otelcol(program: Program, scratch: Path, run: StepRunner) -> None:
     # The collector's own builder (ocb), at the same release as the components, writes main.go and
     # components.go for exactly these components and builds them.
     tools = scratch / "builder"

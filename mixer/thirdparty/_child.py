@@ -37,7 +37,7 @@ class ConfiguredChild:
 
     def start(self) -> None:
         self.config_path.write_text(self.config_text())
-        self._proc = processes.start([str(self.binary), f"--config={self.config_path}"], str(self.log_path))
+        self._proc = processes.start([str(self.binary), f"--config={self.config_path}"], self.log_path)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Every listener accepts (receivers start last, after exporters and extensions)."""

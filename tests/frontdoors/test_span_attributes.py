@@ -11,7 +11,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from mixer.attributes import BagError, default_manifest
-from mixer.frontdoors.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag
+from mixer.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag
 from mixer.frontdoors.span_attributes import otlp_span_bag, request_span, resource_base_bag
 from tests.frontdoors.test_envoy_attributes import _entries, _node_message
 

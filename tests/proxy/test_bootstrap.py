@@ -108,3 +108,15 @@ def test_outbound_parsing() -> None:
     assert parse_outbound("ratings.shop=15001:127.0.0.1:9080") == Outbound("ratings.shop", 15001, "127.0.0.1", 9080)
     with pytest.raises(ValueError, match="--outbound"):
         parse_outbound("ratings=15001")
+
+
+def test_generator_loads_no_grpc_or_protobuf() -> None:
+    # proxy/ takes its header and metadata names from mixer.envoy_attributes.names; that must stay
+    # cheap to import (the sidecar CLI never speaks gRPC itself).
+    probe = (
+        "import sys, proxy.bootstrap, mixer.envoy_attributes\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'envoy') "
+        "or m.startswith('google.protobuf')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

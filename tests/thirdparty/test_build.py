@@ -5,15 +5,15 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from mixer.thirdparty import _build
-from mixer.thirdparty._build import BuildError, Program, cached, ensure
+from mixer.thirdparty._build import BuildError, Program, StepRunner, cached, ensure
 
-Run = Callable[[str, Sequence[str], Path], None]
+Run = StepRunner
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +67,16 @@ def test_a_failing_step_is_named_and_leaves_nothing_usable(monkeypatch: pytest.M
     assert "main.go:3: undefined: foo" in message
     assert cached("tool") is None
     assert [p.name for p in private_cache.iterdir()] == [".tool-1.0.lock"]
+
+
+def test_a_killed_builds_leftovers_are_removed_by_the_next(monkeypatch: pytest.MonkeyPatch, private_cache: Path) -> None:
+    register(monkeypatch, shell_script("echo hi"))
+    leftover = private_cache / ".tool-1.0.build-killed"
+    (leftover / "out").mkdir(parents=True)
+    (leftover / "out" / "tool").write_text("half")
+    ensure("tool", None)
+    assert not leftover.exists()
+    assert sorted(p.name for p in private_cache.iterdir()) == [".tool-1.0.lock", "tool-1.0"]
 
 
 def test_concurrent_builds_build_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from google.protobuf import json_format
 
 from mixer.attributes import default_manifest
 from mixer.config import DEFAULT_CONFIG_DIR, compile_config
-from mixer.frontdoors.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
+from mixer.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
 from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime
 
