@@ -81,6 +81,9 @@ def _add_grpc_arguments(serve: argparse.ArgumentParser) -> None:
                        help="believe x-mixer-workload/-namespace request headers about the caller (spoofable)")
     serve.add_argument("--authz-quota", action="append", default=[], metavar="INSTANCE",
                        help="quota instance every ext_authz Check allocates (amount 1)")
+    serve.add_argument("--check-http-port", type=int, default=0, metavar="PORT",
+                       help="also answer Envoy's ext_authz over plain HTTP (http_service) on --grpc-host:PORT, "
+                            "the cheaper round trip (default 0: off)")
     serve.add_argument("--workers", type=int, default=1, help="serving processes sharing the ports (SO_REUSEPORT)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
@@ -101,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
         trust_peer_headers=args.trust_peer_headers,
         authz_quotas=tuple(args.authz_quota),
         reuse_port=args.reuse_port,
+        check_http_port=args.check_http_port,
     ) if args.grpc else None
     options = ServeOptions(
         config=args.config or [str(DEFAULT_CONFIG_DIR)],

@@ -12,7 +12,7 @@ from mixer.envoy_attributes.identity import (
     add_peer_from_headers,
     add_peer_principal,
 )
-from mixer.envoy_attributes.names import QUOTAS_KEY
+from mixer.envoy_attributes.names import PEER_WORKLOAD_HEADER, QUOTAS_KEY
 from mixer.envoy_attributes.values import (
     add_socket_address,
     add_typed_entries,
@@ -80,6 +80,58 @@ def check_request_bag(
         if names := extensions.get(QUOTAS_KEY):
             quotas = quota_names(names)
     return bag, quotas
+
+
+# Attributes of a Check that only a request header can set (with ``trust_peer_headers``): nothing
+# else in ``check_request_bag`` writes them, so a proxy testing the header tests the attribute.
+HEADER_ONLY_ATTRIBUTES = {"source.workload.name": PEER_WORKLOAD_HEADER, "source.name": PEER_WORKLOAD_HEADER}
+
+
+def inbound_check_facts(
+    labels: Mapping[str, str], extensions: Mapping[str, str], manifest: Mapping[str, ValueType]
+) -> Bag:
+    """The attributes every Check from one inbound listener carries whatever the request: what
+    ``check_request_bag`` takes from the checking sidecar's bootstrap (its metadata labels, the
+    listener's context extensions). Kept next to it so the two cannot drift apart; anything else
+    (the caller, the request, the connection) is left out, i.e. unknown in advance."""
+    facts: Bag = {"context.reporter.kind": "inbound"}
+    if labels:
+        add_destination_from_labels(dict(labels), facts)
+    add_typed_entries(extensions, manifest, facts)  # applied last in check_request_bag too
+    return facts
+
+
+def http_check_bag(
+    method: str, path: str, headers: Mapping[str, str], facts: Bag, options: MappingOptions
+) -> Bag:
+    """An ext_authz HTTP-service authorization request (Envoy forwards the original request's method,
+    path and headers) as a bag, on top of the listener's fixed ``facts`` (``inbound_check_facts``).
+
+    Compared with the gRPC CheckRequest it carries no addresses, times, certificates or TLS data:
+    rules on those never see them on this transport.
+    """
+    bag: Bag = dict(facts)
+    if method:
+        bag["request.method"] = method
+    if path:
+        bag["request.path"] = path
+        url_path, _, query = path.partition("?")
+        bag["request.url_path"] = url_path
+        if query:
+            bag["request.query_params"] = _query_params(query)
+    if host := headers.get("host"):
+        bag["request.host"] = host
+    bag["request.headers"] = dict(headers)
+    if request_id := headers.get("x-request-id"):
+        bag["request.id"] = request_id
+    if agent := headers.get("user-agent"):
+        bag["request.useragent"] = agent
+    if referer := headers.get("referer"):
+        bag["request.referer"] = referer
+    bag["context.protocol"] = protocol_from_headers(headers)
+    if options.trust_peer_headers:
+        add_peer_from_headers(headers, "source", bag)  # never overrides the fixed facts
+    return bag
 
 
 def _query_params(query: str) -> dict[str, str]:

@@ -29,3 +29,16 @@ META_LABELS = "labels"
 # Identity keys the generator also puts among the labels (ext_authz sends only labels); they are
 # taken back out before the labels become ``destination.labels``.
 IDENTITY_LABELS = frozenset({META_WORKLOAD, META_NAMESPACE, META_SERVICE, META_SERVICE_ACCOUNT})
+
+# Served policy (``mixer sidecar --policy-discovery``): the inbound HTTP filters whose config the mixer
+# serves over Envoy's extension config discovery (ECDS), by these resource (filter) names.
+AUTHZ_FILTER = "mixer.authz"  # ext_authz: the sidecar's own config, switched off where no rule can fire
+RBAC_FILTER = "mixer.rbac"  # Envoy's RBAC filter: the deny rules the proxy can enforce by itself
+# Node metadata key under which such a sidecar states its ext_authz config ("authz", served back as is
+# or switched off) and its inbound context extensions ("check_extensions", fixed attributes of a Check).
+META_POLICY = "MIXER_POLICY"
+
+# ext_authz over HTTP (``mixer sidecar --check-http-port``): the header the sidecar adds to each
+# authorization request with its fixed Check inputs, JSON {"labels": {...}, "extensions": {...}}.
+# Envoy sets it itself (overriding any client header of that name).
+CHECK_CONTEXT_HEADER = "x-mixer-check-context"

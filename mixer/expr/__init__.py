@@ -32,12 +32,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._checker import check
-from ._compiler import compile_tree
-from ._errors import CompileError, EvaluationError, ExpressionError
+from ._compiler import AttributeEquality, Conjunct, compile_conjuncts, compile_tree
+from ._errors import CompileError, EvaluationError, ExpressionError, UnknownValue
 from ._parser import parse
 from ..attributes import ValueType
 
-__all__ = ["compile_expression", "Expression", "ExpressionError", "EvaluationError"]
+__all__ = [
+    "AttributeEquality",
+    "Conjunct",
+    "compile_expression",
+    "Expression",
+    "ExpressionError",
+    "EvaluationError",
+    "UnknownValue",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,27 @@ class Expression:
     evaluate: Callable[[Mapping[str, Any]], Any] = field(repr=False, compare=False)
     attributes: frozenset[str]
     constant: bool  # references no attribute: evaluate() returns the same value for any bag
+    # The top-level ``&&`` operands, compiled apart, for decide(); empty: decide() uses evaluate.
+    conjuncts: tuple[Conjunct, ...] = field(default=(), repr=False, compare=False)
+
+    def decide(self, facts: Mapping[str, Any]) -> bool | None:
+        """Whether this BOOL expression holds for every bag that agrees with ``facts``.
+
+        ``facts`` raises UnknownValue for each attribute not fixed in advance (``__getitem__``,
+        ``get`` and ``in`` alike). True: it holds for every such bag; False: it holds for none (false
+        or failing, so a rule with it never fires); None: it depends on the unknown attributes. The
+        ``&&`` chain is decided operand by operand, so ``unknown && false`` is False.
+        """
+        unknown = False
+        for evaluate in [c.evaluate for c in self.conjuncts] or [self.evaluate]:
+            try:
+                if not evaluate(facts):
+                    return False
+            except UnknownValue:
+                unknown = True
+            except EvaluationError:
+                return False  # failed on fixed values alone: fails for every such bag
+        return None if unknown else True
 
 
 def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expression:
@@ -63,7 +92,8 @@ def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expressi
         raise ExpressionError(exc.message, text, exc.position) from None
     except RecursionError:
         raise ExpressionError("expression is nested too deeply", text, 0) from None
-    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs)
+    conjuncts = compile_conjuncts(tree, text) if tree.type is ValueType.BOOL and tree.attrs else ()
+    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs, conjuncts)
 
 
 # A generated config chains hundreds of ``&&`` / ``+`` operands or nests hundreds of parentheses;

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from . import _functions as F
 from ._checker import flatten_default
-from ._errors import CompileError, EvaluationError, absent_attribute
+from ._errors import CompileError, EvaluationError, UnknownValue, absent_attribute
 from ._nodes import Attr, Binary, Call, Index, Literal, Node, Unary
 from ..attributes import ValueType
 from ..regex import RegexError, compile_regex
@@ -36,6 +37,57 @@ def compile_tree(node: Node, text: str) -> Fn:
     if _never_raises_oddly(node):
         return fn
     return _guard(fn, text)
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeEquality:
+    """A STRING test ``attr == "value"`` or ``(attr | "default") == "value"`` (either side order)."""
+
+    attribute: str
+    value: str
+    default: str | None  # None: no default, an absent attribute makes the test fail
+
+
+@dataclass(frozen=True, slots=True)
+class Conjunct:
+    """One operand of an expression's top-level ``&&`` chain: its closure, and its shape when it is
+    a plain equality (which a proxy can test by itself)."""
+
+    evaluate: Fn
+    equality: AttributeEquality | None
+
+
+def compile_conjuncts(node: Node, text: str) -> tuple[Conjunct, ...]:
+    """One evaluate closure per operand of the tree's top-level ``&&`` chain (the tree itself when
+    it is not a conjunction): the whole is true only when each is, and false as soon as one is false,
+    whatever the others would have raised."""
+    operands: list[Node] = []
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, Binary) and current.op == "&&":
+            pending += [current.right, current.left]  # popped left first: source order
+        else:
+            operands.append(current)
+    return tuple(Conjunct(compile_tree(operand, text), _equality(operand)) for operand in operands)
+
+
+def _equality(node: Node) -> AttributeEquality | None:
+    if not (isinstance(node, Binary) and node.op == "==" and node.left.type is ValueType.STRING):
+        return None
+    tested, literal = node.left, node.right
+    if isinstance(tested, Literal):
+        tested, literal = literal, tested
+    if not (isinstance(literal, Literal) and isinstance(literal.value, str)):
+        return None
+    operands = flatten_default(tested)
+    if not isinstance(operands[0], Attr):
+        return None
+    if len(operands) == 1:
+        return AttributeEquality(operands[0].name, literal.value, None)
+    if len(operands) == 2 and isinstance(operands[1], Literal) and isinstance(operands[1].value, str):
+        return AttributeEquality(operands[0].name, literal.value, operands[1].value)
+    return None
 
 
 def _never_raises_oddly(node: Node) -> bool:
@@ -57,7 +109,7 @@ def _guard(fn: Fn, text: str) -> Fn:
     def evaluate(bag: Mapping[str, Any]) -> Any:
         try:
             return fn(bag)
-        except EvaluationError:
+        except (EvaluationError, UnknownValue):
             raise
         except Exception as exc:
             raise EvaluationError(f"evaluating {text!r} failed: {type(exc).__name__}: {exc}") from exc

@@ -47,6 +47,15 @@ def absent_attribute(name: str) -> AbsentError:
 
 
 
+class UnknownValue(Exception):
+    """Raised by a caller's Mapping for an attribute it cannot know yet, to evaluate a rule against
+    only what is fixed in advance (a sidecar's own identity): ``Expression.decide``.
+
+    Deliberately not an EvaluationError: no closure may mistake it for absence and fall back to a
+    ``|`` default, and the exception guard lets it through unchanged.
+    """
+
+
 class CompileError(Exception):
     """Raised inside the parser/checker with a position; turned into ExpressionError at the API."""
 

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from mixer.attributes import AttributeManifest, Bag
 from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
 from mixer.runtime._dispatch import CheckResponse, ErrorLog, QuotaVerdict, check, combine, report
+from mixer.runtime._reach import Denial, ListenerPolicy, StaticFacts, listener_policy
 from mixer.runtime._snapshot import HandlerSlot, Snapshot, build_snapshot
 from mixer.sdk import QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
-__all__ = ["CheckResponse", "QuotaVerdict", "Runtime", "Snapshot", "combine"]
+__all__ = [
+    "CheckResponse",
+    "Denial",
+    "ListenerPolicy",
+    "QuotaVerdict",
+    "Runtime",
+    "Snapshot",
+    "StaticFacts",
+    "combine",
+    "listener_policy",
+]
 
 _DRAIN_TIMEOUT = 10.0
 # The one report batching knob: a report is dispatched in slices of at most this many bags (each
@@ -43,6 +54,7 @@ class Runtime:
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
+        self._on_swap: list[Callable[[Snapshot], None]] = []
 
     @classmethod
     async def load(
@@ -101,11 +113,22 @@ class Runtime:
                 raise
             self._snapshot = snapshot
             self.metrics.config_loads.labels("ok").inc()
+            for callback in list(self._on_swap):
+                try:
+                    callback(snapshot)
+                except Exception:  # a subscriber's bug must not undo a swap that happened
+                    self.logger.exception("a config swap subscriber failed")
             if old is not None:
                 retired = [s for name, s in old.slots.items() if snapshot.slots.get(name) is not s]
                 task = asyncio.get_running_loop().create_task(self._retire(old, retired))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        """Call ``callback(snapshot)`` on the loop after each swap (e.g. to push served policy);
+        returns the function that unsubscribes it."""
+        self._on_swap.append(callback)
+        return lambda: self._on_swap.remove(callback) if callback in self._on_swap else None
 
     async def _retire(self, old: Snapshot, retired: Sequence[HandlerSlot]) -> None:
         if old.inflight:

@@ -445,7 +445,8 @@ def test_expression_table(case: tuple[str, dict[str, Any], ValueType | None, Any
 
 def test_public_api_surface() -> None:
     assert sorted(expr_module.__all__) == sorted(
-        ["compile_expression", "Expression", "ExpressionError", "EvaluationError"])
+        ["AttributeEquality", "Conjunct", "compile_expression", "Expression", "ExpressionError",
+         "EvaluationError", "UnknownValue"])
     assert issubclass(ExpressionError, ValueError)
     assert not issubclass(EvaluationError, ExpressionError)
 
