@@ -27,6 +27,7 @@ FRONT_DOOR = "otlp"
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 PROTOBUF = "application/x-protobuf"
 _INVALID_ARGUMENT = 3  # google.rpc.Code
+_NAMED_REJECTIONS = 20  # a request of many bad spans gets a bounded answer; all of them are counted
 
 
 class OtlpTraceFrontDoor(FrontDoor):
@@ -72,9 +73,11 @@ class OtlpTraceFrontDoor(FrontDoor):
         build = functools.partial(_bag, manifest=runtime.manifest, trust_peer_headers=self._trust_peer_headers)
         outcome = await report_each(runtime, items, build, FRONT_DOOR)
         response = trace_service_pb2.ExportTraceServiceResponse()
-        if outcome.rejected:
-            response.partial_success.rejected_spans = len(outcome.rejected)
-            response.partial_success.error_message = "; ".join(f"span {r.index}: {r.error}" for r in outcome.rejected)
+        if rejected := outcome.rejected:
+            response.partial_success.rejected_spans = len(rejected)
+            named = "; ".join(f"span {r.index}: {r.error}" for r in rejected[:_NAMED_REJECTIONS])
+            more = len(rejected) - _NAMED_REJECTIONS
+            response.partial_success.error_message = named + (f"; and {more} more" if more > 0 else "")
             log.debug("%s: %s", FRONT_DOOR, response.partial_success.error_message)
         return bytes(response.SerializeToString())
 

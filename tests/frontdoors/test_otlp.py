@@ -221,3 +221,14 @@ async def test_malformed_requests_are_refused_whole_and_the_door_keeps_serving(m
             assert reply.status == 200
     assert mixer.rejected() == 2
     assert len(mixer.spans()) == 1
+
+
+async def test_many_bad_spans_get_a_bounded_answer_and_are_all_counted(mixer: Mixer) -> None:
+    request = _request(*(_span(trace_id=b"\x01" * 4) for _ in range(30)))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{mixer.grpc_port}") as channel:
+        raw = await channel.unary_unary(EXPORT)(request.SerializeToString())
+    answer = trace_service_pb2.ExportTraceServiceResponse.FromString(raw).partial_success
+    assert answer.rejected_spans == 30
+    assert answer.error_message.count("attribute 'span.trace_id'") == 20
+    assert answer.error_message.endswith("; and 10 more")
+    assert mixer.rejected() == 30 and not mixer.spans()
