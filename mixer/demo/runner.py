@@ -102,8 +102,14 @@ class Demo:
         return {"projectId": options.stackdriver_project, "endpoint": self.stackdriver_endpoint, "insecure": insecure}
 
     def start(self) -> None:
+        jaeger = cached("jaeger") if self.options.jaeger else None
+        if jaeger:  # first: the mixer's otlp handler sends the mesh's spans to it
+            self.jaeger = JaegerServer(jaeger, self.workdir / "jaeger", query_port=self.jaeger_port)
+            self.jaeger.start()
+            self.jaeger.wait_ready()
         config = write_config(self.workdir / "config", f"127.0.0.1:{self.metrics_port}",
-                              stackdriver=self._stackdriver_params())
+                              stackdriver=self._stackdriver_params(),
+                              otlp_endpoint=self.jaeger.otlp_grpc_endpoint if self.jaeger else "")
         self.mixer = processes.start(
             [sys.executable, "-m", "mixer.cli", "serve", "--config", str(config),
              "--port", str(self.http_port), "--grpc-port", str(self.grpc_port),
@@ -121,11 +127,6 @@ class Demo:
             self.prometheus = prometheus.PrometheusServer(text, self.prometheus_port, self.workdir / "prometheus")
             self.prometheus.start()
             self.prometheus.wait_ready()
-        jaeger = cached("jaeger") if self.options.jaeger else None
-        if jaeger:
-            self.jaeger = JaegerServer(jaeger, self.workdir / "jaeger", query_port=self.jaeger_port)
-            self.jaeger.start()
-            self.jaeger.wait_ready()
 
     def pids(self) -> list[int]:
         """Every child process this demo started."""
