@@ -207,6 +207,12 @@ def _guarded_http(
             # Also what keeps a web page from posting here: a browser sends application/json
             # cross-origin only after a CORS preflight, which this server never grants.
             _count(runtime, front_door, BadRequest("unsupported content type"))
+            length = request.content_length
+            if length is not None and length <= limits.max_body_bytes:
+                # Read and discard a body within the limit (in chunks: nothing buffered), so the
+                # client sees the 415 instead of a connection closed while it is still sending.
+                async for _chunk in request.content.iter_chunked(64 * 1024):
+                    pass
             return json_response(
                 {"error": f"Content-Type must be {route.content_type}, got {request.content_type or 'none'}"}, 415
             )
