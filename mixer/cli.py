@@ -73,6 +73,25 @@ def _add_grpc_arguments(serve: argparse.ArgumentParser) -> None:
                        help="quota instance every ext_authz Check allocates (amount 1)")
     serve.add_argument("--workers", type=int, default=1, help="serving processes sharing the ports (SO_REUSEPORT)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    _add_kafka_arguments(serve)
+
+
+def _add_kafka_arguments(serve: argparse.ArgumentParser) -> None:
+    from mixer.kafka import KafkaOptions, Mode
+
+    defaults = KafkaOptions()
+    serve.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.LOCAL.value,
+                       help="local: dispatch reports here (default); frontdoor: publish accepted reports to "
+                            "Kafka and answer checks here; worker: consume reports from Kafka and dispatch them")
+    serve.add_argument("--kafka-bootstrap", default=defaults.bootstrap,
+                       help=f"Kafka bootstrap servers, host:port[,host:port] (default {defaults.bootstrap})")
+    serve.add_argument("--kafka-topic", default=defaults.topic, help=f"report topic (default {defaults.topic})")
+    serve.add_argument("--kafka-dead-letter-topic", default=defaults.dead_letter_topic,
+                       help=f"where workers put messages they cannot decode (default {defaults.dead_letter_topic})")
+    serve.add_argument("--kafka-group", default=defaults.group,
+                       help=f"the workers' consumer group (default {defaults.group})")
+    serve.add_argument("--kafka-session-timeout", type=float, default=defaults.session_timeout,
+                       help=f"seconds before a silent worker's partitions move (default {defaults.session_timeout:g})")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -83,6 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         return run_workers(args.argv, args.workers)
     from mixer.frontdoors import FrontDoorOptions
+    from mixer.kafka import KafkaOptions, Mode
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     grpc = FrontDoorOptions(
@@ -99,6 +119,15 @@ def _serve(args: argparse.Namespace) -> int:
         watch_interval=args.watch_interval,
         reuse_port=args.reuse_port,
         grpc=grpc,
+        mode=Mode(args.mode),
+        kafka=KafkaOptions(
+            bootstrap=args.kafka_bootstrap,
+            topic=args.kafka_topic,
+            dead_letter_topic=args.kafka_dead_letter_topic,
+            group=args.kafka_group,
+            session_timeout=args.kafka_session_timeout,
+            heartbeat_interval=min(KafkaOptions().heartbeat_interval, args.kafka_session_timeout / 3),
+        ),
     )
     try:
         asyncio.run(serve(options))

@@ -1,7 +1,7 @@
 """The two shared listeners the front doors mount on: one grpc.aio server and one aiohttp server.
 
 Each turns a door's ``BadRequest`` into its protocol's answer (INVALID_ARGUMENT / HTTP 400) and
-counts it, so a door's code only raises.
+counts it, and ``Unavailable`` into UNAVAILABLE / HTTP 503, so a door's code only raises.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpHandler, RuntimeLike, log
-from mixer.frontdoors.intake import BadRequest
+from mixer.frontdoors.intake import BadRequest, Unavailable
 
 # Large enough for Envoy's ALS batches, small enough to bound what one message can cost.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -32,6 +32,9 @@ def _guarded_grpc(call: GrpcCall, runtime: RuntimeLike, front_door: str) -> Grpc
         except BadRequest as exc:
             _count(runtime, front_door, exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise AssertionError("grpc.aio's abort always raises") from None
+        except Unavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             raise AssertionError("grpc.aio's abort always raises") from None
 
     return guarded
@@ -111,6 +114,8 @@ def _guarded_http(handler: HttpHandler, runtime: RuntimeLike, front_door: str) -
         except BadRequest as exc:
             _count(runtime, front_door, exc)
             return json_response({**exc.details, "error": str(exc)}, 400)
+        except Unavailable as exc:
+            return json_response({"error": str(exc)}, 503)
 
     return guarded
 

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from mixer.config import ConfigError
-from mixer.frontdoors import FrontDoorOptions, GrpcListener, HttpListener, standard_doors
+from mixer.frontdoors import FrontDoor, FrontDoorOptions, GrpcListener, HttpListener, RuntimeLike, standard_doors
+from mixer.kafka import KafkaOptions, KafkaPublisher, KafkaWorker, Mode, PublishingRuntime
 from mixer.runtime import Runtime
 
 __all__ = ["ServeOptions", "serve"]
@@ -27,6 +28,8 @@ class ServeOptions:
     watch_interval: float = 2.0  # seconds between config change checks; 0 disables
     reuse_port: bool = False
     grpc: FrontDoorOptions | None = None  # the gRPC listener (ext_authz, ALS, RLS, native); None: off
+    mode: Mode = Mode.LOCAL  # local dispatch, or Kafka between front doors and workers
+    kafka: KafkaOptions = field(default_factory=KafkaOptions)
 
 
 class _Part(Protocol):
@@ -73,11 +76,19 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
     """Load config, start every front door and listener, run until ``stop`` or a signal."""
     runtime = await Runtime.load(options.config)
     door_options = options.grpc or FrontDoorOptions()
-    doors = standard_doors(runtime, door_options)
-    parts: list[_Part] = [*doors]
+    parts: list[_Part] = []
+    doors_runtime: RuntimeLike = runtime
+    if options.mode is Mode.FRONTDOOR:
+        publisher = KafkaPublisher(options.kafka, runtime.metrics)
+        parts.append(publisher)  # started before the listeners, stopped after them
+        doors_runtime = PublishingRuntime(runtime, publisher)
+    doors: list[FrontDoor] = standard_doors(doors_runtime, door_options)
+    if options.mode is Mode.WORKER:
+        doors.append(KafkaWorker(runtime, options.kafka))
+    parts += doors
     if options.grpc is not None:
-        parts.append(GrpcListener(runtime, doors, options.grpc))
-    parts.append(HttpListener(runtime, doors, options.host, options.port, options.reuse_port))
+        parts.append(GrpcListener(doors_runtime, doors, options.grpc))
+    parts.append(HttpListener(doors_runtime, doors, options.host, options.port, options.reuse_port))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

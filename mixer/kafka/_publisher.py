@@ -1,0 +1,164 @@
+"""The front-door mode: accepted report batches go to a Kafka topic instead of the local handlers.
+
+Bags are grouped by destination workload (the message key), so one series is always aggregated by
+the one worker that owns its partition. The producer is idempotent with ``acks=all``, and a report
+is answered only once every message of it is acknowledged: an answer of success means the bags are
+in the topic. What cannot be published (broker down, timeout, the in-flight byte budget spent) is
+answered as ``Unavailable`` (HTTP 503 / gRPC UNAVAILABLE) and counted, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from mixer.attributes import Bag, ValueType
+from mixer.frontdoors.intake import Unavailable
+from mixer.kafka._codec import FORMAT, FORMAT_HEADER, encode_bags
+from mixer.kafka._options import KafkaOptions
+from mixer.sdk import QuotaArgs
+from mixer.selfmetrics import SelfMetrics
+
+if TYPE_CHECKING:
+    from mixer.runtime import CheckResponse, Runtime
+
+log = logging.getLogger("mixer.kafka")
+
+_HEADERS = [(FORMAT_HEADER, FORMAT)]
+
+
+def partition_key(bag: Bag) -> bytes:
+    """The destination workload (namespace/name): every bag of one series lands on one partition."""
+    namespace = bag.get("destination.workload.namespace", "")
+    name = bag.get("destination.workload.name", "")
+    return f"{namespace}/{name}".encode()
+
+
+def group_by_key(bags: Sequence[Bag]) -> dict[bytes, list[Bag]]:
+    groups: dict[bytes, list[Bag]] = {}
+    for bag in bags:
+        key = partition_key(bag)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [bag]
+        else:
+            group.append(bag)
+    return groups
+
+
+class KafkaPublisher:
+    """An idempotent producer with a bounded in-flight byte budget; ``publish`` returns once acknowledged."""
+
+    def __init__(self, options: KafkaOptions, metrics: SelfMetrics) -> None:
+        self.options = options
+        self.metrics = metrics
+        self._producer: AIOKafkaProducer | None = None
+        self._inflight = 0
+        self._published = metrics.kafka_published.labels(options.topic)
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        opts = self.options
+        producer = AIOKafkaProducer(
+            bootstrap_servers=opts.bootstrap,
+            client_id=f"{opts.client_id}-frontdoor",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=int(opts.linger * 1000),
+            request_timeout_ms=int(opts.publish_timeout * 1000),
+            max_batch_size=1024 * 1024,
+            max_request_size=4 * 1024 * 1024,
+        )
+        await producer.start()
+        self._producer = producer
+        log.info("front door publishing reports to %s on %s", opts.topic, opts.bootstrap)
+
+    async def stop(self) -> None:
+        """Send what is buffered, then close; safe twice and without start."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def publish(self, bags: Sequence[Bag]) -> None:
+        """Publish one batch; ``Unavailable`` when any of it was not acknowledged."""
+        producer = self._producer
+        topic = self.options.topic
+        if producer is None:
+            self._failed(len(bags), "not_started")
+            raise Unavailable("the Kafka publisher is not running")
+        messages = [(key, encode_bags(group), len(group)) for key, group in group_by_key(bags).items()]
+        size = sum(len(value) for _, value, _ in messages)
+        if self._inflight + size > self.options.max_inflight_bytes and self._inflight:
+            self._failed(len(bags), "overloaded")
+            raise Unavailable(f"Kafka publisher over its in-flight budget ({self.options.max_inflight_bytes} bytes)")
+        self._inflight += size
+        self.metrics.kafka_inflight_bytes.set(self._inflight)
+        try:
+            async with asyncio.timeout(self.options.publish_timeout):
+                pending = [
+                    await producer.send(topic, value, key=key, headers=_HEADERS) for key, value, _ in messages
+                ]
+                results = await asyncio.gather(*pending, return_exceptions=True)
+        except (KafkaError, TimeoutError) as exc:
+            self._failed(len(bags), "timeout" if isinstance(exc, TimeoutError) else "broker_error")
+            raise Unavailable(f"could not publish to Kafka topic {topic}: {_describe(exc)}") from None
+        finally:
+            self._inflight -= size
+            self.metrics.kafka_inflight_bytes.set(self._inflight)
+        lost = sum(count for (_, _, count), result in zip(messages, results) if isinstance(result, BaseException))
+        self._published.inc(len(bags) - lost)
+        if lost:
+            first = next(r for r in results if isinstance(r, BaseException))
+            self._failed(lost, "broker_error")
+            raise Unavailable(f"{lost} of {len(bags)} bags not published to Kafka topic {topic}: {_describe(first)}")
+
+    def _failed(self, count: int, reason: str) -> None:
+        self.metrics.kafka_publish_failures.labels(self.options.topic, reason).inc(count)
+        log.warning("could not publish %d bags to %s (%s)", count, self.options.topic, reason)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class PublishingRuntime:
+    """The runtime as the front doors see it in front-door mode: checks here, reports to Kafka.
+
+    Everything but ``submit`` is the local runtime's (config, manifest, self metrics, checks).
+    """
+
+    def __init__(self, runtime: Runtime, publisher: KafkaPublisher) -> None:
+        self._runtime = runtime
+        self._publisher = publisher
+
+    @property
+    def manifest(self) -> Mapping[str, ValueType]:
+        return self._runtime.manifest
+
+    @property
+    def metrics(self) -> SelfMetrics:
+        return self._runtime.metrics
+
+    @property
+    def ready(self) -> bool:
+        return self._runtime.ready and self._publisher.started
+
+    @property
+    def batch_size(self) -> int:
+        return self._runtime.batch_size
+
+    async def submit(self, bags: Sequence[Bag], front_door: str) -> int:
+        self._runtime.metrics.reports.labels(front_door).inc(len(bags))
+        await self._publisher.publish(bags)
+        return 0  # instances are built by the workers
+
+    async def check(self, bag: Bag, quotas: Mapping[str, QuotaArgs], front_door: str) -> CheckResponse:
+        return await self._runtime.check(bag, quotas, front_door)
