@@ -170,8 +170,10 @@ class KafkaBroker:
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
-    def _java(self, main: str, *args: str) -> list[str]:
-        return ["java", f"-Xmx{self.heap}", f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+    def _java(self, main: str, *args: str, quick: bool = False) -> list[str]:
+        # a one-shot tool starts in half the time with only the first JIT tier
+        tuning = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"] if quick else []
+        return ["java", f"-Xmx{self.heap}", *tuning, f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
                 "-cp", f"{self.libs}/*", main, *args]
 
     def start(self) -> None:
@@ -181,7 +183,8 @@ class KafkaBroker:
         (self.workdir / "log4j2.properties").write_text(_LOG4J)
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", f"--config={config}",
+                       quick=True),
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
         )
         if fmt.returncode != 0:

@@ -13,6 +13,7 @@ destination workload.
 
 from __future__ import annotations
 
+from mixer.kafka._clients import stop_producer
 from mixer.kafka._codec import FORMAT, FORMAT_HEADER, UndecodableMessage, decode_bags, encode_bags
 from mixer.kafka._options import KafkaOptions, Mode
 from mixer.kafka._publisher import KafkaPublisher, PublishingRuntime, partition_key
@@ -30,4 +31,5 @@ __all__ = [
     "decode_bags",
     "encode_bags",
     "partition_key",
+    "stop_producer",
 ]

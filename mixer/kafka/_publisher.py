@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from mixer.attributes import Bag, ValueType
 from mixer.frontdoors.intake import Unavailable
+from mixer.kafka._clients import stop_producer
 from mixer.kafka._codec import FORMAT, FORMAT_HEADER, encode_bags
 from mixer.kafka._options import KafkaOptions
 from mixer.sdk import QuotaArgs
@@ -85,7 +86,7 @@ class KafkaPublisher:
         """Send what is buffered, then close; safe twice and without start."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            await stop_producer(producer, self.options.publish_timeout)
 
     async def publish(self, bags: Sequence[Bag]) -> None:
         """Publish one batch; ``Unavailable`` when any of it was not acknowledged."""

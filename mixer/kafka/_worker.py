@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from mixer.frontdoors.base import FrontDoor
+from mixer.kafka._clients import stop_producer
 from mixer.kafka._codec import FORMAT, FORMAT_HEADER, UndecodableMessage, decode_bags
 from mixer.kafka._options import KafkaOptions
 from mixer.push import PushHandler, QUEUE_FULL, RETRIES_EXHAUSTED, SHUTDOWN
@@ -115,7 +116,7 @@ class KafkaWorker(FrontDoor):
             await consumer.stop()
         producer, self._dead_letters = self._dead_letters, None
         if producer is not None:
-            await producer.stop()
+            await stop_producer(producer, self.options.publish_timeout)
 
     async def _run(self) -> None:
         consumer = self._consumer
