@@ -56,7 +56,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _dumps(record: dict[str, Any]) -> bytes:
-    return orjson.dumps(record, default=_json_default, option=orjson.OPT_UTC_Z)
+    return orjson.dumps(record, default=_json_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
 
 
 class KafkaHandler(PushHandler[Message]):
