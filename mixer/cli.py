@@ -13,13 +13,16 @@ import orjson
 
 from mixer.attributes import BagError, bag_from_json, default_manifest, value_to_json
 from mixer.config import DEFAULT_CONFIG_DIR, ConfigError, load_config
+from mixer.registry import AdapterRegistry
 from mixer.expr import EvaluationError, ExpressionError, compile_expression
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, registry: AdapterRegistry | None = None) -> int:
+    """The command line; ``registry`` lets an embedding program serve adapters of its own."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
+    args.registry = registry
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
@@ -120,6 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
         reuse_port=args.reuse_port,
         grpc=grpc,
         mode=Mode(args.mode),
+        registry=args.registry,
         kafka=KafkaOptions(
             bootstrap=args.kafka_bootstrap,
             topic=args.kafka_topic,

@@ -60,6 +60,14 @@ class SelfMetrics:
             "mixer_kafka_commits", "Offset commits a worker made after its handlers accepted a batch", ["topic"],
             registry=r,
         )
+        self.kafka_committed = Counter(
+            "mixer_kafka_committed_bags", "Bags whose offsets a worker committed", ["topic"], registry=r,
+        )
+        self.kafka_commit_refusals = Counter(
+            "mixer_kafka_commit_refused_bags",
+            "Bags dispatched whose commit the group refused (partitions moved): read again by their new owner",
+            ["topic"], registry=r,
+        )
         self.kafka_redeliveries = Counter(
             "mixer_kafka_redeliveries", "Batches a worker read again because a handler did not accept them",
             ["topic"], registry=r,

@@ -72,6 +72,8 @@ class KafkaWorker(FrontDoor):
         self._consumed = metrics.kafka_consumed.labels(topic)
         self._commits = metrics.kafka_commits.labels(topic)
         self._redeliveries = metrics.kafka_redeliveries.labels(topic)
+        self._committed = metrics.kafka_committed.labels(topic)
+        self._commit_refusals = metrics.kafka_commit_refusals.labels(topic)
         self._lag_reported: set[TopicPartition] = set()
         self.batches = 0  # batches committed (tests and benchmarks wait on it)
 
@@ -149,12 +151,12 @@ class KafkaWorker(FrontDoor):
                         continue
                     runtime.report(bags, FRONT_DOOR)
                     consumed += len(bags)
+                    self._consumed.inc(len(bags))
                     await asyncio.sleep(0)  # let checks and heartbeats in between messages
             refused = await sent_by_every_push_handler(snapshot, drops_before)
         except KafkaError as exc:  # the dead-letter topic could not take a message
             log.warning("worker: dead-letter publish failed (%s); reading the batch again", exc)
             refused = ["dead letters"]
-        self._consumed.inc(consumed)
         if refused:
             self._redeliveries.inc()
             log.warning("worker: %s did not accept the batch; reading it again", ", ".join(refused))
@@ -165,10 +167,12 @@ class KafkaWorker(FrontDoor):
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
         try:
             await consumer.commit(offsets)
-        except CommitFailedError as exc:  # the partitions moved meanwhile; their new owner reads it again
+        except (CommitFailedError, KafkaError) as exc:  # the partitions moved meanwhile
+            self._commit_refusals.inc(consumed)
             log.warning("worker: commit refused (%s); the batch will be read again by the partitions' owner", exc)
             return
         self._commits.inc()
+        self._committed.inc(consumed)
         self.batches += 1
 
     @staticmethod

@@ -13,6 +13,7 @@ from typing import Protocol
 from mixer.config import ConfigError
 from mixer.frontdoors import FrontDoor, FrontDoorOptions, GrpcListener, HttpListener, RuntimeLike, standard_doors
 from mixer.kafka import KafkaOptions, KafkaPublisher, KafkaWorker, Mode, PublishingRuntime
+from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime
 
 __all__ = ["ServeOptions", "serve"]
@@ -30,6 +31,7 @@ class ServeOptions:
     grpc: FrontDoorOptions | None = None  # the gRPC listener (ext_authz, ALS, RLS, native); None: off
     mode: Mode = Mode.LOCAL  # local dispatch, or Kafka between front doors and workers
     kafka: KafkaOptions = field(default_factory=KafkaOptions)
+    registry: AdapterRegistry | None = None  # None: the installed adapters (embedding adds its own)
 
 
 class _Part(Protocol):
@@ -74,7 +76,7 @@ async def watch_config(runtime: Runtime, paths: Sequence[str], interval: float) 
 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
     """Load config, start every front door and listener, run until ``stop`` or a signal."""
-    runtime = await Runtime.load(options.config)
+    runtime = await Runtime.load(options.config, registry=options.registry)
     door_options = options.grpc or FrontDoorOptions()
     parts: list[_Part] = []
     doors_runtime: RuntimeLike = runtime
