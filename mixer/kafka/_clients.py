@@ -23,12 +23,8 @@ async def stop_producer(producer: AIOKafkaProducer, timeout: float) -> None:
             await producer.flush()
     except TimeoutError:
         log.warning("Kafka producer could not flush within %.1fs; failing what is left", timeout)
-        # no public way to give up on buffered batches; this is what the producer does on fatal errors
+        # No public way to give up on buffered batches: stop the sender (it would retry for as long as
+        # the broker is away), then fail what it held, as the producer itself does on a fatal error.
+        await producer._sender.close()  # noqa: SLF001
         producer._message_accumulator.fail_all(KafkaTimeoutError("producer stopped before delivery"))  # noqa: SLF001
-        try:
-            await producer.stop()
-        except Exception as exc:  # the sender trips over the batches failed under it; close the client anyway
-            log.debug("Kafka producer stopped with %r", exc)
-            await producer.client.close()
-        return
     await producer.stop()

@@ -1,7 +1,9 @@
 """The front-door mode: accepted report batches go to a Kafka topic instead of the local handlers.
 
-Bags are grouped by destination workload (the message key), so one series is always aggregated by
-the one worker that owns its partition. The producer is idempotent with ``acks=all``, and a report
+The partition key is the destination workload: each bag goes to the partition Kafka's own
+partitioner (murmur2 of the key, as a keyed message would) picks for it, so one series is always
+aggregated by the one worker that owns that partition. A report becomes one message per partition it
+touches (not one per workload: per-message costs dominate at small sizes). The producer is idempotent with ``acks=all``, and a report
 is answered only once every message of it is acknowledged: an answer of success means the bags are
 in the topic. What cannot be published (broker down, timeout, the in-flight byte budget spent) is
 answered as ``Unavailable`` (HTTP 503 / gRPC UNAVAILABLE) and counted, never dropped silently.
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 
 from mixer.attributes import Bag, ValueType
 from mixer.frontdoors.intake import Unavailable
@@ -40,16 +43,35 @@ def partition_key(bag: Bag) -> bytes:
     return f"{namespace}/{name}".encode()
 
 
-def group_by_key(bags: Sequence[Bag]) -> dict[bytes, list[Bag]]:
-    groups: dict[bytes, list[Bag]] = {}
-    for bag in bags:
-        key = partition_key(bag)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [bag]
-        else:
-            group.append(bag)
-    return groups
+_MAX_CACHED_KEYS = 100_000  # workloads whose partition is remembered (murmur2 is pure Python)
+
+
+class Partitioner:
+    """Destination workload -> partition, as Kafka's default partitioner maps a message key."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._of: dict[bytes, int] = {}
+
+    def group(self, bags: Sequence[Bag], partitions: int) -> dict[int, list[Bag]]:
+        if partitions != self._count:  # the topic grew: every key may move
+            self._of.clear()
+            self._count = partitions
+        of = self._of
+        groups: dict[int, list[Bag]] = {}
+        for bag in bags:
+            key = partition_key(bag)
+            partition = of.get(key)
+            if partition is None:
+                if len(of) >= _MAX_CACHED_KEYS:
+                    of.clear()
+                partition = of[key] = (murmur2(key) & 0x7FFFFFFF) % partitions
+            group = groups.get(partition)
+            if group is None:
+                groups[partition] = [bag]
+            else:
+                group.append(bag)
+        return groups
 
 
 class KafkaPublisher:
@@ -60,6 +82,7 @@ class KafkaPublisher:
         self.metrics = metrics
         self._producer: AIOKafkaProducer | None = None
         self._inflight = 0
+        self._partitioner = Partitioner()
         self._published = metrics.kafka_published.labels(options.topic)
 
     @property
@@ -95,7 +118,15 @@ class KafkaPublisher:
         if producer is None:
             self._failed(len(bags), "not_started")
             raise Unavailable("the Kafka publisher is not running")
-        messages = [(key, encode_bags(group), len(group)) for key, group in group_by_key(bags).items()]
+        try:
+            partitions = len(await producer.partitions_for(topic))
+        except KafkaError as exc:
+            self._failed(len(bags), "broker_error")
+            raise Unavailable(f"no metadata for Kafka topic {topic}: {_describe(exc)}") from None
+        messages = [
+            (partition, encode_bags(group), len(group))
+            for partition, group in self._partitioner.group(bags, partitions).items()
+        ]
         size = sum(len(value) for _, value, _ in messages)
         if self._inflight + size > self.options.max_inflight_bytes and self._inflight:
             self._failed(len(bags), "overloaded")
@@ -105,7 +136,8 @@ class KafkaPublisher:
         try:
             async with asyncio.timeout(self.options.publish_timeout):
                 pending = [
-                    await producer.send(topic, value, key=key, headers=_HEADERS) for key, value, _ in messages
+                    await producer.send(topic, value, partition=partition, headers=_HEADERS)
+                    for partition, value, _ in messages
                 ]
                 results = await asyncio.gather(*pending, return_exceptions=True)
         except (KafkaError, TimeoutError) as exc:

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from mixer.attributes import Bag
 from mixer.frontdoors.base import FrontDoor
 from mixer.kafka._clients import stop_producer
 from mixer.kafka._codec import FORMAT, FORMAT_HEADER, UndecodableMessage, decode_bags
@@ -141,18 +142,22 @@ class KafkaWorker(FrontDoor):
         manifest = snapshot.config.manifest
         drops_before = _drops(snapshot)
         consumed = 0
+        step = runtime.batch_size
         try:
+            bags: list[Bag] = []
             for records in batch.values():
                 for record in records:
                     try:
-                        bags = self._decode(record, manifest)
+                        bags += self._decode(record, manifest)
                     except UndecodableMessage as exc:
                         await self._dead_letter(record, exc)
-                        continue
-                    runtime.report(bags, FRONT_DOOR)
-                    consumed += len(bags)
-                    self._consumed.inc(len(bags))
-                    await asyncio.sleep(0)  # let checks and heartbeats in between messages
+            # handlers are called once per slice of the runtime's batch size, whatever the message sizes
+            for start in range(0, len(bags), step):
+                chunk = bags[start : start + step]
+                runtime.report(chunk, FRONT_DOOR)
+                consumed += len(chunk)
+                self._consumed.inc(len(chunk))
+                await asyncio.sleep(0)  # let checks and heartbeats in between slices
             refused = await sent_by_every_push_handler(snapshot, drops_before)
         except KafkaError as exc:  # the dead-letter topic could not take a message
             log.warning("worker: dead-letter publish failed (%s); reading the batch again", exc)

@@ -11,12 +11,23 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from adapters.memory import MemoryHandler
 from mixer.config import compile_config
 from mixer.frontdoors import FrontDoorOptions, HttpListener, standard_doors
 from mixer.frontdoors.intake import Unavailable
-from mixer.kafka import FORMAT, FORMAT_HEADER, KafkaOptions, KafkaPublisher, KafkaWorker, PublishingRuntime, encode_bags
+from mixer.kafka import (
+    FORMAT,
+    FORMAT_HEADER,
+    KafkaOptions,
+    KafkaPublisher,
+    KafkaWorker,
+    PublishingRuntime,
+    decode_bags,
+    encode_bags,
+    partition_key,
+)
 from mixer.kafkabroker import KafkaBroker
 from mixer.processes import free_port
 from mixer.runtime import Runtime
@@ -137,14 +148,22 @@ async def test_reports_through_the_front_door_reach_a_worker_and_are_committed(
 async def test_one_destination_workload_stays_on_one_partition(
     front_door: tuple[str, Runtime], options: KafkaOptions
 ) -> None:
-    url, _ = front_door
+    url, door_runtime = front_door
     async with aiohttp.ClientSession() as session:
         body = {"attributes": [bag_json(i) for i in range(50)]}
         async with session.post(f"{url}/v1/report", json=body) as reply:
             assert reply.status == 200
-    records = await read_all(options.bootstrap, options.topic, expect=5)
-    assert sorted(r.key for r in records) == [b"default/svc%d" % i for i in range(5)]  # one message per workload
+    records = await read_all(options.bootstrap, options.topic, expect=2)
     assert all(dict(r.headers)[FORMAT_HEADER] == FORMAT for r in records)
+    assert len(records) == len({r.partition for r in records})  # one message per partition per report
+    partitions: dict[str, set[int]] = {}
+    for record in records:
+        for bag in decode_bags(record.value, door_runtime.manifest):
+            partitions.setdefault(bag["destination.workload.name"], set()).add(record.partition)
+    assert sorted(partitions) == [f"svc{i}" for i in range(5)]
+    for workload, seen in partitions.items():
+        key = partition_key({"destination.workload.namespace": "default", "destination.workload.name": workload})
+        assert seen == {(murmur2(key) & 0x7FFFFFFF) % 4}  # where a message keyed by it would go
 
 
 async def test_undecodable_messages_go_to_the_dead_letter_topic_and_do_not_block_the_partition(
