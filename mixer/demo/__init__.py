@@ -20,11 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scrape-interval", default="5s", help="Prometheus scrape interval (default 5s)")
     parser.add_argument("--any-ports", action="store_true",
                         help="pick free ports for everything instead of 15014/9091/42422/9090")
+    parser.add_argument("--kafka", action="store_true",
+                        help="run the mixer as a Kafka front door with two workers (a single-node Kafka broker, "
+                             "fetched with Maven into ~/.cache/mixer on first use)")
 
 
 def run(args: argparse.Namespace) -> int:
     from mixer.demo.runner import Demo, DemoOptions  # Envoy and the sample app load only for the demo
 
     options = DemoOptions(rate=args.rate, interval=args.interval, prometheus=args.prometheus,
-                          scrape_interval=args.scrape_interval, any_ports=args.any_ports)
+                          scrape_interval=args.scrape_interval, any_ports=args.any_ports, kafka=args.kafka)
     return Demo(options).run()
