@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo serve bench system-deps
+.PHONY: run test demo serve bench system-deps kafka
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -16,11 +16,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the tests start for real: Prometheus and Redis.
+# Debian packages the tests start for real: Prometheus and Redis; Java and Maven fetch and run Kafka.
 system-deps:
 	@command -v prometheus >/dev/null && command -v redis-server >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus redis-server; }
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless maven; }
+
+# Apache Kafka's broker for the tests: fetched with Maven (Java 17 and mvn must be installed) into
+# ${XDG_CACHE_HOME:-~/.cache}/mixer/kafka-<version>/ once; a no-op when it is there.
+kafka: $(STAMP) system-deps
+	$(PY) -m mixer.kafkabroker
 
 run: $(STAMP) system-deps
 	$(VENV)/bin/mixer demo
@@ -28,7 +36,7 @@ run: $(STAMP) system-deps
 serve: $(STAMP)
 	$(VENV)/bin/mixer serve
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps kafka
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
