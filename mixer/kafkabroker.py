@@ -124,7 +124,8 @@ class KafkaBroker:
     format``) and starts ``kafka.Kafka``; ``wait_ready`` polls until the broker answers metadata.
     """
 
-    def __init__(self, libs: Path, workdir: Path | None = None, partitions: int = 4, heap: str = "512m") -> None:
+    def __init__(self, libs: Path, workdir: Path | None = None, partitions: int = 4, heap: str = "512m",
+                 quick_start: bool = False) -> None:
         self.libs = libs
         self.port = processes.free_port()
         self.controller_port = processes.free_port()
@@ -132,6 +133,7 @@ class KafkaBroker:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mixer-kafka-"))
         self.partitions = partitions
         self.heap = heap
+        self.quick_start = quick_start  # only the JIT's first tier: starts faster, runs slower (tests)
         self.log_path = self.workdir / "broker.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -189,7 +191,7 @@ class KafkaBroker:
         )
         if fmt.returncode != 0:
             raise RuntimeError(f"kafka storage format exited {fmt.returncode}:\n{fmt.stdout}{fmt.stderr}")
-        self._proc = processes.start(self._java("kafka.Kafka", str(config)), self.log_path)
+        self._proc = processes.start(self._java("kafka.Kafka", str(config), quick=self.quick_start), self.log_path)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         try:

@@ -12,5 +12,5 @@ from mixer.kafkabroker import KafkaBroker, ensure
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[KafkaBroker]:
-    with KafkaBroker(ensure()) as broker:
+    with KafkaBroker(ensure(), quick_start=True) as broker:
         yield broker

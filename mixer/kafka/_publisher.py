@@ -12,9 +12,10 @@ answered as ``Unavailable`` (HTTP 503 / gRPC UNAVAILABLE) and counted, never dro
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -118,6 +119,8 @@ class KafkaPublisher:
         if producer is None:
             self._failed(len(bags), "not_started")
             raise Unavailable("the Kafka publisher is not running")
+        if not bags:
+            return
         try:
             partitions = len(await producer.partitions_for(topic))
         except KafkaError as exc:
@@ -131,27 +134,44 @@ class KafkaPublisher:
         if self._inflight + size > self.options.max_inflight_bytes and self._inflight:
             self._failed(len(bags), "overloaded")
             raise Unavailable(f"Kafka publisher over its in-flight budget ({self.options.max_inflight_bytes} bytes)")
-        self._inflight += size
-        self.metrics.kafka_inflight_bytes.set(self._inflight)
+        # The budget is held until each message is delivered or failed, not just while this call
+        # waits: a publish that timed out still holds its bytes in the producer.
+        self._hold(size)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.publish_timeout
+        handed: list[tuple[asyncio.Future[Any], int]] = []
         try:
-            async with asyncio.timeout(self.options.publish_timeout):
-                pending = [
-                    await producer.send(topic, value, partition=partition, headers=_HEADERS)
-                    for partition, value, _ in messages
-                ]
-                results = await asyncio.gather(*pending, return_exceptions=True)
+            async with asyncio.timeout_at(deadline):
+                for partition, value, count in messages:
+                    future = await producer.send(topic, value, partition=partition, headers=_HEADERS)
+                    future.add_done_callback(functools.partial(self._settled, len(value)))
+                    handed.append((future, count))
         except (KafkaError, TimeoutError) as exc:
+            self._hold(-(size - sum(len(value) for _, value, _ in messages[: len(handed)])))
             self._failed(len(bags), "timeout" if isinstance(exc, TimeoutError) else "broker_error")
             raise Unavailable(f"could not publish to Kafka topic {topic}: {_describe(exc)}") from None
-        finally:
-            self._inflight -= size
-            self.metrics.kafka_inflight_bytes.set(self._inflight)
-        lost = sum(count for (_, _, count), result in zip(messages, results) if isinstance(result, BaseException))
+        _, waiting = await asyncio.wait([f for f, _ in handed], timeout=max(deadline - loop.time(), 0))
+        if waiting:
+            self._failed(len(bags), "timeout")
+            raise Unavailable(f"could not publish to Kafka topic {topic}: not acknowledged within "
+                              f"{self.options.publish_timeout:g}s")
+        failures = [(error, count) for f, count in handed if (error := f.exception()) is not None]
+        lost = sum(count for _, count in failures)
         self._published.inc(len(bags) - lost)
-        if lost:
-            first = next(r for r in results if isinstance(r, BaseException))
+        if failures:
             self._failed(lost, "broker_error")
-            raise Unavailable(f"{lost} of {len(bags)} bags not published to Kafka topic {topic}: {_describe(first)}")
+            raise Unavailable(f"{lost} of {len(bags)} bags not published to Kafka topic {topic}: "
+                              f"{_describe(failures[0][0])}")
+
+    def _hold(self, size: int) -> None:
+        self._inflight += size
+        self.metrics.kafka_inflight_bytes.set(self._inflight)
+
+    def _settled(self, size: int, future: asyncio.Future[Any]) -> None:
+        """A message left the producer (acknowledged or failed): its bytes leave the budget."""
+        self._hold(-size)
+        if not future.cancelled():
+            future.exception()  # retrieved here: a failure after the caller stopped waiting is not "never retrieved"
 
     def _failed(self, count: int, reason: str) -> None:
         self.metrics.kafka_publish_failures.labels(self.options.topic, reason).inc(count)

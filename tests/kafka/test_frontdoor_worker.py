@@ -28,7 +28,7 @@ from mixer.kafka import (
     encode_bags,
     partition_key,
 )
-from mixer.kafkabroker import KafkaBroker
+from mixer.kafkabroker import KafkaBroker, ensure
 from mixer.processes import free_port
 from mixer.runtime import Runtime
 
@@ -224,7 +224,7 @@ async def test_what_cannot_be_published_is_an_error_to_the_caller(options: Kafka
 
 async def test_a_broker_that_is_gone_is_a_503_not_a_silent_drop(options: KafkaOptions) -> None:
     """A front door whose broker stops answering: the HTTP caller gets 503 and the bags are counted."""
-    with KafkaBroker(options_libs(), partitions=1) as doomed:
+    with KafkaBroker(ensure(), partitions=1, quick_start=True) as doomed:
         rt = await runtime()
         lost = KafkaOptions(bootstrap=doomed.bootstrap, topic="doomed", publish_timeout=3.0)
         publisher = KafkaPublisher(lost, rt.metrics)
@@ -238,7 +238,7 @@ async def test_a_broker_that_is_gone_is_a_503_not_a_silent_drop(options: KafkaOp
             async with aiohttp.ClientSession() as session:
                 async with session.post(url, json={"attributes": [bag_json(1)]}) as reply:
                     assert reply.status == 200, await reply.text()
-                doomed.stop()
+                doomed.stop(timeout=0.5)  # gone: no controlled shutdown
                 async with session.post(url, json={"attributes": [bag_json(2), bag_json(3)]}) as reply:
                     assert reply.status == 503
                     assert "could not publish" in (await reply.json())["error"]
@@ -251,9 +251,3 @@ async def test_a_broker_that_is_gone_is_a_503_not_a_silent_drop(options: KafkaOp
         for reason in ("timeout", "broker_error")
     )
     assert failures == 2
-
-
-def options_libs() -> Any:
-    from mixer.kafkabroker import ensure
-
-    return ensure()
