@@ -102,7 +102,11 @@ class KafkaPublisher:
             max_batch_size=1024 * 1024,
             max_request_size=4 * 1024 * 1024,
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise OSError(f"cannot reach Kafka at {opts.bootstrap}: {_describe(exc)}") from None
         self._producer = producer
         log.info("front door publishing reports to %s on %s", opts.topic, opts.bootstrap)
 

@@ -96,12 +96,15 @@ class KafkaWorker(FrontDoor):
             heartbeat_interval_ms=int(opts.heartbeat_interval * 1000),
             max_poll_interval_ms=int(opts.max_poll_interval * 1000),
         )
-        await self._dead_letters.start()
         try:
-            await self._consumer.start()
-        except BaseException:
-            await self._dead_letters.stop()
-            raise
+            await self._dead_letters.start()
+            try:
+                await self._consumer.start()
+            except BaseException:
+                await self._dead_letters.stop()
+                raise
+        except KafkaError as exc:
+            raise OSError(f"cannot reach Kafka at {opts.bootstrap}: {type(exc).__name__}: {exc}") from None
         self._task = asyncio.create_task(self._run(), name="kafka-worker")
         log.info("worker consuming %s on %s as group %s", opts.topic, opts.bootstrap, opts.group)
 
