@@ -28,7 +28,14 @@ _DAY_MICROS = 86_400_000_000
 
 
 class UndecodableMessage(ValueError):
-    """A message a worker cannot turn back into bags; it goes to the dead-letter topic."""
+    """A message a worker cannot turn back into bags; it goes to the dead-letter topic.
+
+    ``reason`` labels the count: ``decode`` (the value) or ``format`` (not this encoding at all).
+    """
+
+    def __init__(self, message: str, reason: str = "decode") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _pack_other(value: Any) -> Any:

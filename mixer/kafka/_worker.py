@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from mixer.attributes import Bag
+from mixer.attributes import Bag, ValueType
 from mixer.frontdoors.base import FrontDoor
 from mixer.kafka._clients import stop_producer
 from mixer.kafka._codec import FORMAT, FORMAT_HEADER, UndecodableMessage, decode_bags
@@ -184,26 +184,25 @@ class KafkaWorker(FrontDoor):
         self.batches += 1
 
     @staticmethod
-    def _decode(record: ConsumerRecord[bytes, bytes], manifest: Mapping[str, object]) -> list[dict[str, object]]:
+    def _decode(record: ConsumerRecord[bytes, bytes], manifest: Mapping[str, ValueType]) -> list[Bag]:
         headers = dict(record.headers or ())
         fmt = headers.get(FORMAT_HEADER)
         if fmt != FORMAT:
-            raise UndecodableMessage(f"{FORMAT_HEADER} header is {fmt!r}, expected {FORMAT!r}")
+            raise UndecodableMessage(f"{FORMAT_HEADER} header is {fmt!r}, expected {FORMAT!r}", reason="format")
         if record.value is None:
             raise UndecodableMessage("empty message")
-        return decode_bags(record.value, manifest)  # type: ignore[arg-type]
+        return decode_bags(record.value, manifest)
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: UndecodableMessage) -> None:
         producer = self._dead_letters
         assert producer is not None
-        reason = "format" if "header" in str(error) else "decode"
         headers = [
             *(record.headers or ()),
             ("mixer-error", str(error).encode()),
             ("mixer-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ]
         await producer.send_and_wait(self.options.dead_letter_topic, record.value, key=record.key, headers=headers)
-        self.runtime.metrics.kafka_dead_letters.labels(self.options.topic, reason).inc()
+        self.runtime.metrics.kafka_dead_letters.labels(self.options.topic, error.reason).inc()
         log.warning("worker: %s/%d/%d moved to %s: %s", record.topic, record.partition, record.offset,
                     self.options.dead_letter_topic, error)
 
