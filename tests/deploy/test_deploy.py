@@ -6,7 +6,9 @@ No Docker engine or cluster runs here: what can be checked without one is checke
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -194,3 +196,46 @@ def test_the_dockerfile_runs_the_mixer_entry_point_as_a_non_root_user() -> None:
     user = instructions["USER"].split(":")[0]
     assert user not in ("root", "0")
     serve_args(json.loads(instructions["CMD"]))
+
+
+# --- kustomize, rendered by kubectl (part of the machine image) without a cluster -------------
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl (its built-in kustomize renders without a cluster) is part of the machine image"
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def kafka_overlay(tmp_path: Path) -> Path:
+    """The overlay deploy/README.md shows, pointed at this repository's base and component."""
+    base = os.path.relpath(KUBERNETES, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: istio-system\n"
+        f"resources: [{base}]\ncomponents: [{base}/kafka-workers]\n"
+    )
+    return tmp_path
+
+
+def test_the_rendered_base_is_valid_and_complete() -> None:
+    rendered = kustomize(KUBERNETES)
+    assert sorted(d["kind"] for d in rendered) == sorted(
+        ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"])
+    for doc in rendered:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        assert doc["metadata"]["namespace"] == "istio-system"
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mixer"
+
+
+def test_the_rendered_kafka_overlay_has_a_front_door_and_workers(tmp_path: Path) -> None:
+    rendered = kustomize(kafka_overlay(tmp_path))
+    for doc in rendered:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        assert doc["metadata"]["namespace"] == "istio-system"
+    deployments = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Deployment"}
+    assert serve_args(container(deployments["mixer"])["args"]).mode == "frontdoor"
+    assert serve_args(container(deployments["mixer-worker"])["args"]).mode == "worker"
+    budgets = {d["metadata"]["name"] for d in rendered if d["kind"] == "PodDisruptionBudget"}
+    assert budgets == {"mixer", "mixer-worker"}
