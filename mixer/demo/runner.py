@@ -149,6 +149,10 @@ class Demo:
             f"  metrics            {self.metrics_url}",
             f"  frontend           http://127.0.0.1:{self.mesh.entry_port}/",
         ]
+        if self.broker:
+            workers = " ".join(f"http://127.0.0.1:{port}/metrics" for port in self.worker_metrics_ports)
+            lines.insert(2, f"  kafka              {self.broker.bootstrap}, topic mixer-reports: the mixer above is the "
+                            f"front door; {len(self.workers)} workers dispatch (metrics {workers})")
         if self.prometheus:
             lines.append(f"  prometheus         {self.prometheus.url}/graph?g0.expr=sum(rate(istio_requests_total[1m]))by(destination_service_name,response_code)")
         else:

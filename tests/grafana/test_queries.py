@@ -7,6 +7,7 @@ the same metrics in local mode."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -58,9 +59,21 @@ def demo() -> Iterator[Demo]:
         while not all(stack.prometheus.query(q) for q in ready):
             assert time.monotonic() < deadline, "Prometheus did not collect the mesh's metrics"
             time.sleep(0.5)
+        assert "kafka" in stack.banner() and len(stack.workers) == 2
         yield stack
     finally:
+        pids = stack.pids()
         stack.stop()
+        left = [pid for pid in pids if _alive(pid)]
+        assert not left, f"still running after stop: {left}"  # broker and workers included
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def resolve_variables(demo: Demo, dashboard: dict[str, Any]) -> dict[str, str]:
