@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo serve bench system-deps kafka
+.PHONY: run test demo serve bench system-deps thirdparty kafka
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -30,13 +30,18 @@ system-deps:
 kafka: $(STAMP) system-deps
 	$(PY) -m mixer.kafkabroker
 
-run: $(STAMP) system-deps
+# Programs built from source with Go (on PATH) into $XDG_CACHE_HOME or ~/.cache, under mixer/, once (minutes
+# when cold): Jaeger v2 and an OpenTelemetry Collector. Tests and the demo start them on loopback.
+thirdparty: $(STAMP)
+	$(PY) -m mixer.thirdparty jaeger otelcol
+
+run: $(STAMP) system-deps thirdparty
 	$(VENV)/bin/mixer demo
 
 serve: $(STAMP)
 	$(VENV)/bin/mixer serve
 
-test: $(STAMP) system-deps kafka
+test: $(STAMP) system-deps thirdparty kafka
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

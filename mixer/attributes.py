@@ -1,4 +1,4 @@
-"""Attribute types, the manifest that names them, and conversions between JSON and Python values.
+"""Attribute types, the manifest that names them, and conversions from JSON and text to Python values.
 
 A bag is a plain ``dict`` from attribute name to Python value; an absent attribute is a missing key.
 Python representations: STRING/EMAIL_ADDRESS/DNS_NAME/URI -> str, INT64 -> int, DOUBLE -> float,
@@ -13,8 +13,10 @@ import datetime as dt
 import enum
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import orjson
 
 Bag = dict[str, Any]
 
@@ -160,9 +162,11 @@ def parse_duration(text: str) -> dt.timedelta:
     """Parse a Go-style duration ("1.5s", "250ms", "1h2m", "-3s")."""
     body = text.strip()
     sign = 1
-    if body[:1] in "+-":
+    if body and body[0] in "+-":
         sign = -1 if body[0] == "-" else 1
         body = body[1:]
+    if not body:
+        raise ValueError(f"invalid duration {text!r}")
     if body == "0":
         return dt.timedelta(0)
     pos, seconds = 0, 0.0
@@ -172,9 +176,13 @@ def parse_duration(text: str) -> dt.timedelta:
             raise ValueError(f"invalid duration {text!r}")
         seconds += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
         pos = part.end()
-    if not body:
-        raise ValueError(f"invalid duration {text!r}")
+    # Go's time.Duration is an int64 of nanoseconds: about 292 years either way.
+    if not seconds <= _MAX_DURATION_SECONDS:
+        raise ValueError(f"duration {text!r} is out of range (at most about 292 years)")
     return dt.timedelta(seconds=sign * seconds)
+
+
+_MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
 
 
 def format_duration(value: dt.timedelta) -> str:
@@ -209,20 +217,95 @@ def _trim(number: float) -> str:
 def parse_timestamp(text: str) -> dt.datetime:
     """Parse RFC 3339 ("2026-11-26T06:22:34.779880Z"); nanosecond fractions are truncated."""
     body = text.strip()
+    if not _RFC3339.match(body):
+        raise ValueError(f"invalid timestamp {text!r} (expected RFC 3339, e.g. 2026-11-26T06:22:34Z)")
     if body.endswith(("Z", "z")):
         body = body[:-1] + "+00:00"
-    match = re.match(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(.*)$", body)
+    match = re.match(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(.*)$", body, re.IGNORECASE)
     if match and match.group(2) and len(match.group(2)) > 7:
         body = match.group(1) + match.group(2)[:7] + match.group(3)
-    value = dt.datetime.fromisoformat(body)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+    try:
+        value = dt.datetime.fromisoformat(body)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValueError(f"timestamp {text!r} is out of range") from None
+
+
+# A date and a time are both required ("2020-01-01" alone is not a timestamp); a missing offset is UTC.
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)?$")
 
 
 def format_timestamp(value: dt.datetime) -> str:
     text = value.astimezone(dt.timezone.utc).isoformat()
     return text.replace("+00:00", "Z")
+
+
+# -- text -> values --------------------------------------------------------------------------
+
+
+def value_from_text(name: str, kind: ValueType, text: str) -> Any:
+    """Convert an attribute's text form to the Python value of ``kind``; raise BagError naming ``name``.
+
+    The text forms: INT64/DOUBLE as numerals, BOOL as ``true``/``false`` (any case), Go durations,
+    RFC 3339 timestamps, IP addresses, STRING_MAP as a JSON object of strings, BYTES as base64.
+    Envoy's context extensions, custom tags and descriptor values arrive like this; the JSON path
+    uses the same parsers for the values JSON carries as strings.
+    """
+    try:
+        return _FROM_TEXT[kind](text)
+    except (TypeError, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
+        raise BagError(name, f"expected {kind.value}, got {text!r} ({exc})") from None
+
+
+def _same_text(text: str) -> str:
+    return text
+
+
+def _int64_in_range(value: int) -> int:
+    if not -(2**63) <= value < 2**63:
+        raise ValueError("out of INT64 range")
+    return value
+
+
+def _int64_from_text(text: str) -> int:
+    return _int64_in_range(int(text))
+
+
+def _bool_from_text(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError("not true or false")
+    return lowered == "true"
+
+
+def _string_map_from_text(text: str) -> dict[str, str]:
+    raw = orjson.loads(text)
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ValueError("not a JSON object of strings")
+    return raw
+
+
+def _bytes_from_text(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+_FROM_TEXT: dict[ValueType, Callable[[str], Any]] = {
+    ValueType.STRING: _same_text,
+    ValueType.EMAIL_ADDRESS: _same_text,
+    ValueType.DNS_NAME: _same_text,
+    ValueType.URI: _same_text,
+    ValueType.ANY: _same_text,
+    ValueType.INT64: _int64_from_text,
+    ValueType.DOUBLE: float,
+    ValueType.BOOL: _bool_from_text,
+    ValueType.TIMESTAMP: parse_timestamp,
+    ValueType.DURATION: parse_duration,
+    ValueType.IP_ADDRESS: ipaddress.ip_address,
+    ValueType.STRING_MAP: _string_map_from_text,
+    ValueType.BYTES: _bytes_from_text,
+}
 
 
 # -- JSON <-> values -------------------------------------------------------------------------
@@ -306,14 +389,12 @@ def _int64(raw: Any) -> int:
     if isinstance(raw, bool):
         raise TypeError("not an integer")
     if isinstance(raw, str) and re.fullmatch(r"-?\d+", raw):  # proto3 JSON writes int64 as text
-        raw = int(raw)
+        return _int64_from_text(raw)
     if isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
     if not isinstance(raw, int):
         raise TypeError("not an integer")
-    if not -(2**63) <= raw < 2**63:
-        raise ValueError("out of INT64 range")
-    return raw
+    return _int64_in_range(raw)
 
 
 def _double(raw: Any) -> float:
@@ -328,18 +409,10 @@ def _bool(raw: Any) -> bool:
     return raw
 
 
-def _timestamp(raw: Any) -> dt.datetime:
-    return parse_timestamp(_string(raw))
-
-
 def _duration(raw: Any) -> dt.timedelta:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         return dt.timedelta(seconds=raw)
     return parse_duration(_string(raw))
-
-
-def _ip(raw: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return ipaddress.ip_address(_string(raw))
 
 
 def _string_map(raw: Any) -> dict[str, str]:
@@ -348,11 +421,17 @@ def _string_map(raw: Any) -> dict[str, str]:
     return dict(raw)
 
 
-def _bytes(raw: Any) -> bytes:
-    return base64.b64decode(_string(raw), validate=True)
+def _as_text(kind: ValueType) -> Callable[[Any], Any]:
+    """A JSON string holding ``kind``'s text form (timestamps, IPs, base64 bytes), read as text is."""
+    from_text = _FROM_TEXT[kind]
+
+    def convert(raw: Any) -> Any:
+        return from_text(_string(raw))
+
+    return convert
 
 
-_FROM_JSON: dict[ValueType, Any] = {
+_FROM_JSON: dict[ValueType, Callable[[Any], Any]] = {
     ValueType.STRING: _string,
     ValueType.EMAIL_ADDRESS: _string,
     ValueType.DNS_NAME: _string,
@@ -360,10 +439,10 @@ _FROM_JSON: dict[ValueType, Any] = {
     ValueType.INT64: _int64,
     ValueType.DOUBLE: _double,
     ValueType.BOOL: _bool,
-    ValueType.TIMESTAMP: _timestamp,
+    ValueType.TIMESTAMP: _as_text(ValueType.TIMESTAMP),
     ValueType.DURATION: _duration,
-    ValueType.IP_ADDRESS: _ip,
+    ValueType.IP_ADDRESS: _as_text(ValueType.IP_ADDRESS),
     ValueType.STRING_MAP: _string_map,
-    ValueType.BYTES: _bytes,
+    ValueType.BYTES: _as_text(ValueType.BYTES),
     ValueType.ANY: lambda raw: raw,
 }

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from mixer.attributes import BagError, bag_from_json, default_manifest, value_to_json
+from mixer.attributes import AttributeManifest, BagError, bag_from_json, default_manifest, value_to_json
 from mixer.config import DEFAULT_CONFIG_DIR, ConfigError, load_config
 from mixer.registry import AdapterRegistry
 from mixer.expr import EvaluationError, ExpressionError, compile_expression
@@ -57,13 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check config files; print every error")
     validate.add_argument("paths", nargs="+", help="files or directories")
+    validate.add_argument("--strict", action="store_true",
+                          help="documents of other API groups (a DestinationRule...) are errors, not skipped")
+    _add_vocabulary_argument(validate)
     validate.set_defaults(run=_validate)
 
     expr = commands.add_parser("expr", help="evaluate an expression against attributes")
     expr.add_argument("expression", help="the expression, or - to read JSON lines from stdin")
     expr.add_argument("--attributes", default="{}", help="a JSON object of attributes")
+    _add_vocabulary_argument(expr)
     expr.set_defaults(run=_expr)
     return parser
+
+
+def _add_vocabulary_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--config", action="append", default=[], metavar="PATH",
+                         help="config file or directory whose attributemanifest documents extend the "
+                              "default vocabulary (repeatable)")
 
 
 def _add_grpc_arguments(serve: argparse.ArgumentParser) -> None:
@@ -74,6 +84,9 @@ def _add_grpc_arguments(serve: argparse.ArgumentParser) -> None:
                        help="believe x-mixer-workload/-namespace request headers about the caller (spoofable)")
     serve.add_argument("--authz-quota", action="append", default=[], metavar="INSTANCE",
                        help="quota instance every ext_authz Check allocates (amount 1)")
+    serve.add_argument("--check-http-port", type=int, default=0, metavar="PORT",
+                       help="also answer Envoy's ext_authz over plain HTTP (http_service) on --grpc-host:PORT, "
+                            "the cheaper round trip (default 0: off)")
     serve.add_argument("--workers", type=int, default=1, help="serving processes sharing the ports (SO_REUSEPORT)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     _add_kafka_arguments(serve)
@@ -114,6 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
         trust_peer_headers=args.trust_peer_headers,
         authz_quotas=tuple(args.authz_quota),
         reuse_port=args.reuse_port,
+        check_http_port=args.check_http_port,
     ) if args.grpc else None
     options = ServeOptions(
         config=args.config or [str(DEFAULT_CONFIG_DIR)],
@@ -146,31 +160,45 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.paths)
+        config = load_config([*args.config, *args.paths], strict=args.strict)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
         print(f"{len(exc.problems)} error(s)", file=sys.stderr)
         return 1
-    print(f"ok: {len(config.handlers)} handlers, {len(config.instances)} instances, {len(config.rules)} rules")
+    for note in config.notes:
+        print(note)
+    rbac = config.rbac
+    roles = f", {len(rbac.roles)} ServiceRoles, {len(rbac.bindings)} ServiceRoleBindings" if rbac.roles else ""
+    print(f"ok: {len(config.handlers)} handlers, {len(config.instances)} instances, {len(config.rules)} rules{roles}")
     return 0
 
 
-def evaluate_json(expression: str, attributes: Any) -> dict[str, Any]:
+def evaluate_json(expression: str, attributes: Any, manifest: AttributeManifest | None = None) -> dict[str, Any]:
     """Compile and evaluate; the result line of ``mixer expr``. Raises ValueError with a message."""
-    manifest = default_manifest()
+    manifest = manifest if manifest is not None else default_manifest()
     compiled = compile_expression(expression, manifest)
     bag = bag_from_json(attributes, manifest)
     value = compiled.evaluate(bag)
     return {"type": compiled.type.value, "value": value_to_json(compiled.type, value)}
 
 
+def _vocabulary(paths: Sequence[str]) -> AttributeManifest:
+    """The default vocabulary plus the attributemanifest documents of the config at ``paths``."""
+    return load_config(paths).manifest if paths else default_manifest()
+
+
 def _expr(args: argparse.Namespace) -> int:
+    try:
+        manifest = _vocabulary(args.config)
+    except ConfigError as exc:
+        print(f"mixer expr: invalid --config:\n{exc}", file=sys.stderr)
+        return 1
     if args.expression == "-":
-        return _expr_lines(sys.stdin, sys.stdout)
+        return _expr_lines(sys.stdin, sys.stdout, manifest)
     try:
         attributes = orjson.loads(args.attributes)
-        line = evaluate_json(args.expression, attributes)
+        line = evaluate_json(args.expression, attributes, manifest)
     except orjson.JSONDecodeError as exc:
         print(f"mixer expr: --attributes is not valid JSON: {exc}", file=sys.stderr)
         return 1
@@ -181,7 +209,7 @@ def _expr(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expr_lines(source: TextIO, sink: TextIO) -> int:
+def _expr_lines(source: TextIO, sink: TextIO, manifest: AttributeManifest | None = None) -> int:
     """One result line per request line; a failing line answers {"error": ...} and the stream goes on."""
     for raw in source:
         if not raw.strip():
@@ -190,7 +218,7 @@ def _expr_lines(source: TextIO, sink: TextIO) -> int:
             request = orjson.loads(raw)
             if not isinstance(request, dict) or not isinstance(request.get("expression"), str):
                 raise ValueError('expected {"expression": "...", "attributes": {...}}')
-            line = evaluate_json(request["expression"], request.get("attributes", {}))
+            line = evaluate_json(request["expression"], request.get("attributes", {}), manifest)
         except (orjson.JSONDecodeError, ValueError, ExpressionError, EvaluationError) as exc:
             line = {"error": str(exc)}
         sink.write(orjson.dumps(line).decode() + "\n")

@@ -140,6 +140,13 @@ class Handler:
     async def close(self) -> None:
         return None
 
+    def take_over(self, previous: Handler) -> None:
+        """Carry state over from the handler this one replaces (same name and adapter; its params or
+        instances changed), before ``start``. A prometheus handler keeps the series whose definition
+        did not change, so a reload does not reset counters. ``previous`` is closed afterwards, once
+        in-flight work drains. Default: nothing carried."""
+        return None
+
 
 # Report protocols: called once per batch with every instance of that template; must not block
 # (a push adapter only enqueues).

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import generate_latest
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+# Istio Mixer's own names and labels for its dispatch metrics, so Istio 1.4's mixer dashboard reads them.
+_RUNTIME_LABELS = ["handler", "adapter", "meshFunction", "error"]
+_CONFIG_SIZES = {
+    "rule_config_count": "Rules",
+    "instance_config_count": "Instances",
+    "handler_config_count": "Handlers",
+    "attribute_count": "Attributes in the manifest",
+}
+
+
+def build_tag() -> str:
+    """This collector's version, as ``istio_build``'s ``tag``."""
+    try:
+        return version("mixer")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
 
 
 class SelfMetrics:
@@ -40,6 +58,12 @@ class SelfMetrics:
             "mixer_rejected_bags", "Bags rejected at a front door as malformed", ["front_door"], registry=r
         )
         self.queue_depth = Gauge("mixer_queue_depth", "Items waiting in a handler's queue", ["handler"], registry=r)
+        self.handler_refresh_failures = Counter(
+            "mixer_handler_refresh_failures",
+            "Background refreshes of a handler's data (a list from its provider) that failed; the last good data stays",
+            ["handler"],
+            registry=r,
+        )
         self.config_loads = Counter("mixer_config_loads", "Config load attempts", ["result"], registry=r)
         # Kafka between front doors and workers (mixer.kafka): published by front doors, consumed by workers
         self.kafka_published = Counter(
@@ -80,11 +104,46 @@ class SelfMetrics:
             "mixer_kafka_consumer_lag", "Messages of a partition not yet committed by this worker",
             ["topic", "partition"], registry=r,
         )
+        # Istio's component version gauge (mesh and mixer dashboards: "Istio Components by Version").
+        Gauge("istio_build", "Istio component build info", ["component", "tag"], registry=r).labels(
+            "mixer", build_tag()
+        ).set(1)
+        # The running config's size, under Mixer's names (its mixer dashboard's "... in Latest Config").
+        self.config_sizes = {
+            kind: Gauge(f"mixer_config_{kind}", f"{what} in the running config", ["configID"], registry=r)
+            for kind, what in _CONFIG_SIZES.items()
+        }
+        self._config_id = 0
+        self.runtime_dispatches = Counter(
+            "mixer_runtime_dispatches", "Handler calls, as Istio Mixer counted them", _RUNTIME_LABELS, registry=r
+        )
+        self.runtime_dispatch_duration = Histogram(
+            "mixer_runtime_dispatch_duration_seconds",
+            "Time spent in one handler call, as Istio Mixer measured it",
+            _RUNTIME_LABELS,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         # process_* (CPU, memory, fds) for the self-monitoring dashboard
         try:
             ProcessCollector(registry=r)
         except ValueError:  # the caller's registry has them already
             pass
+
+    def config_applied(self, rules: int, instances: int, handlers: int, attributes: int) -> None:
+        """A new config is running: its sizes, under a new ``configID`` (the previous one's series go)."""
+        self._config_id += 1
+        sizes = {"rule_config_count": rules, "instance_config_count": instances,
+                 "handler_config_count": handlers, "attribute_count": attributes}
+        for kind, gauge in self.config_sizes.items():
+            gauge.clear()
+            gauge.labels(str(self._config_id)).set(sizes[kind])
+
+    def runtime_dispatched(self, handler: str, adapter: str, template: str, seconds: float, failed: bool) -> None:
+        """One handler call under Mixer's names (``meshFunction`` is the template, ``error`` true/false)."""
+        labels = (handler, adapter, template, "true" if failed else "false")
+        self.runtime_dispatches.labels(*labels).inc()
+        self.runtime_dispatch_duration.labels(*labels).observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,6 +13,7 @@ class Variety(enum.Enum):
     REPORT = "report"
     CHECK = "check"
     QUOTA = "quota"
+    ATTRIBUTES = "attributes"  # attribute generation (Mixer's APA): recognised in config, not dispatched
 
 
 class FieldKind(enum.Enum):
@@ -104,6 +105,19 @@ TEMPLATES: dict[str, Template] = {
         Template("listentry", Variety.CHECK, {"value": _expr()}),
         Template("checknothing", Variety.CHECK, {}),
         Template("quota", Variety.QUOTA, {"dimensions": _map()}),
+        # Mixer's Kubernetes attribute generator: pod IP/UID in, workload identity out (see
+        # mixer/config/_attrgen.py for why it is checked but not run).
+        Template(
+            "kubernetes",
+            Variety.ATTRIBUTES,
+            {
+                "source_uid": _expr(_S),
+                "source_ip": _expr(ValueType.IP_ADDRESS),
+                "destination_uid": _expr(_S),
+                "destination_ip": _expr(ValueType.IP_ADDRESS),
+                "destination_port": _expr(ValueType.INT64),
+            },
+        ),
     )
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,10 +11,23 @@ from typing import Any
 
 import yaml
 
-# Must match mixer.frontdoors.envoy_attributes (kept literal: proxy/ does not import the mixer).
-PEER_WORKLOAD_HEADER = "x-mixer-workload"
-PEER_NAMESPACE_HEADER = "x-mixer-namespace"
-QUOTAS_KEY = "mixer.quotas"
+# The names the mixer's Envoy mapping reads; importing them loads no gRPC or protobuf.
+from mixer.envoy_attributes.names import (
+    AUTHZ_FILTER,
+    CHECK_CONTEXT_HEADER,
+    DESCRIPTOR_QUOTA_KEY,
+    META_LABELS,
+    META_NAMESPACE,
+    META_POLICY,
+    META_SERVICE,
+    META_SERVICE_ACCOUNT,
+    META_WORKLOAD,
+    PEER_NAMESPACE_HEADER,
+    PEER_WORKLOAD_HEADER,
+    QUOTAS_KEY,
+    RBAC_FILTER,
+)
+
 MIXER_CLUSTER = "mixer"
 
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -71,6 +84,15 @@ class SidecarSpec:
     check_timeout: str = "0.5s"
     tracing: bool = True
     log_flush_interval: str = "0.5s"
+    # Access log entries buffered before a message is sent (or the flush interval passes): larger
+    # batches cost the mixer less per entry. Envoy's default is 16 KiB (~40 HTTP entries).
+    log_buffer_bytes: int = 16384
+    # The mixer serves the inbound ext_authz and RBAC filters' config (ECDS): no Check where no rule
+    # can fire, deny rules on workload identity enforced by Envoy. False: static ext_authz, a Check each.
+    policy_discovery: bool = False
+    # Nonzero: ext_authz asks the mixer over plain HTTP on mixer_host:check_http_port (``mixer serve
+    # --check-http-port``), a cheaper round trip than gRPC but without addresses, times and certificates.
+    check_http_port: int = 0
 
     @property
     def service_name(self) -> str:
@@ -178,12 +200,15 @@ def _access_log(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> d
                 "transport_api_version": "V3",
                 "grpc_service": _grpc_service(spec),
                 "buffer_flush_interval": spec.log_flush_interval,
+                "buffer_size_bytes": spec.log_buffer_bytes,
                 "custom_tags": [{"tag": k, "literal": {"value": v}} for k, v in tags.items()],
             },
-            "additional_request_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type"],
+            # The request-tracing headers are what Istio's accesslog instance reads (requestId, ...).
+            "additional_request_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type",
+                                                  "x-request-id", "x-client-trace-id", "x-forwarded-for"],
             "additional_response_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type",
-                                                   "grpc-status"],
-            "additional_response_trailers_to_log": ["grpc-status"],
+                                                   "grpc-status", "grpc-message"],
+            "additional_response_trailers_to_log": ["grpc-status", "grpc-message"],
         },
     }
 
@@ -246,8 +271,8 @@ def _router() -> dict[str, Any]:
     }
 
 
-def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
-    cluster = f"inbound_{inbound.port}"
+def _check_extensions(spec: SidecarSpec) -> dict[str, str]:
+    """The inbound ext_authz context extensions: fixed attributes of every Check, and its quotas."""
     extensions = {
         "destination.service.name": spec.service_name,
         "destination.service.namespace": spec.namespace,
@@ -255,12 +280,80 @@ def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
     }
     if spec.quotas:
         extensions[QUOTAS_KEY] = ",".join(spec.quotas)
+    return extensions
+
+
+CHECK_HTTP_CLUSTER = "mixer_check_http"
+
+
+def _ext_authz_config(spec: SidecarSpec) -> dict[str, Any]:
+    if spec.check_http_port:
+        return _ext_authz_http_config(spec)
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "transport_api_version": "V3",
+        "grpc_service": _grpc_service(spec, spec.check_timeout),
+        "failure_mode_allow": spec.fail_open,
+        "include_peer_certificate": True,
+        # destination.labels (and WORKLOAD_NAME/NAMESPACE) from this node's metadata
+        "bootstrap_metadata_labels_key": META_LABELS,
+    }
+
+
+def _ext_authz_http_config(spec: SidecarSpec) -> dict[str, Any]:
+    """ext_authz's HTTP service: the request's method, path and headers, plus this listener's fixed
+    Check inputs in one header that Envoy sets itself (see mixer/frontdoors/http_check.py)."""
+    labels = {**spec.effective_labels(), META_WORKLOAD: spec.workload, META_NAMESPACE: spec.namespace}
+    context = json.dumps({"labels": labels, "extensions": _check_extensions(spec)}, sort_keys=True,
+                         separators=(",", ":"))
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "failure_mode_allow": spec.fail_open,
+        "http_service": {
+            "server_uri": {"uri": f"http://{spec.mixer_host}:{spec.check_http_port}", "cluster": CHECK_HTTP_CLUSTER,
+                           "timeout": spec.check_timeout},
+            "authorization_request": {
+                "allowed_headers": {"patterns": [{"safe_regex": {"regex": ".*"}}]},
+                "headers_to_add": [{"key": CHECK_CONTEXT_HEADER, "value": context}],
+            },
+        },
+    }
+
+
+def _served_filter(spec: SidecarSpec, name: str, default: dict[str, Any]) -> dict[str, Any]:
+    """An HTTP filter whose config the mixer serves (ECDS); ``default`` runs until it answers."""
+    return {
+        "name": name,
+        "config_discovery": {
+            "config_source": {
+                "resource_api_version": "V3",
+                "api_config_source": {"api_type": "GRPC", "transport_api_version": "V3",
+                                      "grpc_services": [_grpc_service(spec)]},
+            },
+            "default_config": default,
+            "apply_default_config_without_warming": True,
+            "type_urls": [default["@type"]],
+        },
+    }
+
+
+def _check_filters(spec: SidecarSpec) -> list[dict[str, Any]]:
+    """ext_authz, static or (``policy_discovery``) served with an RBAC filter before it."""
+    if not spec.policy_discovery:
+        return [{"name": "envoy.filters.http.ext_authz", "typed_config": _ext_authz_config(spec)}]
+    no_rules = {"@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"}
+    return [_served_filter(spec, RBAC_FILTER, no_rules), _served_filter(spec, AUTHZ_FILTER, _ext_authz_config(spec))]
+
+
+def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
+    cluster = f"inbound_{inbound.port}"
+    extensions = _check_extensions(spec)
     route: dict[str, Any] = {"cluster": cluster}
     if spec.rate_limits:
         route["rate_limits"] = [
             {
                 "actions": [
-                    {"generic_key": {"descriptor_key": "quota", "descriptor_value": name}},
+                    {"generic_key": {"descriptor_key": DESCRIPTOR_QUOTA_KEY, "descriptor_value": name}},
                     {"generic_key": {"descriptor_key": "destination.workload.name", "descriptor_value": spec.workload}},
                     {"request_headers": {"header_name": ":path", "descriptor_key": "request.path"}},
                 ]
@@ -273,18 +366,7 @@ def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
         "generate_request_id": True,
         "access_log": [_access_log(spec, "inbound", {})],
         "http_filters": [
-            {
-                "name": "envoy.filters.http.ext_authz",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-                    "transport_api_version": "V3",
-                    "grpc_service": _grpc_service(spec, spec.check_timeout),
-                    "failure_mode_allow": spec.fail_open,
-                    "include_peer_certificate": True,
-                    # destination.labels (and WORKLOAD_NAME/NAMESPACE) from this node's metadata
-                    "bootstrap_metadata_labels_key": "labels",
-                },
-            },
+            *_check_filters(spec),
             {
                 "name": "envoy.filters.http.ratelimit",
                 "typed_config": {
@@ -310,7 +392,7 @@ def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
                             "match": {"prefix": "/"},
                             "route": route,
                             "typed_per_filter_config": {
-                                "envoy.filters.http.ext_authz": {
+                                AUTHZ_FILTER if spec.policy_discovery else "envoy.filters.http.ext_authz": {
                                     "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
                                     "check_settings": {"context_extensions": extensions},
                                 }
@@ -364,15 +446,21 @@ def render_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
         raise ValueError("a sidecar needs a workload name")
     labels = spec.effective_labels()
     metadata: dict[str, Any] = {
-        "WORKLOAD_NAME": spec.workload,
-        "NAMESPACE": spec.namespace,
-        "SERVICE_NAME": spec.service_name,
+        META_WORKLOAD: spec.workload,
+        META_NAMESPACE: spec.namespace,
+        META_SERVICE: spec.service_name,
         # ext_authz copies these into destination.labels; the mixer strips the identity keys back out.
-        "labels": {**labels, "WORKLOAD_NAME": spec.workload, "NAMESPACE": spec.namespace},
+        META_LABELS: {**labels, META_WORKLOAD: spec.workload, META_NAMESPACE: spec.namespace},
     }
     if spec.service_account:
-        metadata["SERVICE_ACCOUNT"] = spec.service_account
+        metadata[META_SERVICE_ACCOUNT] = spec.service_account
+    if spec.policy_discovery:  # what the mixer needs to serve this sidecar's check filters
+        metadata[META_POLICY] = {"authz": _ext_authz_config(spec), "check_extensions": _check_extensions(spec)}
     clusters = [_static_cluster(MIXER_CLUSTER, spec.mixer_host, spec.mixer_port, http2=True)]
+    if spec.check_http_port:
+        check_cluster = _static_cluster(CHECK_HTTP_CLUSTER, spec.mixer_host, spec.check_http_port)
+        check_cluster["circuit_breakers"] = _static_cluster("", "", 0, http2=True)["circuit_breakers"]
+        clusters.append(check_cluster)
     clusters += [_static_cluster(f"inbound_{i.port}", i.app_host, i.app_port) for i in spec.inbound + spec.tcp_inbound]
     clusters += [
         _static_cluster(f"outbound_{o.port}_{o.service}", o.host, o.target_port)

@@ -48,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-id", type=int, default=None, help="Envoy --base-id (default: pick a free one)")
     parser.add_argument("--admin-port", type=int, default=0, help="Envoy admin port (default: any free port)")
     parser.add_argument("--no-tracing", dest="tracing", action="store_false")
+    parser.add_argument("--check-http-port", type=int, default=0, metavar="PORT",
+                        help="ext_authz asks the mixer over plain HTTP on the --mixer-grpc host at PORT "
+                             "(mixer serve --check-http-port): a cheaper round trip, without addresses, "
+                             "times and certificates in the Check")
+    parser.add_argument("--policy-discovery", action="store_true",
+                        help="let the mixer serve the inbound ext_authz and RBAC filters (ECDS): no Check "
+                             "where no rule can fire, identity deny rules enforced by Envoy; without it, "
+                             "ext_authz is static and checks every request")
     parser.add_argument("--output", "-o", default="", help="write the bootstrap here (default: stdout)")
     parser.add_argument("--run", dest="run_envoy", action="store_true",
                         help="start Envoy with it and keep it running (restarted after a crash) until "
@@ -86,6 +94,8 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         admin_port=args.admin_port,
         listen_host=args.listen_host,
         tracing=args.tracing,
+        policy_discovery=args.policy_discovery,
+        check_http_port=args.check_http_port,
     )
 
 

@@ -1,4 +1,4 @@
-"""The no-op adapter: accepts every template and does nothing (benchmarks, dry runs)."""
+"""The no-op adapter: accepts every dispatched template and does nothing (benchmarks, dry runs)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mixer.sdk import Adapter, CheckResult, Env, Handler, Instance, InstanceSchema, MetricInstance, QuotaArgs, QuotaResult
-from mixer.templates import TEMPLATES
+from mixer.templates import TEMPLATES, Variety
 
 __all__ = ["NoopAdapter", "NoopHandler"]
 
@@ -39,7 +39,7 @@ class NoopHandler(Handler):
 
 class NoopAdapter(Adapter):
     name = "noop"
-    templates = frozenset(TEMPLATES)
+    templates = frozenset(name for name, t in TEMPLATES.items() if t.variety is not Variety.ATTRIBUTES)
 
     def build(self, params: Any, env: Env, instances: Mapping[str, InstanceSchema]) -> Handler:
         return NoopHandler()

@@ -49,6 +49,18 @@ class PrometheusHandler(Handler):
         self._warned: set[str] = set()
         self.server = MetricsServer(params.host, params.port, self.scrape)
 
+    def take_over(self, previous: Handler) -> None:
+        """Keep the series of every metric whose definition and dimensions did not change: editing
+        an instance's expressions or another metric must not reset counters. The store objects are
+        shared, so what the old snapshot records until the swap is kept too."""
+        if not isinstance(previous, PrometheusHandler):
+            return
+        for name, store in self.stores.items():
+            old = previous.stores.get(name)
+            if old is not None and old.info == store.info and old.dimension_names == store.dimension_names:
+                self.stores[name] = old
+        self._families = list(self.stores.values())
+
     async def start(self) -> None:
         await self.server.start()
 

@@ -36,6 +36,7 @@ class MetricStore:
 
     def __init__(self, info: MetricInfo, dimension_names: Sequence[str]) -> None:
         self.info = info
+        self.dimension_names = tuple(dimension_names)
         self.max_series = info.max_series
         self.series: dict[tuple[Any, ...], Series] = {}
         self.overflow: Series | None = None

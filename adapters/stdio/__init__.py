@@ -1,32 +1,35 @@
-"""The stdio adapter (Mixer's): log entries and metrics as JSON lines on stdout, stderr or a file."""
+"""The stdio adapter (Mixer's): log entries and metrics as JSON lines on stdout, stderr, a file, or a
+file rotated by size with a retention count (params: ``adapters/stdio/config.py``).
+
+A line is ``{"level", "time", "instance", <variables or "value"/"dimensions">}``, as Mixer's zap
+encoder wrote it (level lower-case, time in UTC)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
 
+from adapters.stdio.config import LEVELS, StdioParams, parse
+from adapters.stdio.rotating import RotatingFile
 from mixer.attributes import type_of_value, value_to_json
-from mixer.sdk import Adapter, Env, Handler, Instance, InstanceSchema, MetricInstance, ParamsError, unknown_fields
+from mixer.sdk import Adapter, Env, Handler, Instance, InstanceSchema, MetricInstance
 
-__all__ = ["StdioAdapter", "StdioParams"]
+__all__ = ["RotatingFile", "StdioAdapter", "StdioHandler", "StdioParams"]
 
-_STREAMS = ("STDOUT", "STDERR", "FILE")
-
-
-@dataclass(frozen=True)
-class StdioParams:
-    log_stream: str = "STDOUT"
-    output_path: str = ""
-    severity_levels: Mapping[str, str] | None = None
+_RANK = {level: rank for rank, level in enumerate(LEVELS)}
+_MEGABYTE = 1024 * 1024
 
 
 def _json_default(value: Any) -> Any:
     return value_to_json(type_of_value(value), value)
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record, default=_json_default, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z)
 
 
 class StdioHandler(Handler):
@@ -34,66 +37,77 @@ class StdioHandler(Handler):
         self.params = params
         self.env = env
         self.dimension_names = {name: schema.dimension_names for name, schema in instances.items()}
+        self._min_rank = _RANK[params.output_level]
         self._stream: IO[bytes] | None = None
+        self._rotating: RotatingFile | None = None
         self._owned = False
 
     async def start(self) -> None:
-        if self.params.log_stream == "FILE":
-            self._stream = open(self.params.output_path, "ab")  # noqa: SIM115 - closed in close()
+        params = self.params
+        if params.log_stream == "ROTATED_FILE":
+            self._rotating = RotatingFile(params.output_path, params.max_megabytes_before_rotation * _MEGABYTE,
+                                          params.max_rotated_files, params.max_days_before_rotation, self.env.clock)
+            self._rotating.open()
+        elif params.log_stream == "FILE":
+            self._stream = open(params.output_path, "ab")  # noqa: SIM115 - closed in close()
             self._owned = True
         else:
-            self._stream = (sys.stdout if self.params.log_stream == "STDOUT" else sys.stderr).buffer
+            self._stream = (sys.stdout if params.log_stream == "STDOUT" else sys.stderr).buffer
 
     async def close(self) -> None:
         if self._stream is not None and self._owned:
             self._stream.close()
-        self._stream = None
+        if self._rotating is not None:
+            self._rotating.close()
+        self._stream = self._rotating = None
 
     def _write(self, records: list[dict[str, Any]]) -> None:
-        if self._stream is None:
+        if self._stream is None and self._rotating is None:
             self.env.count_dropped(len(records), "not_started")
             return
         try:
-            payload = b"".join(
-                orjson.dumps(r, default=_json_default, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z)
-                for r in records
-            )
-            self._stream.write(payload)
-            self._stream.flush()
+            lines = [_line(record) for record in records]
+            if self._rotating is not None:
+                self._rotating.write_lines(lines)
+            elif self._stream is not None:
+                self._stream.write(b"".join(lines))
+                self._stream.flush()
         except (OSError, TypeError, ValueError) as exc:
             self.env.count_dropped(len(records), "write_error")
             self.env.logger.warning("stdio handler %s could not write: %s", self.env.handler_name, exc)
 
     def handle_metric(self, instances: Sequence[MetricInstance]) -> None:
+        if _RANK[self.params.metric_level] < self._min_rank:
+            return  # below outputLevel: not written, by configuration
         now = dt.datetime.fromtimestamp(self.env.clock(), dt.timezone.utc)
-        self._write(
-            [
-                {
-                    "level": "info",
-                    "time": now,
-                    "instance": m.name,
-                    "value": m.value,
-                    "dimensions": dict(zip(self.dimension_names.get(m.name, ()), m.dimensions)),
-                }
-                for m in instances
-            ]
-        )
+        level = self.params.metric_level.lower()
+        self._write([
+            {
+                "level": level,
+                "time": now,
+                "instance": m.name,
+                "value": m.value,
+                "dimensions": dict(zip(self.dimension_names.get(m.name, ()), m.dimensions)),
+            }
+            for m in instances
+        ])
 
     def handle_logentry(self, instances: Sequence[Instance]) -> None:
         now = dt.datetime.fromtimestamp(self.env.clock(), dt.timezone.utc)
-        levels = self.params.severity_levels or {}
+        levels = self.params.severity_levels
         records = []
         for entry in instances:
             fields = entry.fields
-            severity = str(fields.get("severity", "info"))
-            record: dict[str, Any] = {
-                "level": levels.get(severity, severity).lower(),
-                "time": fields.get("timestamp", now),
-                "instance": entry.name,
-            }
-            record.update(fields.get("variables", {}))
+            severity = str(fields.get("severity", "INFO"))
+            # Mixer's exact lookup, then case-blind ("Warning" is a warning); anything else is INFO
+            level = levels.get(severity) or levels.get(severity.upper(), "INFO")
+            if _RANK[level] < self._min_rank:
+                continue  # below outputLevel: not written, by configuration
+            record: dict[str, Any] = {"level": level.lower(), "time": fields.get("timestamp", now), "instance": entry.name}
+            record.update(sorted(fields.get("variables", {}).items()))  # Mixer wrote variables sorted
             records.append(record)
-        self._write(records)
+        if records:
+            self._write(records)
 
 
 class StdioAdapter(Adapter):
@@ -101,22 +115,7 @@ class StdioAdapter(Adapter):
     templates = frozenset({"logentry", "metric"})
 
     def parse_params(self, raw: Mapping[str, Any]) -> StdioParams:
-        allowed = ("logStream", "outputPath", "outputAsJson", "severityLevels", "metricLevel")
-        problems = unknown_fields(raw, allowed)
-        stream = str(raw.get("logStream", "STDOUT")).upper()
-        if stream not in _STREAMS:
-            problems.append(("logStream", f"must be one of {', '.join(_STREAMS)}, got {raw.get('logStream')!r}"))
-        path = raw.get("outputPath", "")
-        if stream == "FILE" and not path:
-            problems.append(("outputPath", "is required when logStream is FILE"))
-        if raw.get("outputAsJson", True) is not True:
-            problems.append(("outputAsJson", "only JSON output is supported"))
-        levels = raw.get("severityLevels")
-        if levels is not None and not isinstance(levels, dict):
-            problems.append(("severityLevels", "must map severities to INFO, WARNING or ERROR"))
-        if problems:
-            raise ParamsError(problems)
-        return StdioParams(stream, str(path), levels)
+        return parse(raw)
 
     def build(self, params: StdioParams, env: Env, instances: Mapping[str, InstanceSchema]) -> Handler:
         return StdioHandler(params, env, instances)

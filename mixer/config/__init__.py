@@ -1,4 +1,5 @@
-"""Load Mixer-shape YAML config (handler / instance / rule / attributemanifest) and validate it."""
+"""Load Mixer-shape YAML config (handler / instance / rule / attributemanifest, and Istio's
+ServiceRole / ServiceRoleBinding for the rbac adapter) and validate it."""
 
 from __future__ import annotations
 
@@ -14,17 +15,34 @@ from mixer.config._compile import (
     ConfigError,
     compile_config,
 )
-from mixer.config._source import Problem
+from mixer.config._rbac import (
+    AccessRule,
+    Constraint,
+    RbacPolicy,
+    RoleSubject,
+    ServiceRole,
+    ServiceRoleBinding,
+    UsesRbacPolicy,
+)
+from mixer.config._source import Note, Problem
 from mixer.registry import AdapterRegistry
 
 __all__ = [
+    "AccessRule",
     "CompiledAction",
     "CompiledConfig",
     "CompiledHandler",
     "CompiledInstance",
     "CompiledRule",
     "ConfigError",
+    "Constraint",
+    "Note",
     "Problem",
+    "RbacPolicy",
+    "RoleSubject",
+    "ServiceRole",
+    "ServiceRoleBinding",
+    "UsesRbacPolicy",
     "compile_config",
     "load_config",
     "read_sources",
@@ -56,6 +74,11 @@ def read_sources(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
     return sources
 
 
-def load_config(paths: Iterable[str | Path], registry: AdapterRegistry | None = None) -> CompiledConfig:
-    """Read and compile config from files/directories; raise ConfigError listing every problem."""
-    return compile_config(read_sources(paths), registry or AdapterRegistry())
+def load_config(
+    paths: Iterable[str | Path], registry: AdapterRegistry | None = None, strict: bool = False
+) -> CompiledConfig:
+    """Read and compile config from files/directories; raise ConfigError listing every problem.
+
+    What loading tells besides errors (skipped documents, warnings) is in the result's ``notes``.
+    """
+    return compile_config(read_sources(paths), registry or AdapterRegistry(), strict)

@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixer.attributes import STRING_LIKE, AttributeManifest, ValueType, default_manifest
-from mixer.config._source import Path, Problem, SourceDocument, read_documents
+from mixer.config import _attrgen, _rbac
+from mixer.config._rbac import RBAC_API_VERSION, RBAC_KINDS, RBAC_PILOT_KINDS, RbacPolicy, UsesRbacPolicy
+from mixer.config._source import Note, Path, Problem, SourceDocument, read_documents
 from mixer.expr import Expression, ExpressionError, compile_expression
 from mixer.registry import AdapterRegistry, UnknownAdapter
 from mixer.sdk import Adapter, InstanceSchema, ParamsError
-from mixer.templates import CAMEL_ALIASES, TEMPLATES, Field, FieldKind, Fields, Template
+from mixer.templates import CAMEL_ALIASES, TEMPLATES, Field, FieldKind, Fields, Template, Variety
 
 API_VERSIONS = frozenset({"config.istio.io/v1alpha2", "policy.istio.io/v1beta1"})
+MIXER_API_GROUPS = frozenset(api.partition("/")[0] for api in API_VERSIONS)
 KINDS = ("handler", "instance", "rule", "attributemanifest")
 DEFAULT_NAMESPACE = "istio-system"
 
@@ -27,6 +30,8 @@ class CompiledHandler:
     adapter_name: str
     adapter: Adapter
     params: Any
+    # The params as written: the handler's identity across config swaps. For an adapter that uses
+    # the RbacPolicy, the policy's fingerprint is added ("$rbacPolicy") so a role change rebuilds it.
     raw_params: Mapping[str, Any]
 
 
@@ -58,6 +63,8 @@ class CompiledConfig:
     handlers: dict[str, CompiledHandler] = field(default_factory=dict)
     instances: dict[str, CompiledInstance] = field(default_factory=dict)
     rules: list[CompiledRule] = field(default_factory=list)
+    rbac: RbacPolicy = field(default_factory=RbacPolicy)  # handed to adapters that use it (rbac)
+    notes: list[Note] = field(default_factory=list)  # skipped documents, recognised-but-not-run handlers
 
 
 class ConfigError(ValueError):
@@ -68,9 +75,14 @@ class ConfigError(ValueError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-def compile_config(sources: Sequence[tuple[str, str]], registry: AdapterRegistry) -> CompiledConfig:
-    """Compile ``(file name, YAML text)`` pairs; raise ConfigError listing every problem."""
-    compiler = _Compiler(registry)
+def compile_config(
+    sources: Sequence[tuple[str, str]], registry: AdapterRegistry, strict: bool = False
+) -> CompiledConfig:
+    """Compile ``(file name, YAML text)`` pairs; raise ConfigError listing every problem.
+
+    ``strict``: documents of other API groups are errors instead of skipped with a note.
+    """
+    compiler = _Compiler(registry, strict)
     compiler.run(sources)
     if compiler.problems:
         raise ConfigError(compiler.problems)
@@ -96,11 +108,15 @@ class _Doc:
 
 
 class _Compiler:
-    def __init__(self, registry: AdapterRegistry) -> None:
+    def __init__(self, registry: AdapterRegistry, strict: bool = False) -> None:
         self.registry = registry
+        self.strict = strict
         self.problems: list[Problem] = []
         self.config = CompiledConfig(manifest=default_manifest())
         self.invalid: set[str] = set()  # documents that failed, so references to them say so
+        # kubernetesenv handlers (checked, not run: see _attrgen) and how many rule actions name each.
+        self.generators: dict[str, _Doc] = {}
+        self.generator_actions: dict[str, int] = {}
 
     def run(self, sources: Sequence[tuple[str, str]]) -> None:
         docs: list[_Doc] = []
@@ -113,15 +129,20 @@ class _Compiler:
                     docs.append(doc)
         self._check_duplicates(docs)
         self.invalid = {doc.qualified for doc in docs}
-        by_kind = {kind: [d for d in docs if d.kind == kind] for kind in KINDS}
+        by_kind = {kind: [d for d in docs if d.kind == kind] for kind in (*KINDS, *RBAC_KINDS)}
         for doc in by_kind["attributemanifest"]:
             self._manifest(doc)
+        self._rbac_documents(by_kind["ServiceRole"], by_kind["ServiceRoleBinding"])
         for doc in by_kind["handler"]:
             self._handler(doc)
         for doc in by_kind["instance"]:
             self._instance(doc)
         for doc in by_kind["rule"]:
             self._rule(doc)
+        for name, doc in self.generators.items():
+            line, column, _ = doc.source.positions.get(("spec", "compiledAdapter"), (1, 1, None))
+            message = _attrgen.warning(name, self.generator_actions.get(name, 0))
+            self.config.notes.append(Note("warning", doc.source.file, line, column, message))
 
     # -- document headers -------------------------------------------------------------------
 
@@ -132,14 +153,17 @@ class _Compiler:
             return None
         ok = True
         api = data.get("apiVersion")
-        if api not in API_VERSIONS:
-            self.problems.append(
-                source.problem(("apiVersion",), f"apiVersion {api!r} is not one of {', '.join(sorted(API_VERSIONS))}")
-            )
-            ok = False
         kind = data.get("kind")
-        if kind not in KINDS:
-            self.problems.append(source.problem(("kind",), f"unknown kind {kind!r} (known: {', '.join(KINDS)})"))
+        if _is_other_api_group(api, kind):
+            self._other_api_group(source, str(api))
+            return None
+        if api not in (*API_VERSIONS, RBAC_API_VERSION):
+            known_apis = ", ".join(sorted((*API_VERSIONS, RBAC_API_VERSION)))
+            self.problems.append(source.problem(("apiVersion",), f"apiVersion {api!r} is not one of {known_apis}"))
+            ok = False
+        kinds = RBAC_KINDS if api == RBAC_API_VERSION else KINDS
+        if kind not in kinds:
+            self.problems.append(source.problem(("kind",), f"unknown kind {kind!r} (known: {', '.join(kinds)})"))
             ok = False
         metadata = data.get("metadata")
         name = metadata.get("name") if isinstance(metadata, dict) else None
@@ -157,6 +181,18 @@ class _Compiler:
         if not ok:
             return None
         return _Doc(source, str(kind), str(name), str(namespace), spec)  # type: ignore[arg-type]
+
+    def _other_api_group(self, source: SourceDocument, api: str) -> None:
+        """A document of another API group: skipped with a note, or an error when strict."""
+        metadata = source.data.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+        what = f"{source.data.get('kind', '(no kind)')} {name or '(unnamed)'}" + (f".{namespace}" if namespace else "")
+        if self.strict:
+            self.problems.append(source.problem(("apiVersion",), f"{what} ({api}) is not Mixer config (strict)"))
+            return
+        line, column, _ = source.positions.get((), (1, 1, None))
+        self.config.notes.append(Note("info", source.file, line, column, f"skipped {what} ({api}): not Mixer config"))
 
     def _check_duplicates(self, docs: list[_Doc]) -> None:
         seen: dict[str, _Doc] = {}
@@ -192,6 +228,25 @@ class _Compiler:
                 known = ", ".join(t.value for t in ValueType if t is not ValueType.ANY)
                 self.problems.append(doc.problem(path, f"unknown valueType {type_name!r} (known: {known})"))
 
+    # -- rbac.istio.io documents ------------------------------------------------------------
+
+    def _rbac_documents(self, role_docs: list[_Doc], binding_docs: list[_Doc]) -> None:
+        roles = []
+        for doc in role_docs:
+            role = _rbac.service_role(doc.name, doc.namespace, doc.spec, self._reporter(doc))
+            if role is not None:
+                roles.append(role)
+        bindings = []
+        for doc in binding_docs:
+            binding = _rbac.service_role_binding(doc.name, doc.namespace, doc.spec, self._reporter(doc))
+            if binding is not None:
+                bindings.append((binding, self._reporter(doc)))
+        self.config.rbac = _rbac.policy(roles, bindings)
+
+    def _reporter(self, doc: _Doc) -> _rbac.Report:
+        return lambda path, message: self.problems.append(
+            doc.problem(path, message, at_key=message.startswith(("unknown field", "'"))))
+
     # -- handlers ---------------------------------------------------------------------------
 
     def _handler(self, doc: _Doc) -> None:
@@ -199,6 +254,9 @@ class _Compiler:
         adapter_name = doc.spec.get("compiledAdapter", doc.spec.get("adapter"))
         if not isinstance(adapter_name, str):
             self.problems.append(doc.problem(("spec",), "spec.compiledAdapter is required"))
+            return
+        if adapter_name == _attrgen.ADAPTER:
+            self._generator(doc)
             return
         try:
             adapter = self.registry.get(adapter_name)
@@ -216,8 +274,24 @@ class _Compiler:
                 path: Path = ("spec", "params", *_split_path(sub_path))
                 self.problems.append(doc.problem(path, message, at_key=message.startswith("unknown field")))
             return
+        if isinstance(adapter, UsesRbacPolicy):
+            params = adapter.with_rbac_policy(params, self.config.rbac)
+            # The handler's identity includes the roles, so a role change rebuilds it.
+            raw = {**raw, "$rbacPolicy": self.config.rbac.fingerprint()}
         self.config.handlers[doc.qualified] = CompiledHandler(doc.qualified, adapter_name, adapter, params, raw)
         self.invalid.discard(doc.qualified)
+
+    def _generator(self, doc: _Doc) -> None:
+        raw = doc.spec.get("params") or {}
+        if not isinstance(raw, dict):
+            self.problems.append(doc.problem(("spec", "params"), "params must be a mapping"))
+            return
+        problems = _attrgen.param_problems(raw)
+        for key, message in problems:
+            self.problems.append(doc.problem(("spec", "params", key), message, at_key=message.startswith("unknown")))
+        if not problems:
+            self.generators[doc.qualified] = doc
+            self.invalid.discard(doc.qualified)
 
     # -- instances --------------------------------------------------------------------------
 
@@ -237,6 +311,7 @@ class _Compiler:
             return
         before = len(self.problems)
         fields = self._fields(doc, template.fields, raw, ("spec", "params"))
+        self._bindings(doc, template)
         if len(self.problems) > before:
             return
         schema = InstanceSchema(
@@ -249,6 +324,37 @@ class _Compiler:
         )
         self.config.instances[doc.qualified] = CompiledInstance(doc.qualified, template, fields, schema)
         self.invalid.discard(doc.qualified)
+
+    def _bindings(self, doc: _Doc, template: Template) -> None:
+        """``attributeBindings`` (attribute: expression over ``$out.<output>``) of an attribute generator."""
+        bindings = doc.spec.get("attributeBindings")
+        if bindings is None:
+            return
+        path: Path = ("spec", "attributeBindings")
+        if template.variety is not Variety.ATTRIBUTES:
+            self.problems.append(doc.problem(path, f"template {template.name!r} generates no attributes to bind"))
+            return
+        if not isinstance(bindings, dict):
+            self.problems.append(doc.problem(path, "must be a mapping of attribute names to expressions"))
+            return
+        outputs = {**self.config.manifest, **_attrgen.outputs_manifest()}
+        for attribute, raw in bindings.items():
+            here = (*path, attribute)
+            wanted = self.config.manifest.get(str(attribute))
+            if wanted is None:
+                self.problems.append(doc.problem(here, f"unknown attribute {attribute!r}", at_key=True))
+                continue
+            text = str(raw).replace(_attrgen.OUT, _attrgen.OUT_ATTRIBUTE_PREFIX)
+            try:
+                expression = compile_expression(text, outputs)
+            except ExpressionError as exc:
+                message = exc.message.replace(_attrgen.OUT_ATTRIBUTE_PREFIX, _attrgen.OUT)
+                self.problems.append(doc.problem(here, f"{message} in {raw!r}", offset=exc.position))
+                continue
+            if not _assignable(expression.type, wanted):
+                self.problems.append(
+                    doc.problem(here, f"expression {raw!r} has type {expression.type.value}, want {wanted.value}")
+                )
 
     def _fields(self, doc: _Doc, spec: Fields, raw: Mapping[str, Any], path: Path) -> CompiledFields:
         out: CompiledFields = {}
@@ -330,11 +436,15 @@ class _Compiler:
             return None
         self._unknown(doc, raw, ("handler", "instances", "name"), path)
         handler_ref = raw.get("handler")
-        handler = self._resolve(doc, handler_ref, "handler", self.config.handlers, (*path, "handler"))
         refs = raw.get("instances") or []
         if not isinstance(refs, list):
             self.problems.append(doc.problem((*path, "instances"), "must be a list of instance names"))
             refs = []
+        generator = self._generator_named(handler_ref, doc.namespace)
+        if generator is not None:
+            self._generator_action(doc, generator, refs, path)
+            return None
+        handler = self._resolve(doc, handler_ref, "handler", self.config.handlers, (*path, "handler"))
         instances = []
         for index, ref in enumerate(refs):
             instance = self._resolve(doc, ref, "instance", self.config.instances, (*path, "instances", index))
@@ -355,6 +465,23 @@ class _Compiler:
             return None
         return CompiledAction(handler, instances, str(raw.get("name", "")))
 
+    def _generator_named(self, ref: Any, namespace: str) -> str | None:
+        if not isinstance(ref, str) or not ref:
+            return None
+        return next((c for c in _candidates(ref, "handler", namespace) if c in self.generators), None)
+
+    def _generator_action(self, doc: _Doc, generator: str, refs: list[Any], path: Path) -> None:
+        """Check an action naming a kubernetesenv handler; it is counted for the warning, not built."""
+        for index, ref in enumerate(refs):
+            here = (*path, "instances", index)
+            instance = self._resolve(doc, ref, "instance", self.config.instances, here)
+            if instance is not None and instance.template.variety is not Variety.ATTRIBUTES:
+                self.problems.append(
+                    doc.problem(here, f"handler {generator} ({_attrgen.ADAPTER}) does not serve template "
+                                      f"{instance.template.name!r} (serves: kubernetes)")
+                )
+        self.generator_actions[generator] = self.generator_actions.get(generator, 0) + 1
+
     def _resolve(self, doc: _Doc, ref: Any, kind: str, table: Mapping[str, Any], path: Path) -> Any:
         if not isinstance(ref, str) or not ref:
             self.problems.append(doc.problem(path, f"{kind} reference must be a non-empty string"))
@@ -369,6 +496,22 @@ class _Compiler:
         known = ", ".join(sorted(table)) or "none"
         self.problems.append(doc.problem(path, f"{kind} {ref!r} not found (valid {kind}s: {known})"))
         return None
+
+
+def _is_other_api_group(api: Any, kind: Any) -> bool:
+    """A Kubernetes object of another API group (a DestinationRule, a ConfigMap): Helm and kubectl
+    output mixes them with Mixer config, and Mixer ignored them. Kubernetes kinds are CamelCase and
+    Mixer's lowercase, so a lowercase kind under a wrong apiVersion is a mistaken Mixer document.
+    Of rbac.istio.io/v1alpha1 the rbac adapter reads ServiceRole and ServiceRoleBinding; its
+    (Cluster)RbacConfig configured Envoy's RBAC filter through Pilot, so it is skipped like others."""
+    if api == RBAC_API_VERSION:
+        return kind in RBAC_PILOT_KINDS
+    return (
+        isinstance(api, str)
+        and api.rpartition("/")[0] not in MIXER_API_GROUPS
+        and isinstance(kind, str)
+        and kind[:1].isupper()
+    )
 
 
 def _candidates(ref: str, kind: str, namespace: str) -> list[str]:

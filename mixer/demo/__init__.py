@@ -1,5 +1,6 @@
 """``mixer demo``: the mixer on its default config, a three-service sample app behind Envoy sidecars,
-steady load with some errors and a denied call, and Prometheus when installed, all on loopback.
+steady load with some errors and a denied call, Prometheus when installed and Jaeger when built,
+all on loopback.
 
     from mixer.demo.runner import Demo, DemoOptions
     Demo(DemoOptions()).run()      # until SIGINT/SIGTERM; every child is stopped by its PID
@@ -17,9 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between summary lines")
     parser.add_argument("--no-prometheus", dest="prometheus", action="store_false",
                         help="do not start Prometheus even when installed")
+    parser.add_argument("--no-jaeger", dest="jaeger", action="store_false",
+                        help="do not start Jaeger even when built (python -m mixer.thirdparty jaeger)")
     parser.add_argument("--scrape-interval", default="5s", help="Prometheus scrape interval (default 5s)")
     parser.add_argument("--any-ports", action="store_true",
-                        help="pick free ports for everything instead of 15014/9091/42422/9090")
+                        help="pick free ports for everything instead of 15014/9091/42422/9090/16686")
     parser.add_argument("--kafka", action="store_true",
                         help="run the mixer as a Kafka front door with two workers (a single-node Kafka broker, "
                              "fetched with Maven into ~/.cache/mixer on first use)")
@@ -29,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
     from mixer.demo.runner import Demo, DemoOptions  # Envoy and the sample app load only for the demo
 
     options = DemoOptions(rate=args.rate, interval=args.interval, prometheus=args.prometheus,
-                          scrape_interval=args.scrape_interval, any_ports=args.any_ports, kafka=args.kafka)
+                          jaeger=args.jaeger, scrape_interval=args.scrape_interval, any_ports=args.any_ports,
+                          kafka=args.kafka)
     return Demo(options).run()

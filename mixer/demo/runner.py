@@ -25,6 +25,7 @@ from mixer.demo.mesh import Mesh
 from mixer.demo.traffic import Traffic
 from mixer.kafkabroker import KafkaBroker, ensure as ensure_kafka
 from mixer.processes import free_port, wait_for_port
+from mixer.thirdparty import JaegerServer, cached
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "grafana" / "dashboards"
@@ -40,6 +41,8 @@ class DemoOptions:
     rate: float = 10.0  # requests per second into the frontend
     interval: float = 5.0  # seconds between summary lines
     prometheus: bool = True  # start Prometheus when the binary is installed
+    jaeger: bool = True  # start Jaeger when it has been built (the demo does not build it: minutes)
+    jaeger_port: int = 16686
     scrape_interval: str = "5s"
     kafka: bool = False  # Kafka between a front door and two workers (the broker fetched with Maven)
     kafka_workers: int = 2
@@ -75,6 +78,8 @@ class Demo:
         self.mesh = Mesh(self.workdir / "sidecars", self.grpc_port)
         self.traffic: Traffic | None = None
         self.prometheus: prometheus.PrometheusServer | None = None
+        self.jaeger_port = _port(options.jaeger_port, any_port)
+        self.jaeger: JaegerServer | None = None
         self.stopping = threading.Event()
 
     @property
@@ -119,6 +124,11 @@ class Demo:
             self.prometheus = prometheus.PrometheusServer(text, self.prometheus_port, self.workdir / "prometheus")
             self.prometheus.start()
             self.prometheus.wait_ready()
+        jaeger = cached("jaeger") if self.options.jaeger else None
+        if jaeger:
+            self.jaeger = JaegerServer(jaeger, self.workdir / "jaeger", query_port=self.jaeger_port)
+            self.jaeger.start()
+            self.jaeger.wait_ready()
 
     def pids(self) -> list[int]:
         """Every child process this demo started."""
@@ -129,6 +139,8 @@ class Demo:
         pids += self.mesh.pids()
         if self.prometheus and self.prometheus.pid:
             pids.append(self.prometheus.pid)
+        if self.jaeger and self.jaeger.pid:
+            pids.append(self.jaeger.pid)
         return pids
 
     def stop(self) -> None:
@@ -137,6 +149,8 @@ class Demo:
         self.mesh.stop()
         if self.prometheus:
             self.prometheus.stop()
+        if self.jaeger:
+            self.jaeger.stop()
         processes.stop_all([self.mixer, *self.workers])
         if self.broker:
             self.broker.stop()
@@ -157,6 +171,12 @@ class Demo:
             lines.append(f"  prometheus         {self.prometheus.url}/graph?g0.expr=sum(rate(istio_requests_total[1m]))by(destination_service_name,response_code)")
         else:
             lines.append("  prometheus         not started (no prometheus binary); scrape config: deploy/prometheus.yml")
+        if self.jaeger:
+            lines.append(f"  jaeger             {self.jaeger.url}/api/services , /api/traces?service=NAME  "
+                         f"(OTLP in: gRPC {self.jaeger.otlp_grpc_endpoint}, HTTP {self.jaeger.otlp_http_endpoint})")
+        elif self.options.jaeger:
+            lines.append("  jaeger             not started: not built yet (`python -m mixer.thirdparty jaeger` "
+                         "builds it once, a few minutes; `make run` does it first)")
         if DASHBOARDS.is_dir():
             lines.append(f"  grafana dashboards {DASHBOARDS}/*.json (provisioning in {DASHBOARDS.parent}/provisioning)")
         lines.append(f"  child pids         {' '.join(map(str, self.pids()))}")

@@ -2,20 +2,21 @@
 
 Besides checking, it rewrites string literals that sit in a typed context into typed
 constants (``response.duration | "0ms"``, ``request.time < "2020-01-01T00:00:00Z"``,
-``source.ip == "10.0.0.1"``) and promotes integer literals where a DOUBLE is expected.
+``source.ip == "10.0.0.1"``). As in Mixer, INT64 and DOUBLE never mix (``1 == 1.0`` is a type
+error), and comparisons need the same type on both sides: a DNS_NAME, EMAIL_ADDRESS or URI is
+compared with another of its kind (``dnsName("a.b")``), not with a STRING.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from ._errors import CompileError
 from ._functions import ANY, BOOL, FUNCTIONS, LITERAL_CONVERTIBLE, SIZED, STRING, literal_as
 from ._nodes import Attr, Binary, Call, Index, Literal, Node, Unary
 from ..attributes import STRING_LIKE, ValueType
+from ..regex import RegexError, compile_regex
 
-_NUMERIC = frozenset({ValueType.INT64, ValueType.DOUBLE})
 _ORDERED = frozenset({ValueType.INT64, ValueType.DOUBLE, ValueType.DURATION, ValueType.TIMESTAMP}) | STRING_LIKE
 _PARAM_OK = {
     STRING: STRING_LIKE,
@@ -31,9 +32,14 @@ def check(node: Node, manifest: Mapping[str, ValueType]) -> Node:
 
 
 def compatible(a: ValueType, b: ValueType) -> bool:
-    """Whether values of the two types may meet in ``|``, ``==`` or a conditional."""
+    """Whether values of the two types may meet in ``|`` or a conditional's branches."""
     return (a is b or (a in STRING_LIKE and b in STRING_LIKE)
             or ValueType.ANY in (a, b))
+
+
+def comparable(a: ValueType, b: ValueType) -> bool:
+    """Whether ``==``/``<`` & co. accept the two types: the same one (Mixer's EQ/LT signatures)."""
+    return a is b or ValueType.ANY in (a, b)
 
 
 def is_regex_literal(node: Node) -> bool:
@@ -127,12 +133,11 @@ class _Checker:
         right = node.right = _coerce(right, left.type)
         lt, rt = left.type, right.type
         if op in ("==", "!="):
-            if not (compatible(lt, rt) or (lt in _NUMERIC and rt in _NUMERIC)):
-                raise CompileError(f"cannot compare {lt.value} with {rt.value} using {op!r}", node.pos)
+            if not comparable(lt, rt):
+                raise CompileError(f"cannot compare {lt.value} with {rt.value} using {op!r}{_hint(lt, rt)}",
+                                   node.pos)
         else:
-            ordered = lt in _ORDERED and rt in _ORDERED and (
-                (lt in _NUMERIC and rt in _NUMERIC) or compatible(lt, rt))
-            if not ordered:
+            if not (lt in _ORDERED and rt in _ORDERED and comparable(lt, rt)):
                 raise CompileError(f"operator {op!r} is not defined for {lt.value} and {rt.value}",
                                    node.pos)
         node.type = ValueType.BOOL
@@ -140,13 +145,12 @@ class _Checker:
 
     @staticmethod
     def _add_type(node: Binary, lt: ValueType, rt: ValueType) -> ValueType:
-        if lt is ValueType.INT64 and rt is ValueType.INT64:
-            return ValueType.INT64
-        if lt in _NUMERIC and rt in _NUMERIC:
-            return ValueType.DOUBLE
+        if lt is rt and lt in (ValueType.INT64, ValueType.DOUBLE):
+            return lt
         if lt in STRING_LIKE and rt in STRING_LIKE:
             return ValueType.STRING
-        raise CompileError(f"operator '+' is not defined for {lt.value} and {rt.value}", node.pos)
+        raise CompileError(f"operator '+' is not defined for {lt.value} and {rt.value}{_hint(lt, rt)}",
+                           node.pos)
 
     def default(self, node: Binary) -> Node:
         """``a | b | c``: typed as the operands, which must agree (string literals adapt).
@@ -203,11 +207,10 @@ class _Checker:
                 args[i] = branch
         if spec.name == "matches" and is_regex_literal(args[0]):
             pattern = args[0]
-            text = getattr(pattern, "value", "")
             try:
-                re.compile(text)
-            except re.error as exc:
-                raise CompileError(f"invalid regular expression {text!r}: {exc}", pattern.pos) from None
+                compile_regex(getattr(pattern, "value", ""))
+            except RegexError as exc:
+                raise CompileError(str(exc), pattern.pos) from None
         if node.target is not None:
             node.target, node.args = args[0], args[1:]
         else:
@@ -227,6 +230,18 @@ def flatten_default(node: Node) -> list[Node]:
     return [node]
 
 
+def _hint(a: ValueType, b: ValueType) -> str:
+    """Why two types that look alike still do not mix."""
+    numeric = {ValueType.INT64, ValueType.DOUBLE}
+    if {a, b} == numeric:
+        return " (INT64 and DOUBLE do not mix: write 1.0 for a DOUBLE)"
+    if a in STRING_LIKE and b in STRING_LIKE:
+        typed = a if a is not ValueType.STRING else b
+        maker = {ValueType.DNS_NAME: "dnsName", ValueType.EMAIL_ADDRESS: "email", ValueType.URI: "uri"}
+        return f" (convert the STRING with {maker.get(typed, 'a conversion')}(...))"
+    return ""
+
+
 def _coerce(node: Node, kind: ValueType) -> Node:
     """Retype a literal for a context of type ``kind`` when the language allows it."""
     if not isinstance(node, Literal):
@@ -238,9 +253,5 @@ def _coerce(node: Node, kind: ValueType) -> Node:
             raise CompileError(str(exc), node.pos) from None
         typed = Literal(node.pos, value)
         typed.type = kind
-        return typed
-    if node.type is ValueType.INT64 and kind is ValueType.DOUBLE:
-        typed = Literal(node.pos, float(node.value))
-        typed.type = ValueType.DOUBLE
         return typed
     return node

@@ -1,8 +1,11 @@
 """Turns a type-checked tree into nested Python closures, one per node, with fast paths.
 
-Absence is signalled in two ways. "Strict" closures raise AbsentError (an EvaluationError)
-when an attribute or map key is missing. "Optional" closures, used for the left operands of
-``|``, return None instead: bag values are never None, so None can mean "absent" and the
+Absence follows Mixer's runtime. A "strict" closure raises AbsentError (an EvaluationError)
+for a missing attribute; a map index whose key is missing gives "" (Mixer's bag did). An
+"optional" closure, used for the operands of ``|``, returns None instead when the operand
+itself is absent: an attribute, or a map index whose map, key attribute or key is missing.
+Anything deeper (``ip(x) | ip(y)`` with ``x`` absent) is an error, as in Mixer, whose ``|``
+tested only the attribute or lookup directly under it. Bag values are never None, so the
 common ``attr | "default"`` shape collapses into a single ``bag.get(name, default)``.
 Subtrees that reference no attribute are evaluated once here (constant folding).
 """
@@ -10,15 +13,16 @@ Subtrees that reference no attribute are evaluated once here (constant folding).
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from . import _functions as F
 from ._checker import flatten_default
-from ._errors import AbsentError, CompileError, EvaluationError, absent_attribute, absent_key
+from ._errors import CompileError, EvaluationError, UnknownValue, absent_attribute
 from ._nodes import Attr, Binary, Call, Index, Literal, Node, Unary
 from ..attributes import ValueType
+from ..regex import RegexError, compile_regex
 
 Fn = Callable[[Mapping[str, Any]], Any]
 
@@ -33,6 +37,57 @@ def compile_tree(node: Node, text: str) -> Fn:
     if _never_raises_oddly(node):
         return fn
     return _guard(fn, text)
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeEquality:
+    """A STRING test ``attr == "value"`` or ``(attr | "default") == "value"`` (either side order)."""
+
+    attribute: str
+    value: str
+    default: str | None  # None: no default, an absent attribute makes the test fail
+
+
+@dataclass(frozen=True, slots=True)
+class Conjunct:
+    """One operand of an expression's top-level ``&&`` chain: its closure, and its shape when it is
+    a plain equality (which a proxy can test by itself)."""
+
+    evaluate: Fn
+    equality: AttributeEquality | None
+
+
+def compile_conjuncts(node: Node, text: str) -> tuple[Conjunct, ...]:
+    """One evaluate closure per operand of the tree's top-level ``&&`` chain (the tree itself when
+    it is not a conjunction): the whole is true only when each is, and false as soon as one is false,
+    whatever the others would have raised."""
+    operands: list[Node] = []
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, Binary) and current.op == "&&":
+            pending += [current.right, current.left]  # popped left first: source order
+        else:
+            operands.append(current)
+    return tuple(Conjunct(compile_tree(operand, text), _equality(operand)) for operand in operands)
+
+
+def _equality(node: Node) -> AttributeEquality | None:
+    if not (isinstance(node, Binary) and node.op == "==" and node.left.type is ValueType.STRING):
+        return None
+    tested, literal = node.left, node.right
+    if isinstance(tested, Literal):
+        tested, literal = literal, tested
+    if not (isinstance(literal, Literal) and isinstance(literal.value, str)):
+        return None
+    operands = flatten_default(tested)
+    if not isinstance(operands[0], Attr):
+        return None
+    if len(operands) == 1:
+        return AttributeEquality(operands[0].name, literal.value, None)
+    if len(operands) == 2 and isinstance(operands[1], Literal) and isinstance(operands[1].value, str):
+        return AttributeEquality(operands[0].name, literal.value, operands[1].value)
+    return None
 
 
 def _never_raises_oddly(node: Node) -> bool:
@@ -54,7 +109,7 @@ def _guard(fn: Fn, text: str) -> Fn:
     def evaluate(bag: Mapping[str, Any]) -> Any:
         try:
             return fn(bag)
-        except EvaluationError:
+        except (EvaluationError, UnknownValue):
             raise
         except Exception as exc:
             raise EvaluationError(f"evaluating {text!r} failed: {type(exc).__name__}: {exc}") from exc
@@ -69,22 +124,6 @@ def _constant(value: Any) -> Fn:
     return lambda bag: value
 
 
-def _raiser(message: str) -> Fn:
-    def absent(bag: Mapping[str, Any]) -> Any:
-        raise AbsentError(message)
-
-    return absent
-
-
-class _Absent:
-    """The folded "value" of a constant subtree that is always absent (emptyStringMap()["k"])."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
 class _Compiler:
     __slots__ = ("_folded",)
 
@@ -94,33 +133,30 @@ class _Compiler:
     # -- constants ------------------------------------------------------------------------
 
     def const(self, node: Node) -> Any:
-        """The value of an attribute-free subtree, or an _Absent; folding errors are compile errors."""
+        """The value of an attribute-free subtree; folding errors are compile errors."""
         if isinstance(node, Literal):
             return node.value
         key = id(node)
         if key not in self._folded:
             try:
                 value = self._build(node)(_EMPTY_BAG)
-            except AbsentError as exc:
-                value = _Absent(str(exc))
             except EvaluationError as exc:
                 raise CompileError(str(exc), node.pos) from None
+            except RecursionError:
+                raise  # "nested too deeply", said once by compile_expression
             except Exception as exc:  # e.g. INT64 overflow in "9223372036854775807 + 1"
                 raise CompileError(f"cannot evaluate constant: {exc}", node.pos) from None
             self._folded[key] = value
         return self._folded[key]
 
     def is_const(self, node: Node) -> bool:
-        return not node.attrs and not isinstance(self.const(node), _Absent)
+        return not node.attrs
 
     # -- strict closures ------------------------------------------------------------------
 
     def strict(self, node: Node) -> Fn:
         if not node.attrs:
-            value = self.const(node)
-            if isinstance(value, _Absent):
-                return _raiser(value.message)
-            return _constant(value)
+            return _constant(self.const(node))
         return self._build(node)
 
     def _build(self, node: Node) -> Fn:
@@ -155,24 +191,13 @@ class _Compiler:
 
             def lookup(bag: Mapping[str, Any]) -> Any:
                 try:
-                    return bag[name][key]
+                    return bag[name].get(key, "")
                 except KeyError:
-                    if name not in bag:
-                        raise absent_attribute(name) from None
-                    raise absent_key(key, f"attribute {name!r}") from None
+                    raise absent_attribute(name) from None
 
             return lookup
-        where = f"attribute {target.name!r}" if isinstance(target, Attr) else "the map"
         map_fn, key_fn = self.strict(target), self.strict(key_node)
-
-        def lookup_any(bag: Mapping[str, Any]) -> Any:
-            mapping, key = map_fn(bag), key_fn(bag)
-            try:
-                return mapping[key]
-            except KeyError:
-                raise absent_key(key, where) from None
-
-        return lookup_any
+        return lambda bag: map_fn(bag).get(key_fn(bag), "")
 
     def unary(self, node: Unary) -> Fn:
         fn = self.strict(node.operand)
@@ -270,18 +295,16 @@ class _Compiler:
 
     def default(self, node: Binary) -> Fn:
         operands: list[Node] = []
-        skipped: _Absent | None = None
-        for operand in flatten_default(node):
-            value = None if operand.attrs else self.const(operand)
-            if isinstance(value, _Absent):
-                skipped = value  # always absent (emptyStringMap()["k"]): never worth trying
-                continue
+        chain = flatten_default(node)
+        for operand in chain:
+            if not operand.attrs and operand is not chain[-1]:
+                # A constant operand is present unless it is a lookup of a missing key
+                # (emptyStringMap()["k"]); a present one makes later operands unreachable.
+                if self.optional(operand)(_EMPTY_BAG) is None:
+                    continue
+                operands.append(operand)
+                break
             operands.append(operand)
-            if not operand.attrs:
-                break  # a constant is always present: later operands are unreachable
-        if not operands:
-            assert skipped is not None
-            return _raiser(skipped.message)
         last = operands[-1]
         if len(operands) == 1:
             return self.strict(last)
@@ -339,10 +362,7 @@ class _Compiler:
         return None
 
     def optional(self, node: Node) -> Fn:
-        """Like strict() but returns None where strict() would raise AbsentError."""
-        if not node.attrs:
-            value = self.const(node)
-            return (lambda bag: None) if isinstance(value, _Absent) else _constant(value)
+        """An operand of ``|``: None when the attribute or lookup itself is absent, else strict()."""
         if isinstance(node, Attr):
             name = node.name
             return lambda bag: bag.get(name)
@@ -355,7 +375,8 @@ class _Compiler:
                     return None if mapping is None else mapping.get(key)
 
                 return map_get
-            map_fn, key_fn = self.optional(node.target), self.optional(node.key)
+            map_fn = self._presence(node.target)
+            key_fn = self._presence(node.key)
 
             def lookup(bag: Mapping[str, Any]) -> Any:
                 mapping = map_fn(bag)
@@ -365,15 +386,11 @@ class _Compiler:
                 return None if key is None else mapping.get(key)
 
             return lookup
-        fn = self.strict(node)
+        return self.strict(node)
 
-        def guarded(bag: Mapping[str, Any]) -> Any:
-            try:
-                return fn(bag)
-            except AbsentError:
-                return None
-
-        return guarded
+    def _presence(self, node: Node) -> Fn:
+        """Inside a ``|`` operand's lookup: an attribute may be absent (None); the rest is strict."""
+        return self.optional(node) if isinstance(node, Attr) else self.strict(node)
 
     # -- function calls -------------------------------------------------------------------
 
@@ -417,10 +434,9 @@ class _Compiler:
         text_fn = self.strict(text)
         if self.is_const(pattern):
             try:
-                search = F.compile_regex(self.const(pattern)).search
-            except re.error as exc:
-                raise CompileError(f"invalid regular expression {self.const(pattern)!r}: {exc}",
-                                   pattern.pos) from None
+                search = compile_regex(self.const(pattern)).search
+            except RegexError as exc:
+                raise CompileError(str(exc), pattern.pos) from None
             return lambda bag: search(text_fn(bag)) is not None
         pattern_fn = self.strict(pattern)
         return lambda bag: F.regex_matches(pattern_fn(bag), text_fn(bag))

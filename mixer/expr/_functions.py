@@ -4,12 +4,13 @@ Signatures follow Mixer (mixer/pkg/lang/externs.go, ast/func.go). Notable Mixer 
 
 * ``matches`` is a METHOD whose receiver is the regular expression and whose argument is the
   string tested: ``"svc.*".matches(destination.service)``. Like Go's ``regexp.MatchString`` it
-  is an unanchored search (use ``^...$`` to anchor). Patterns use Python ``re`` syntax, which
-  agrees with Go's RE2 for the usual constructs.
+  is an unanchored search (use ``^...$`` to anchor). Patterns run on RE2 (``mixer.regex``), as
+  Go's regexp did: linear time, no backreferences or lookaround.
 * ``match(str, pattern)`` is a glob: ``"abc*"`` prefix, ``"*abc"`` suffix, otherwise equality.
 * ``startsWith``/``endsWith`` are methods on the string: ``request.path.startsWith("/api")``.
 * Equality of DNS_NAME, EMAIL_ADDRESS and URI values is normalising (case-insensitive host
-  names, trailing dot ignored), as Mixer's ``dnsName_equal``/``email_equal``/``uri_equal``.
+  names, trailing dot ignored, an e-mail local part compared unquoted: ``"istio"@istio.io``
+  equals ``istio@istio.io``), as Mixer's ``dnsName_equal``/``email_equal``/``uri_equal``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from ._errors import EvaluationError
 from ..attributes import ValueType, parse_duration, parse_timestamp
+from ..regex import RegexError, compile_regex
 
 # Parameter kinds understood by the checker.
 STRING = "string"    # STRING or any string-like type (DNS_NAME, EMAIL_ADDRESS, URI)
@@ -94,12 +96,27 @@ def to_dns_name(text: str) -> str:
     return text
 
 
-_EMAIL = re.compile(r"([^@\s<>()\[\]\\,;:\"]+)@([^@\s]+)")
+# RFC 5322 addr-spec, as Go's net/mail parsed it: a dot-atom or a quoted-string local part.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_EMAIL = re.compile(rf'({_ATOM}(?:\.{_ATOM})*|"(?:[^"\\\r\n]|\\.)*")@([^@\s]+)')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+def _email_parts(text: str) -> tuple[str, str] | None:
+    """(local part with quoting removed, domain), or None when ``text`` is no address."""
+    match = _EMAIL.fullmatch(text)
+    if match is None:
+        return None
+    local = match.group(1)
+    if local.startswith('"'):
+        local = _QUOTED_PAIR.sub(r"\1", local[1:-1])
+    return local, match.group(2)
 
 
 def to_email(text: str) -> str:
-    match = _EMAIL.fullmatch(text)
-    problem = "expected local@domain without a display name" if match is None else _dns_error(match.group(2))
+    """The address unchanged (Mixer did not normalise it), once it parses as local@domain."""
+    parts = _email_parts(text)
+    problem = "expected local@domain without a display name" if parts is None else _dns_error(parts[1])
     if problem:
         raise EvaluationError(f"email(): could not convert {text!r} to EMAIL_ADDRESS: {problem}")
     return text
@@ -175,21 +192,12 @@ def _endswith(suffix: str, text: str) -> bool:
     return text.endswith(suffix)
 
 
-@functools.lru_cache(maxsize=512)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a regex; raise re.error when invalid (cached: dynamic patterns repeat)."""
-    return _regex(pattern)
-
-
 def regex_matches(pattern: str, text: str) -> bool:
+    """``pattern.matches(text)`` for a pattern computed per bag (constant ones compile at load)."""
     try:
-        compiled = _regex(pattern)
-    except re.error as exc:
-        raise EvaluationError(f"matches(): invalid regular expression {pattern!r}: {exc}") from None
+        compiled = compile_regex(pattern)
+    except RegexError as exc:
+        raise EvaluationError(f"matches(): {exc}") from None
     return compiled.search(text) is not None
 
 
@@ -206,9 +214,10 @@ def dns_equal(a: str, b: str) -> bool:
 def email_equal(a: str, b: str) -> bool:
     if a == b:
         return True
-    local_a, _, domain_a = a.rpartition("@")
-    local_b, _, domain_b = b.rpartition("@")
-    return local_a == local_b and dns_equal(domain_a, domain_b)
+    parts_a, parts_b = _email_parts(a), _email_parts(b)
+    if parts_a is None or parts_b is None:  # a bag value that never went through email()
+        raise EvaluationError(f"cannot compare e-mail addresses {a!r} and {b!r}")
+    return parts_a[0] == parts_b[0] and dns_equal(parts_a[1], parts_b[1])
 
 
 def uri_equal(a: str, b: str) -> bool:

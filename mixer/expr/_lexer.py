@@ -96,7 +96,15 @@ def _number(text: str, start: int) -> Token:
         if value in (float("inf"), float("-inf")):
             raise CompileError(f"floating-point literal {literal!r} is out of range", start)
         return Token("float", literal, start, value)
+    # More digits than any INT64 has: refused here, before int() is asked to convert thousands of
+    # digits (which it refuses past 4300). The exact bounds are the parser's (it knows the sign).
+    if len(literal.lstrip("0")) > 19:
+        raise CompileError(f"integer literal {_abbreviated(literal)} is out of INT64 range", start)
     return Token("int", literal, start, int(literal))
+
+
+def _abbreviated(literal: str) -> str:
+    return repr(literal) if len(literal) <= 24 else f"'{literal[:20]}...' ({len(literal)} digits)"
 
 
 def _string(text: str, start: int) -> Token:

@@ -15,12 +15,16 @@ Adding a door: a module with a ``FrontDoor`` subclass, and one line in ``standar
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from mixer.frontdoors.als import AccessLogFrontDoor
 from mixer.frontdoors.authz import AuthorizationFrontDoor
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, RuntimeLike
+from mixer.frontdoors.http_check import HttpCheckFrontDoor
 from mixer.frontdoors.intake import BadRequest
 from mixer.frontdoors.listeners import GrpcListener, HttpListener
 from mixer.frontdoors.native import NativeGrpcFrontDoor, NativeHttpFrontDoor
+from mixer.frontdoors.policy import PolicyDiscoveryFrontDoor, PolicySource
 from mixer.frontdoors.ratelimit import RateLimitFrontDoor
 
 __all__ = [
@@ -31,14 +35,21 @@ __all__ = [
     "HttpListener",
     "HttpRoute",
     "RuntimeLike",
+    "ServingRuntime",
     "standard_doors",
 ]
 
 
-def standard_doors(runtime: RuntimeLike, options: FrontDoorOptions) -> list[FrontDoor]:
+class ServingRuntime(RuntimeLike, PolicySource, Protocol):
+    """The runtime as every door together needs it (``mixer.runtime.Runtime``)."""
+
+
+def standard_doors(runtime: ServingRuntime, options: FrontDoorOptions) -> list[FrontDoor]:
     """Every front door the collector serves, in start-up order."""
     return [
+        PolicyDiscoveryFrontDoor(runtime, options),
         AuthorizationFrontDoor(runtime, options),
+        HttpCheckFrontDoor(runtime, options),
         AccessLogFrontDoor(runtime, options),
         RateLimitFrontDoor(runtime, options),
         NativeGrpcFrontDoor(runtime, options),

@@ -10,9 +10,9 @@ import grpc
 from envoy.service.accesslog.v3 import als_pb2
 
 from mixer.attributes import Bag
+from mixer.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike, log
 from mixer.frontdoors.intake import decode_proto, report_each
-from mixer.frontdoors.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
 
 FRONT_DOOR = "als"
 SERVICE = "envoy.service.accesslog.v3.AccessLogService"

@@ -11,9 +11,9 @@ from envoy.service.auth.v3 import external_auth_pb2
 from google.rpc import status_pb2
 
 from mixer import sdk
+from mixer.envoy_attributes import MappingOptions, check_request_bag
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike, log
 from mixer.frontdoors.intake import decode_proto, map_one
-from mixer.frontdoors.envoy_attributes import MappingOptions, check_request_bag
 
 FRONT_DOOR = "ext_authz"
 SERVICE = "envoy.service.auth.v3.Authorization"

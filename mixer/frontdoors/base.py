@@ -59,6 +59,7 @@ class FrontDoorOptions:
     authz_quotas: tuple[str, ...] = ()  # quota instances every ext_authz Check allocates (amount 1)
     reuse_port: bool = False  # SO_REUSEPORT, for ``--workers``
     max_concurrent_rpcs: int | None = 4096  # bounds in-flight work; beyond it gRPC answers RESOURCE_EXHAUSTED
+    check_http_port: int = 0  # ext_authz over plain HTTP (Envoy's http_service) on host:port; 0: off
 
 
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]

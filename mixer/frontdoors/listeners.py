@@ -45,7 +45,9 @@ def _guard_method(handler: grpc.RpcMethodHandler, runtime: RuntimeLike, front_do
         return grpc.unary_unary_rpc_method_handler(_guarded_grpc(handler.unary_unary, runtime, front_door))
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(_guarded_grpc(handler.stream_unary, runtime, front_door))
-    raise TypeError(f"{front_door}: only unary and client-streaming methods are supported")
+    if handler.stream_stream is not None:  # a server-pushing stream (served policy): it writes, returns None
+        return grpc.stream_stream_rpc_method_handler(_guarded_grpc(handler.stream_stream, runtime, front_door))
+    raise TypeError(f"{front_door}: only unary, client-streaming and bidirectional methods are supported")
 
 
 def _count(runtime: RuntimeLike, front_door: str, exc: BadRequest) -> None:

@@ -8,9 +8,9 @@ import grpc
 from envoy.service.ratelimit.v3 import rls_pb2
 
 from mixer import sdk
+from mixer.envoy_attributes import descriptor_bag
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike
 from mixer.frontdoors.intake import decode_proto, map_one
-from mixer.frontdoors.envoy_attributes import descriptor_bag
 
 FRONT_DOOR = "rls"
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"

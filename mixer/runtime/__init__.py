@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from mixer.attributes import AttributeManifest, Bag
 from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
 from mixer.runtime._dispatch import CheckResponse, ErrorLog, QuotaVerdict, check, combine, report
+from mixer.runtime._reach import Denial, ListenerPolicy, StaticFacts, listener_policy
 from mixer.runtime._snapshot import HandlerSlot, Snapshot, build_snapshot
 from mixer.sdk import QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
-__all__ = ["CheckResponse", "QuotaVerdict", "Runtime", "Snapshot", "combine"]
+__all__ = [
+    "CheckResponse",
+    "Denial",
+    "ListenerPolicy",
+    "QuotaVerdict",
+    "Runtime",
+    "Snapshot",
+    "StaticFacts",
+    "combine",
+    "listener_policy",
+]
 
 _DRAIN_TIMEOUT = 10.0
 # The one report batching knob: a report is dispatched in slices of at most this many bags (each
@@ -43,6 +54,7 @@ class Runtime:
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
+        self._on_swap: list[Callable[[Snapshot], None]] = []
 
     @classmethod
     async def load(
@@ -52,7 +64,7 @@ class Runtime:
         registry: AdapterRegistry | None = None,
     ) -> Runtime:
         runtime = cls(metrics, registry)
-        await runtime.apply(load_config(paths, runtime.registry))
+        await runtime.reload(paths)
         return runtime
 
     @property
@@ -70,9 +82,12 @@ class Runtime:
         return self._snapshot is not None
 
     async def reload(self, paths: Iterable[str | Path]) -> None:
-        """Load config from ``paths`` and apply it; on ConfigError the current snapshot stays."""
+        """Load config from ``paths`` and apply it; on any error the current snapshot stays.
+
+        Parsing and compiling run in a thread: a large config must not stall checks on the loop.
+        """
         try:
-            config = load_config(paths, self.registry)
+            config = await asyncio.to_thread(load_config, list(paths), self.registry)
         except Exception:
             self.metrics.config_loads.labels("error").inc()
             raise
@@ -82,7 +97,11 @@ class Runtime:
         """Build a snapshot off the hot path, start its new handlers, swap, then retire old ones."""
         async with self._lock:
             old = self._snapshot
-            snapshot = build_snapshot(config, self.metrics, old.slots if old else None)
+            try:
+                snapshot = build_snapshot(config, self.metrics, old.slots if old else None)
+            except Exception:
+                self.metrics.config_loads.labels("error").inc()
+                raise
             fresh = [slot for slot in snapshot.slots.values() if not slot.started]
             try:
                 for slot in fresh:
@@ -94,11 +113,22 @@ class Runtime:
                 raise
             self._snapshot = snapshot
             self.metrics.config_loads.labels("ok").inc()
+            for callback in list(self._on_swap):
+                try:
+                    callback(snapshot)
+                except Exception:  # a subscriber's bug must not undo a swap that happened
+                    self.logger.exception("a config swap subscriber failed")
             if old is not None:
                 retired = [s for name, s in old.slots.items() if snapshot.slots.get(name) is not s]
                 task = asyncio.get_running_loop().create_task(self._retire(old, retired))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        """Call ``callback(snapshot)`` on the loop after each swap (e.g. to push served policy);
+        returns the function that unsubscribes it."""
+        self._on_swap.append(callback)
+        return lambda: self._on_swap.remove(callback) if callback in self._on_swap else None
 
     async def _retire(self, old: Snapshot, retired: Sequence[HandlerSlot]) -> None:
         if old.inflight:

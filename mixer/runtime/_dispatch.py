@@ -152,15 +152,19 @@ def _accounted(sink: Sink, metrics: SelfMetrics) -> Iterator[None]:
     """Count one handler call and its duration; count (and re-raise) a failure."""
     slot = sink.slot
     started = time.perf_counter()
+    failed = False
     try:
         yield
     except Exception:
+        failed = True
         metrics.dispatch_errors.labels(slot.name, slot.adapter_name).inc()
         logging.getLogger("mixer.dispatch").exception("handler %s failed (%s)", slot.name, sink.template)
         raise
     finally:
+        elapsed = time.perf_counter() - started
         metrics.dispatches.labels(slot.name, slot.adapter_name, sink.template).inc()
-        metrics.dispatch_duration.labels(slot.name, slot.adapter_name).observe(time.perf_counter() - started)
+        metrics.dispatch_duration.labels(slot.name, slot.adapter_name).observe(elapsed)
+        metrics.runtime_dispatched(slot.name, slot.adapter_name, sink.template, elapsed, failed)
 
 
 def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors: ErrorLog) -> int:

@@ -110,6 +110,8 @@ def build_snapshot(
             metrics=metrics,
         )
         built = compiled.adapter.build(compiled.params, env, handler_schemas)
+        if old is not None and old.adapter_name == compiled.adapter_name:
+            built.take_over(old.handler)
         slots[name] = HandlerSlot(name, compiled.adapter_name, key, built)
 
     plans: dict[Variety, list[RulePlan]] = {v: [] for v in Variety}

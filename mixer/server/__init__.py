@@ -59,24 +59,39 @@ def config_signature(paths: Sequence[str]) -> tuple[tuple[str, float, int], ...]
 
 
 async def watch_config(runtime: Runtime, paths: Sequence[str], interval: float) -> None:
-    """Reload when files change; a broken edit is logged and the running config stays."""
+    """Reload when files change. Whatever goes wrong while loading (a broken edit, an adapter that
+    cannot start, a bug), the running config keeps serving, the error is logged and counted
+    (``mixer_config_loads_total{result="error"}``), and the next edit is tried."""
     seen = config_signature(paths)
     while True:
         await asyncio.sleep(interval)
-        current = config_signature(paths)
-        if current == seen:
-            continue
-        seen = current
         try:
+            current = config_signature(paths)
+            if current == seen:
+                continue
+            seen = current
             await runtime.reload(paths)
             log.info("config reloaded from %s", ", ".join(paths))
+            config_applied(runtime)
         except ConfigError as exc:
             log.error("config change rejected, keeping the running config:\n%s", exc)
+        except Exception:  # counted by the runtime; the watcher must outlive any error
+            log.exception("config change could not be applied, keeping the running config")
+
+
+def config_applied(runtime: Runtime) -> None:
+    """Log what loading the running config told besides errors (skipped documents, handlers not
+    run) and export its size."""
+    config = runtime.snapshot.config
+    for note in config.notes:
+        log.log(logging.WARNING if note.level == "warning" else logging.INFO, "%s", note)
+    runtime.metrics.config_applied(len(config.rules), len(config.instances), len(config.handlers), len(config.manifest))
 
 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
     """Load config, start every front door and listener, run until ``stop`` or a signal."""
     runtime = await Runtime.load(options.config, registry=options.registry)
+    config_applied(runtime)
     door_options = options.grpc or FrontDoorOptions()
     parts: list[_Part] = []
     doors_runtime: RuntimeLike = runtime

@@ -14,8 +14,8 @@ from envoy.service.auth.v3 import external_auth_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf import json_format
 
-from mixer.attributes import BagError, ValueType, default_manifest
-from mixer.frontdoors.envoy_attributes import (
+from mixer.attributes import BagError, ValueType, default_manifest, value_from_text
+from mixer.envoy_attributes import (
     MappingOptions,
     check_request_bag,
     descriptor_bag,
@@ -24,7 +24,6 @@ from mixer.frontdoors.envoy_attributes import (
     proxy_error_code,
     stream_base_bag,
     tcp_entry_bag,
-    value_from_text,
 )
 
 # Copies of what real Envoy 1.40 sent (shared/reference/envoy-probe), kept with the tests.

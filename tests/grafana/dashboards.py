@@ -1,4 +1,4 @@
-"""Reading the dashboards as Grafana does: panels (rows flattened), targets, variables, PromQL."""
+"""Reading dashboards as Grafana does: panels (rows flattened), targets, variables, PromQL."""
 
 from __future__ import annotations
 
@@ -60,3 +60,32 @@ def label_values_query(query: str) -> tuple[str, str]:
 def variable_query(variable: Mapping[str, Any]) -> str:
     query = variable.get("query")
     return str(query.get("query") if isinstance(query, Mapping) else query)
+
+
+_QUERY_RESULT = re.compile(r"^query_result\((?P<expr>.*)\)$", re.DOTALL)
+
+
+def series_text(series: Mapping[str, Any]) -> str:
+    """An instant-query series as Grafana's ``query_result()`` lists it: ``name{l="v",...} value ms``."""
+    metric = series["metric"]
+    labels = ",".join(f'{name}="{value}"' for name, value in metric.items() if name != "__name__")
+    timestamp, value = series["value"]
+    return f"{metric.get('__name__', '')}{{{labels}}} {value} {int(float(timestamp) * 1000)}"
+
+
+def apply_regex(regex: str, texts: list[str]) -> list[str]:
+    """A variable's ``regex`` (``/pattern/``) on option texts: the first group when it has one."""
+    if not regex:
+        return texts
+    pattern = re.compile(regex[1 : regex.rindex("/")] if regex.startswith("/") else regex)
+    out = []
+    for text in texts:
+        match = pattern.search(text)
+        if match:
+            out.append(match.group(1) if pattern.groups else match.group(0))
+    return out
+
+
+def all_value(options: list[str]) -> str:
+    """What Grafana substitutes for "All" in a Prometheus query when ``allValue`` is unset."""
+    return "(" + "|".join(re.escape(o).replace("\\", "\\\\") for o in options) + ")"

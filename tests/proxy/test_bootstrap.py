@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,49 @@ def test_real_envoy_accepts_the_bootstrap(tmp_path: Path) -> None:
     assert yaml.safe_load(path.read_text())["node"]["metadata"]["WORKLOAD_NAME"] == "reviews-v2"
 
 
+def test_served_policy_declares_its_check_filters_and_states_their_inputs() -> None:
+    bootstrap = render_bootstrap(SidecarSpec(workload="c-v1", inbound=(Inbound(1, 2),), quotas=("q",),
+                                             policy_discovery=True))
+    hcm = _hcm(bootstrap, 0)
+    rbac, authz = hcm["http_filters"][:2]
+    assert (rbac["name"], authz["name"]) == ("mixer.rbac", "mixer.authz")
+    discovery = authz["config_discovery"]
+    assert discovery["apply_default_config_without_warming"] is True  # checks from the first request
+    assert discovery["default_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] == "mixer"
+    assert discovery["config_source"]["api_config_source"]["grpc_services"][0]["envoy_grpc"]["cluster_name"] == "mixer"
+    route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]
+    assert "mixer.authz" in route["typed_per_filter_config"]
+    stated = bootstrap["node"]["metadata"]["MIXER_POLICY"]
+    assert stated["authz"] == discovery["default_config"]
+    assert stated["check_extensions"]["mixer.quotas"] == "q"
+    assert stated["check_extensions"] == route["typed_per_filter_config"]["mixer.authz"]["check_settings"][
+        "context_extensions"]
+
+
+def test_http_check_sends_the_fixed_inputs_in_a_header() -> None:
+    bootstrap = render_bootstrap(SidecarSpec(workload="c-v1", inbound=(Inbound(1, 2),), check_http_port=9092))
+    config = _hcm(bootstrap, 0)["http_filters"][0]["typed_config"]
+    service = config["http_service"]
+    assert service["server_uri"]["uri"] == "http://127.0.0.1:9092"
+    (header,) = service["authorization_request"]["headers_to_add"]
+    assert header["key"] == "x-mixer-check-context"
+    assert json.loads(header["value"]) == {
+        "labels": {"app": "c", "version": "v1", "WORKLOAD_NAME": "c-v1", "NAMESPACE": "default"},
+        "extensions": {"destination.service.name": "c", "destination.service.namespace": "default",
+                       "destination.service.host": "c.default.svc.cluster.local"},
+    }
+    assert any(c["name"] == service["server_uri"]["cluster"] for c in bootstrap["static_resources"]["clusters"])
+
+
+@pytest.mark.parametrize("flags", [["--policy-discovery"], ["--check-http-port", "9092"],
+                                   ["--policy-discovery", "--check-http-port", "9092"]])
+def test_real_envoy_accepts_served_policy_and_http_check_bootstraps(tmp_path: Path, flags: list[str]) -> None:
+    path = tmp_path / "sidecar.yaml"
+    assert sidecar_main(["--workload", "c-v1", "--inbound", "15006:9080", "--quota", "q", *flags,
+                         "--output", str(path)]) == 0
+    validate_config(path)
+
+
 def test_envoy_rejects_a_broken_bootstrap(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("static_resources: {listeners: [{name: x}]}\n")
@@ -127,3 +171,13 @@ def test_in_a_container_listeners_bind_all_addresses_and_host_names_are_resolved
     }
     assert by_host["mixer-frontdoor"] == "STRICT_DNS" and by_host["reviews-v1"] == "STRICT_DNS"
     assert by_host["127.0.0.1"] == "STATIC"  # the app beside it
+def test_generator_loads_no_grpc_or_protobuf() -> None:
+    # proxy/ takes its header and metadata names from mixer.envoy_attributes.names; that must stay
+    # cheap to import (the sidecar CLI never speaks gRPC itself).
+    probe = (
+        "import sys, proxy.bootstrap, mixer.envoy_attributes\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'envoy') "
+        "or m.startswith('google.protobuf')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

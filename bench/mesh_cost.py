@@ -1,0 +1,447 @@
+"""What the mixer costs per mesh request, through real Envoy: vCPU per 1,000 requests/s, req/s, p50, p99.
+
+wrk (8 connections) -> Envoy a-v1 (outbound sidecar) -> Envoy b-v1 (inbound sidecar) -> a trivial
+upstream (a third Envoy answering 200 directly). Stacks, started once and measured in alternating
+rounds so that drift on a shared machine hits each alike:
+
+- ``plain``: the two Envoys with no ext_authz, no access log: the latency and CPU baseline;
+- ``default``: the mixer on its default config (Istio 1.4's telemetry), sidecars as ``mixer sidecar``
+  writes them (tracing off): ext_authz on the inbound listener, an access log on both;
+- ``deny``: the default config plus a denier rule "a-v1 may not call c-v1" (the traffic is a -> b);
+- ``quota``: the default config plus a memquota quota every inbound request allocates (gRPC Check);
+- ``quota-http``: the same, with the sidecar's ext_authz asking over plain HTTP (``--check-http-port``);
+- ``otelcol``: the OpenTelemetry Collector (envoyalsreceiver -> count connector -> prometheus
+  exporter) receiving the same access logs, when a collector with those components is built.
+
+The mixer's (or the collector's) CPU is read from /proc (the process and its descendants) over each
+measured window, as are the two sidecars'. vCPU per 1,000 req/s = CPU seconds / window / (req/s / 1000).
+Because CPU per request through Envoy varies by half from run to run here, each is also given as a
+ratio to the two sidecars' own CPU over the same window (Istio 1.4's Mixer: 0.6x).
+
+    .venv/bin/python bench/mesh_cost.py [--duration 5] [--rounds 3] [--only default,quota]
+        [--static-bootstrap] [--workers N] [--log-buffer-bytes N] [--append]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mixer.config import DEFAULT_CONFIG_DIR
+from mixer.processes import free_port, start, stop, wait_for_port
+from proxy import EnvoyProcess, Inbound, Outbound, SidecarSpec, render_bootstrap
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+DENY_RULE = """\
+apiVersion: config.istio.io/v1alpha2
+kind: handler
+metadata: {name: deny-a-to-c, namespace: istio-system}
+spec: {compiledAdapter: denier, params: {status: {code: 7, message: a-v1 may not call c-v1}}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: instance
+metadata: {name: denyrequest, namespace: istio-system}
+spec: {compiledTemplate: checknothing}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: rule
+metadata: {name: deny-a-to-c, namespace: istio-system}
+spec:
+  match: (source.workload.name | "") == "a-v1" && (destination.workload.name | "") == "c-v1"
+  actions: [{handler: deny-a-to-c, instances: [denyrequest]}]
+"""
+
+QUOTA_RULE = """\
+apiVersion: config.istio.io/v1alpha2
+kind: handler
+metadata: {name: quota, namespace: istio-system}
+spec:
+  compiledAdapter: memquota
+  params:
+    quotas: [{name: requestquota.instance.istio-system, maxAmount: 1000000000, validDuration: 1h}]
+---
+apiVersion: config.istio.io/v1alpha2
+kind: instance
+metadata: {name: requestquota, namespace: istio-system}
+spec:
+  compiledTemplate: quota
+  params:
+    dimensions:
+      destination: destination.workload.name | "unknown"
+---
+apiVersion: config.istio.io/v1alpha2
+kind: rule
+metadata: {name: quota-every-request, namespace: istio-system}
+spec:
+  actions: [{handler: quota, instances: [requestquota]}]
+"""
+
+
+# -- CPU from /proc -------------------------------------------------------------------------------
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of process ``root`` and every live descendant (``serve --workers`` starts
+    its workers in sessions of their own, so a process group would miss them)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parents[int(entry)] = int(fields[1])  # field 4 of stat: the parent
+        ticks[int(entry)] = int(fields[11]) + int(fields[12])  # utime, stime
+    total = 0
+    for pid, own in ticks.items():
+        ancestor = pid
+        while ancestor > 1 and ancestor != root:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == root:
+            total += own
+    return total / CLOCK_TICKS
+
+
+# -- load -----------------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    print("installing Debian's wrk ...", file=sys.stderr)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    return found
+
+
+def wrk(port: int, seconds: float, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--latency",
+         f"http://127.0.0.1:{port}/bench"],
+        capture_output=True, text=True, timeout=seconds + 30, check=True,
+    ).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rps, out
+    figures = {"rps": float(rps.group(1))}
+    for label, key in (("50%", "p50"), ("99%", "p99")):
+        match = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert match, out
+        figures[key] = float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    figures["non2xx"] = float(non2xx.group(1)) if non2xx else 0.0
+    return figures
+
+
+# -- the stacks -----------------------------------------------------------------------------------
+
+
+def upstream_bootstrap(port: int) -> dict[str, Any]:
+    """The trivial upstream: an Envoy answering 200 "ok" itself."""
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "upstream",
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}]}]},
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {"listeners": [{
+            "name": "upstream", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                            "typed_config": hcm}]}],
+        }]},
+    }
+
+
+def plain(bootstrap: dict[str, Any]) -> dict[str, Any]:
+    """A sidecar bootstrap without the mixer: no ext_authz, rate limit or access log."""
+    for listener in bootstrap["static_resources"]["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm.pop("access_log", None)
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router"]
+        for host in hcm["route_config"]["virtual_hosts"]:
+            for route in host["routes"]:
+                route.pop("typed_per_filter_config", None)
+    return bootstrap
+
+
+def mixer_config(workdir: Path, extra: str) -> Path:
+    """The default config (its Prometheus handler on a free loopback port) plus ``extra``."""
+    folder = workdir / "config"
+    folder.mkdir()
+    for source in sorted(Path(DEFAULT_CONFIG_DIR).glob("*.yaml")):
+        text = source.read_text()
+        if "compiledAdapter: prometheus" in text:
+            text = text.replace("  params:\n", f"  params:\n    address: 127.0.0.1:{free_port()}\n", 1)
+        (folder / source.name).write_text(text)
+    if extra:
+        (folder / "extra.yaml").write_text(extra)
+    return folder
+
+
+@dataclass
+class Stack:
+    """One configuration: a mixer (or collector, or nothing) and the two sidecars in front of it."""
+
+    name: str
+    entry_port: int  # a-v1's outbound listener for b
+    sidecars: list[EnvoyProcess]
+    collector_pid: int | None  # the mixer's or collector's process (its descendants count too)
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+    def measure(self, seconds: float, connections: int) -> dict[str, float]:
+        def cpu() -> tuple[float, float]:
+            envoys = sum(tree_cpu_seconds(e.pid or 0) for e in self.sidecars)
+            return envoys, tree_cpu_seconds(self.collector_pid) if self.collector_pid else 0.0
+
+        envoys0, collector0 = cpu()
+        started = time.monotonic()
+        figures = wrk(self.entry_port, seconds, connections)
+        elapsed = time.monotonic() - started
+        envoys1, collector1 = cpu()
+        kilo_rps = figures["rps"] / 1000
+        figures["envoy_vcpu_per_krps"] = (envoys1 - envoys0) / elapsed / kilo_rps
+        figures["vcpu_per_krps"] = (collector1 - collector0) / elapsed / kilo_rps
+        figures["ratio"] = (collector1 - collector0) / max(envoys1 - envoys0, 1e-9)
+        return figures
+
+
+def sidecar_specs(mixer_port: int, b_port: int, a_port: int, upstream_port: int, quotas: tuple[str, ...],
+                  discovery: bool, log_buffer: int = 16384, check_http_port: int = 0) -> list[SidecarSpec]:
+    common: dict[str, Any] = {"mixer_port": mixer_port, "tracing": False, "log_buffer_bytes": log_buffer,
+                              "check_http_port": check_http_port}
+    if discovery:
+        common["policy_discovery"] = True
+    return [
+        SidecarSpec(workload="a-v1", outbound=(Outbound("b", a_port, "127.0.0.1", b_port),), **common),
+        SidecarSpec(workload="b-v1", inbound=(Inbound(b_port, upstream_port),), quotas=quotas, **common),
+    ]
+
+
+def start_envoys(bootstraps: dict[str, dict[str, Any]], workdir: Path, stack: ExitStack) -> list[EnvoyProcess]:
+    envoys = []
+    for name, bootstrap in bootstraps.items():
+        path = workdir / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(bootstrap))
+        envoy = EnvoyProcess(path, log_path=workdir / f"{name}.log")
+        envoy.start()
+        stack.callback(envoy.close)
+        envoys.append(envoy)
+    for envoy in envoys:
+        envoy.wait_ready()
+    return envoys
+
+
+def start_mixer(workdir: Path, extra: str, workers: int, stack: ExitStack, check_http_port: int = 0) -> tuple[int, int]:
+    """``mixer serve`` on the default config plus ``extra``; returns (gRPC port, its PID)."""
+    grpc_port = free_port()
+    proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(mixer_config(workdir, extra)),
+                  "--port", str(free_port()), "--grpc-port", str(grpc_port), "--watch-interval", "1",
+                  "--log-level", "WARNING", "--trust-peer-headers", "--workers", str(workers),
+                  "--check-http-port", str(check_http_port)],
+                 log_path=str(workdir / "mixer.log"), cwd=str(ROOT))
+    stack.callback(stop, proc)
+    wait_for_port(grpc_port, 60, proc)
+    return grpc_port, proc.pid
+
+
+def build_stack(name: str, args: argparse.Namespace, upstream_port: int, workdir: Path,
+                stack: ExitStack) -> Stack | str:
+    """The stack for ``name``, or why it cannot be had."""
+    workdir.mkdir()
+    a_port, b_port = free_port(), free_port()
+    discovery = not args.static_bootstrap
+    if name == "plain":
+        specs = sidecar_specs(9, b_port, a_port, upstream_port, (), False)
+        envoys = start_envoys({s.workload: plain(render_bootstrap(s)) for s in specs}, workdir, stack)
+        return Stack(name, a_port, envoys, None)
+    if name == "otelcol":
+        return start_collector_stack(args, upstream_port, workdir, stack, a_port, b_port)
+    base, _, transport = name.partition("-")
+    extra = {"default": "", "deny": DENY_RULE, "quota": QUOTA_RULE}[base]
+    quotas = ("requestquota",) if base == "quota" else ()
+    check_http_port = free_port() if transport == "http" else 0
+    grpc_port, pid = start_mixer(workdir, extra, args.workers, stack, check_http_port)
+    if check_http_port:
+        wait_for_port(check_http_port, 30)
+    specs = sidecar_specs(grpc_port, b_port, a_port, upstream_port, quotas, discovery, args.log_buffer_bytes,
+                          check_http_port)
+    envoys = start_envoys({s.workload: render_bootstrap(s) for s in specs}, workdir, stack)
+    return Stack(name, a_port, envoys, pid)
+
+
+def telemetry_only(bootstrap: dict[str, Any]) -> dict[str, Any]:
+    """A sidecar bootstrap that only sends access logs: no ext_authz, no rate limit."""
+    for listener in bootstrap["static_resources"]["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router"]
+    return bootstrap
+
+
+# The peer's pipeline: Envoy's access log service in, one count per entry out for Prometheus.
+COLLECTOR_PIPELINE = {
+    "connectors": {"count": {"logs": {"istio_requests": {"description": "access log entries (requests)"}}}},
+    "service": {"pipelines": {"logs/als": {"receivers": ["envoyals"], "exporters": ["count"]},
+                              "metrics/als": {"receivers": ["count"], "exporters": ["prometheus/als"]}}},
+}
+
+
+def start_collector_stack(args: argparse.Namespace, upstream_port: int, workdir: Path, stack: ExitStack,
+                          a_port: int, b_port: int) -> Stack | str:
+    """The OpenTelemetry Collector peer: envoyalsreceiver -> count connector -> prometheus exporter."""
+    try:
+        from mixer import thirdparty  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return "no collector runner in this tree (mixer.thirdparty, from branch traces-infra, is not merged)"
+    try:
+        binary = thirdparty.ensure("otelcol")
+    except thirdparty.BuildError as exc:
+        return f"the collector could not be built: {exc}"
+    components = subprocess.run([str(binary), "components"], capture_output=True, text=True, timeout=60).stdout
+    if "envoyals" not in components:
+        return f"the collector build ({binary}) has no envoyalsreceiver"
+    als_port, prometheus_port = free_port(), free_port()
+    extra = {**COLLECTOR_PIPELINE,
+             "receivers": {"envoyals": {"endpoint": f"127.0.0.1:{als_port}"}},
+             "exporters": {"prometheus/als": {"endpoint": f"127.0.0.1:{prometheus_port}"}}}
+    collector = thirdparty.CollectorServer(binary, workdir / "otelcol", extra=extra)
+    collector.start()
+    stack.callback(collector.stop)
+    collector.wait_ready()
+    wait_for_port(als_port, 30)
+    specs = sidecar_specs(als_port, b_port, a_port, upstream_port, (), False, args.log_buffer_bytes)
+    envoys = start_envoys({s.workload: telemetry_only(render_bootstrap(s)) for s in specs}, workdir, stack)
+    return Stack("otelcol", a_port, envoys, collector.pid)
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+NAMES = ("plain", "default", "deny", "quota", "quota-http", "otelcol")
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def table(stacks: dict[str, Stack], skipped: dict[str, str]) -> list[str]:
+    base = summarize(stacks["plain"].runs) if "plain" in stacks else None
+    lines = [
+        "| stack | vCPU / 1k req/s (range) | x sidecars' CPU | req/s | p50 ms | p99 ms | p50 added ms | non-2xx | "
+        "sidecars vCPU / 1k req/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, stack in stacks.items():
+        s = summarize(stack.runs)
+        low = min(r["vcpu_per_krps"] for r in stack.runs)
+        high = max(r["vcpu_per_krps"] for r in stack.runs)
+        added = f"{s['p50'] - base['p50']:+.2f}" if base and name != "plain" else ""
+        cost = f"{s['vcpu_per_krps']:.3f} ({low:.3f}-{high:.3f})" if name != "plain" else "-"
+        ratio = f"{s['ratio']:.2f}" if name != "plain" else "-"
+        lines.append(f"| {name} | {cost} | {ratio} | {s['rps']:.0f} | {s['p50']:.2f} | {s['p99']:.2f} | "
+                     f"{added} | {s['non2xx']:.0f} | {s['envoy_vcpu_per_krps']:.3f} |")
+    for name, why in skipped.items():
+        lines.append(f"| {name} | not measured: {why} | | | | | | | |")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--only", default=",".join(NAMES), help=f"comma-separated subset of {','.join(NAMES)}")
+    parser.add_argument("--static-bootstrap", action="store_true",
+                        help="sidecars with the static ext_authz filter (a Check per request), not served policy")
+    parser.add_argument("--workers", type=int, default=1, help="mixer serve --workers")
+    parser.add_argument("--log-buffer-bytes", type=int, default=16384,
+                        help="the sidecars' access log buffer (Envoy's default: 16384)")
+    parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
+    args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n]
+    unknown = set(names) - set(NAMES)
+    if unknown:
+        parser.error(f"unknown stack(s) {sorted(unknown)}; known: {', '.join(NAMES)}")
+    ensure_wrk()
+    cpu = _cpu_model()
+    machine = (f"{platform.machine()} {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+               f"load average {os.getloadavg()[0]:.1f} at start")
+    print(f"machine: {machine}", flush=True)
+    stacks: dict[str, Stack] = {}
+    skipped: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="mesh-cost-") as tmp, ExitStack() as stack:
+        workdir = Path(tmp)
+        upstream_port = free_port()
+        start_envoys({"upstream": upstream_bootstrap(upstream_port)}, workdir, stack)
+        for name in names:
+            built = build_stack(name, args, upstream_port, workdir / name, stack)
+            if isinstance(built, str):
+                skipped[name] = built
+                print(f"{name}: {built}", flush=True)
+            else:
+                stacks[name] = built
+        for each in stacks.values():  # warm up: connections, caches, served policy
+            wrk(each.entry_port, 1, args.connections)
+        for round_no in range(args.rounds):
+            for name, each in _rotated(stacks, round_no):
+                run = each.measure(args.duration, args.connections)
+                each.runs.append(run)
+                print(f"round {round_no + 1} {name}: {run['rps']:.0f} req/s, p50 {run['p50']:.2f} ms, "
+                      f"{run['vcpu_per_krps']:.3f} vCPU/1k req/s ({run['ratio']:.2f}x sidecars)", flush=True)
+    lines = table(stacks, skipped)
+    print("\n".join(lines))
+    if args.append:
+        command = ".venv/bin/python bench/mesh_cost.py " + " ".join(a for a in sys.argv[1:] if a != "--append")
+        with open(ROOT / "BENCHMARKS.md", "a") as handle:
+            handle.write("\n".join(["", f"`{command.strip()}` ({time.strftime('%Y-%m-%d %H:%M')} UTC; {machine}; "
+                                    f"{args.connections} connections, {args.rounds} alternating rounds of "
+                                    f"{args.duration:g}s, medians)", "", *lines, ""]))
+    return 0
+
+
+def _rotated(stacks: dict[str, Stack], shift: int) -> Iterator[tuple[str, Stack]]:
+    """Each round starts with a different stack, so none always runs right after another."""
+    items = list(stacks.items())
+    shift %= max(len(items), 1)
+    yield from items[shift:] + items[:shift]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
