@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
@@ -30,7 +30,7 @@ from mixer.sdk import QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
 if TYPE_CHECKING:
-    from mixer.runtime import CheckResponse, Runtime
+    from mixer.runtime import CheckResponse, Runtime, Snapshot
 
 log = logging.getLogger("mixer.kafka")
 
@@ -189,7 +189,8 @@ def _describe(exc: BaseException) -> str:
 class PublishingRuntime:
     """The runtime as the front doors see it in front-door mode: checks here, reports to Kafka.
 
-    Everything but ``submit`` is the local runtime's (config, manifest, self metrics, checks).
+    Everything but ``submit`` is the local runtime's (config, manifest, self metrics, checks, the
+    snapshot the served-policy door follows).
     """
 
     def __init__(self, runtime: Runtime, publisher: KafkaPublisher) -> None:
@@ -219,3 +220,10 @@ class PublishingRuntime:
 
     async def check(self, bag: Bag, quotas: Mapping[str, QuotaArgs], front_door: str) -> CheckResponse:
         return await self._runtime.check(bag, quotas, front_door)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._runtime.snapshot
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        return self._runtime.subscribe(callback)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mixer.config import ConfigError
-from mixer.frontdoors import FrontDoor, FrontDoorOptions, GrpcListener, HttpListener, RuntimeLike, standard_doors
+from mixer.frontdoors import FrontDoor, FrontDoorOptions, GrpcListener, HttpListener, ServingRuntime, standard_doors
 from mixer.kafka import KafkaOptions, KafkaPublisher, KafkaWorker, Mode, PublishingRuntime
 from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime
@@ -94,7 +94,7 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
     config_applied(runtime)
     door_options = options.grpc or FrontDoorOptions()
     parts: list[_Part] = []
-    doors_runtime: RuntimeLike = runtime
+    doors_runtime: ServingRuntime = runtime
     if options.mode is Mode.FRONTDOOR:
         publisher = KafkaPublisher(options.kafka, runtime.metrics)
         parts.append(publisher)  # started before the listeners, stopped after them
