@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo serve bench system-deps thirdparty kafka
+.PHONY: run test demo serve bench system-deps thirdparty
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -25,15 +25,11 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless maven; }
 
-# Apache Kafka's broker for the tests: fetched with Maven (Java 17 and mvn must be installed) into
-# ${XDG_CACHE_HOME:-~/.cache}/mixer/kafka-<version>/ once; a no-op when it is there.
-kafka: $(STAMP) system-deps
-	$(PY) -m mixer.kafkabroker
-
 # Programs built from source with Go (on PATH) into $XDG_CACHE_HOME or ~/.cache, under mixer/, once (minutes
-# when cold): Jaeger v2 and an OpenTelemetry Collector. Tests and the demo start them on loopback.
-thirdparty: $(STAMP)
-	$(PY) -m mixer.thirdparty jaeger otelcol
+# when cold): Jaeger v2 and an OpenTelemetry Collector; and Apache Kafka's broker, fetched with Maven
+# (Java 17 and mvn, see system-deps). Tests and the demo start them on loopback.
+thirdparty: $(STAMP) system-deps
+	$(PY) -m mixer.thirdparty jaeger otelcol kafka
 
 run: $(STAMP) system-deps thirdparty
 	$(VENV)/bin/mixer demo
@@ -41,7 +37,7 @@ run: $(STAMP) system-deps thirdparty
 serve: $(STAMP)
 	$(VENV)/bin/mixer serve
 
-test: $(STAMP) system-deps thirdparty kafka
+test: $(STAMP) system-deps thirdparty
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

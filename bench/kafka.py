@@ -33,7 +33,7 @@ from dispatch import make_bags  # noqa: E402 - the same bags as bench/dispatch.p
 
 from mixer.attributes import format_duration  # noqa: E402
 from mixer.config import DEFAULT_CONFIG_DIR  # noqa: E402
-from mixer.kafkabroker import KafkaBroker, ensure  # noqa: E402
+from mixer.thirdparty import KafkaBroker, ensure  # noqa: E402
 from mixer.processes import free_port, http_get, start, stop, wait_until_ready  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -151,7 +151,7 @@ def main() -> None:
     local: list[tuple[float, float]] = []
     remote: list[tuple[float, float, float]] = []
     try:
-        with KafkaBroker(ensure(), workdir / "broker", partitions=4) as broker:
+        with KafkaBroker(ensure("kafka"), workdir / "broker", partitions=4) as broker:
             for _ in range(args.rounds):  # interleaved, so both see the same machine
                 local.append(run_local(workdir, payloads, args.bags, args.clients))
                 remote.append(run_kafka(workdir, broker, payloads, args.bags, args.clients))

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from mixer.kafkabroker import KafkaBroker, ensure
+from mixer.thirdparty import KafkaBroker, ensure
 
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[KafkaBroker]:
-    with KafkaBroker(ensure(), quick_start=True) as broker:
+    with KafkaBroker(ensure("kafka"), quick_start=True) as broker:
         yield broker

@@ -23,9 +23,8 @@ from mixer.demo import prometheus
 from mixer.demo.config import write_config
 from mixer.demo.mesh import Mesh
 from mixer.demo.traffic import Traffic
-from mixer.kafkabroker import KafkaBroker, ensure as ensure_kafka
 from mixer.processes import free_port, wait_for_port
-from mixer.thirdparty import JaegerServer, cached
+from mixer.thirdparty import JaegerServer, KafkaBroker, cached, ensure
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "grafana" / "dashboards"
@@ -90,7 +89,7 @@ class Demo:
         config = write_config(self.workdir / "config", f"127.0.0.1:{self.metrics_port}")
         kafka: list[str] = []
         if self.options.kafka:
-            self.broker = KafkaBroker(ensure_kafka(), self.workdir / "kafka")
+            self.broker = KafkaBroker(ensure("kafka"), self.workdir / "kafka")
             self.broker.start()
             self.broker.wait_ready()
             kafka = ["--kafka-bootstrap", self.broker.bootstrap, "--kafka-session-timeout", "6"]

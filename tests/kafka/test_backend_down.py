@@ -7,7 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from mixer.kafkabroker import KafkaBroker
+from mixer.thirdparty import KafkaBroker
 from mixer.processes import free_port
 
 from .cluster import FRONT_DOOR_CONFIG, WORKER_CONFIG, HeldBackend, Mixer, wait_for

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mixer.kafkabroker import KafkaBroker
+from mixer.thirdparty import KafkaBroker
 
 from .cluster import FRONT_DOOR_CONFIG, WORKER_CONFIG, HeldBackend, Mixer, scrape_sum, wait_for
 from .support import group_lag, new_topic

@@ -28,7 +28,7 @@ from mixer.kafka import (
     encode_bags,
     partition_key,
 )
-from mixer.kafkabroker import KafkaBroker, ensure
+from mixer.thirdparty import KafkaBroker, ensure
 from mixer.processes import free_port
 from mixer.runtime import Runtime
 
@@ -224,7 +224,7 @@ async def test_what_cannot_be_published_is_an_error_to_the_caller(options: Kafka
 
 async def test_a_broker_that_is_gone_is_a_503_not_a_silent_drop(options: KafkaOptions) -> None:
     """A front door whose broker stops answering: the HTTP caller gets 503 and the bags are counted."""
-    with KafkaBroker(ensure(), partitions=1, quick_start=True) as doomed:
+    with KafkaBroker(ensure("kafka"), partitions=1, quick_start=True) as doomed:
         rt = await runtime()
         lost = KafkaOptions(bootstrap=doomed.bootstrap, topic="doomed", publish_timeout=3.0)
         publisher = KafkaPublisher(lost, rt.metrics)

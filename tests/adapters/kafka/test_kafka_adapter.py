@@ -12,7 +12,7 @@ import pytest
 
 from adapters.kafka import KafkaHandler, KafkaParams
 from mixer.config import ConfigError, compile_config, load_config
-from mixer.kafkabroker import KafkaBroker
+from mixer.thirdparty import KafkaBroker
 from mixer.processes import free_port
 from mixer.runtime import Runtime
 from tests.kafka.support import new_topic, read_all

@@ -1,47 +1,24 @@
-"""Apache Kafka's broker for tests, the demo and benchmarks: fetched with Maven once, run as a single KRaft node.
+"""Apache Kafka's broker on free loopback ports: a single KRaft node (broker and controller in one
+JVM) with its storage formatted first, stopped by PID. The jars come from ``ensure("kafka")``
+(``python -m mixer.thirdparty kafka``): Maven Central's ``org.apache.kafka:kafka_2.13`` and its
+dependencies, run on the machine's Java 17.
 
-The broker and its dependencies come from Maven Central (``org.apache.kafka:kafka_2.13``) through a
-throwaway ``pom.xml`` and ``mvn dependency:copy-dependencies`` into
-``${XDG_CACHE_HOME:-~/.cache}/mixer/kafka-<version>/libs/``. The fetch runs in a scratch folder under
-a file lock and is renamed into place only when it succeeded, so a half fetch is never used.
-``KafkaBroker`` formats a fresh storage folder and starts ``kafka.Kafka`` with Java on free loopback
-ports; it is stopped by PID.
-
-    python -m mixer.kafkabroker          # fetches when missing, prints the libs folder
+    with KafkaBroker(ensure("kafka")) as broker:
+        ...  # clients connect to broker.bootstrap
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Self, TextIO
+from typing import Self
 
 from mixer import processes
 
-KAFKA_VERSION = "4.4.0"
-# The broker logs through slf4j 1.x; without this binding it logs nothing at all.
-LOG4J_VERSION = "2.25.5"
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.mixer</groupId>
-  <artifactId>kafka-broker-fetch</artifactId>
-  <version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version></dependency>
-  </dependencies>
-</project>
-"""
 _LOG4J = """rootLogger.level = WARN
 rootLogger.appenderRef.stdout.ref = STDOUT
 appender.stdout.type = Console
@@ -53,70 +30,6 @@ logger.kafka.level = INFO
 """
 
 
-class FetchError(RuntimeError):
-    """Fetching the broker failed; the message names the command and the end of its output."""
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mixer"
-
-
-def _folder() -> Path:
-    return cache_root() / f"kafka-{KAFKA_VERSION}"
-
-
-def cached() -> Path | None:
-    """The broker's ``libs`` folder when it has been fetched, without fetching."""
-    libs = _folder() / "libs"
-    return libs if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file() else None
-
-
-def ensure(log: TextIO | None = sys.stderr) -> Path:
-    """The broker's ``libs`` folder, fetched with Maven first when missing (a minute or two, cold)."""
-    found = cached()
-    if found:
-        return found
-    if shutil.which("mvn") is None or shutil.which("java") is None:
-        raise FetchError("the Kafka broker needs Java 17+ and Maven (mvn) on PATH")
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    final = _folder()
-    with _locked(root / f".{final.name}.lock"):
-        found = cached()  # another process fetched it while this one waited
-        if found:
-            return found
-        if final.exists():  # a folder without the broker jar: not ours to trust
-            shutil.rmtree(final)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.fetch-", dir=root))
-        try:
-            if log is not None:
-                print(f"fetching Apache Kafka {KAFKA_VERSION} with Maven into {final} ...", file=log, flush=True)
-            (scratch / "pom.xml").write_text(_POM.format(kafka=KAFKA_VERSION, log4j=LOG4J_VERSION))
-            command = ["mvn", "-q", "-B", "dependency:copy-dependencies", "-DoutputDirectory=libs",
-                       "-DincludeScope=runtime"]
-            result = subprocess.run(command, cwd=scratch, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-            if result.returncode != 0 or not (scratch / "libs" / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
-                tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-                raise FetchError(f"{' '.join(command)} (in {scratch}) exited {result.returncode}:\n{tail}")
-            scratch.rename(final)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    libs = cached()
-    assert libs is not None
-    return libs
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 class KafkaBroker:
     """A single-node KRaft broker (broker and controller in one JVM) on 127.0.0.1, stopped by PID.
 
@@ -124,9 +37,9 @@ class KafkaBroker:
     format``) and starts ``kafka.Kafka``; ``wait_ready`` polls until the broker answers metadata.
     """
 
-    def __init__(self, libs: Path, workdir: Path | None = None, partitions: int = 4, heap: str = "512m",
+    def __init__(self, launcher: Path, workdir: Path | None = None, partitions: int = 4, heap: str = "512m",
                  quick_start: bool = False) -> None:
-        self.libs = libs
+        self.libs = launcher.parent / "libs"  # the launcher's jars: java runs here with its own options
         self.port = processes.free_port()
         self.controller_port = processes.free_port()
         self._own_dir = workdir is None
@@ -224,16 +137,3 @@ class KafkaBroker:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-
-
-def main() -> int:
-    try:
-        print(ensure())
-    except FetchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
