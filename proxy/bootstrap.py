@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -143,10 +144,19 @@ def _address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _static_cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, Any]:
     cluster: dict[str, Any] = {
         "name": name,
-        "type": "STATIC",
+        # a host name (a container's or a Kubernetes Service's) is resolved by DNS and followed
+        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": name,
