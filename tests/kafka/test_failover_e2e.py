@@ -31,7 +31,9 @@ def post_reports(url: str, first: int, count: int) -> None:
         {"request.id": f"r{i}", "destination.workload.name": f"svc{i % 7}", "request.time": "2026-01-01T00:00:00Z"}
         for i in range(first, first + count)
     ]
-    request = urllib.request.Request(url, data=json.dumps({"attributes": bags}).encode(), method="POST")
+    request = urllib.request.Request(
+        url, data=json.dumps({"attributes": bags}).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as reply:
         assert reply.status == 200
 
