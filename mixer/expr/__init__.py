@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._checker import check
-from ._compiler import AttributeEquality, Conjunct, compile_conjuncts, compile_tree
+from ._compiler import AttributeEquality, Conjunct, compile_conjuncts, compile_tree, default_lookup_attribute
 from ._errors import CompileError, EvaluationError, ExpressionError, UnknownValue
 from ._parser import parse
 from ..attributes import ValueType
@@ -59,6 +59,10 @@ class Expression:
     constant: bool  # references no attribute: evaluate() returns the same value for any bag
     # The top-level ``&&`` operands, compiled apart, for decide(); empty: decide() uses evaluate.
     conjuncts: tuple[Conjunct, ...] = field(default=(), repr=False, compare=False)
+    # ``(attribute, fallback)`` when the expression is ``attribute | constant``: evaluate(bag) is then
+    # exactly ``bag.get(attribute, fallback)``, which a caller may run for many expressions in C
+    # (``map(bag.get, names, fallbacks)``) instead of one closure call each.
+    lookup: tuple[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def decide(self, facts: Mapping[str, Any]) -> bool | None:
         """Whether this BOOL expression holds for every bag that agrees with ``facts``.
@@ -93,7 +97,10 @@ def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expressi
     except RecursionError:
         raise ExpressionError("expression is nested too deeply", text, 0) from None
     conjuncts = compile_conjuncts(tree, text) if tree.type is ValueType.BOOL and tree.attrs else ()
-    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs, conjuncts)
+    lookup = None
+    if (name := default_lookup_attribute(tree)) is not None:
+        lookup = (name, evaluate({}))  # the fallback, exactly as the closure gives it for an absent attribute
+    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs, conjuncts, lookup)
 
 
 # A generated config chains hundreds of ``&&`` / ``+`` operands or nests hundreds of parentheses;

@@ -72,6 +72,22 @@ def compile_conjuncts(node: Node, text: str) -> tuple[Conjunct, ...]:
     return tuple(Conjunct(compile_tree(operand, text), _equality(operand)) for operand in operands)
 
 
+def default_lookup_attribute(node: Node) -> str | None:
+    """The attribute of an ``attribute | constant`` tree (the constant not a map), else None.
+
+    The compiler turns exactly that shape into ``bag.get(attribute, constant)`` (``default_to_constant``),
+    so such an expression can be evaluated as that lookup.
+    """
+    if not (isinstance(node, Binary) and node.op == "|"):
+        return None
+    operands = flatten_default(node)
+    if len(operands) != 2 or not isinstance(operands[0], Attr) or operands[1].attrs:
+        return None
+    if operands[1].type is ValueType.STRING_MAP:
+        return None  # a map constant is handed out fresh each time, not shared
+    return operands[0].name
+
+
 def _equality(node: Node) -> AttributeEquality | None:
     if not (isinstance(node, Binary) and node.op == "==" and node.left.type is ValueType.STRING):
         return None

@@ -120,8 +120,9 @@ def build_instances(
                 except EvaluationError as exc:
                     errors.evaluation_failed(plan.rule, exc)
                     continue
+            values = list(map(bag.get, plan.lookup_names, plan.lookup_fallbacks))  # cannot fail
             try:
-                values = [evaluate(bag) for evaluate in plan.evaluators]
+                values += [evaluate(bag) for evaluate in plan.evaluators]
             except EvaluationError:
                 _build_partial(plan, sinks, bag, errors)
                 continue
@@ -131,9 +132,9 @@ def build_instances(
 
 def _build_partial(plan: RulePlan, sinks: list[list[Any]], bag: Bag, errors: ErrorLog) -> None:
     """Slow path after a failure: build the instances whose expressions all succeeded."""
-    values: list[Any] = []
+    values: list[Any] = list(map(bag.get, plan.lookup_names, plan.lookup_fallbacks))
     failures: dict[int, EvaluationError] = {}
-    for index, evaluate in enumerate(plan.evaluators):
+    for index, evaluate in enumerate(plan.evaluators, len(values)):
         try:
             values.append(evaluate(bag))
         except EvaluationError as exc:
