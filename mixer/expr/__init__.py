@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._checker import check
-from ._compiler import AttributeEquality, Conjunct, compile_conjuncts, compile_tree, default_lookup_attribute
+from ._compiler import (
+    AttributeEquality,
+    Conjunct,
+    compile_conjuncts,
+    compile_unguarded,
+    default_lookup_attribute,
+    guarded,
+)
 from ._errors import CompileError, EvaluationError, ExpressionError, UnknownValue
 from ._parser import parse
 from ..attributes import ValueType
@@ -63,6 +70,11 @@ class Expression:
     # exactly ``bag.get(attribute, fallback)``, which a caller may run for many expressions in C
     # (``map(bag.get, names, fallbacks)``) instead of one closure call each.
     lookup: tuple[str, Any] | None = field(default=None, repr=False, compare=False)
+    # ``evaluate`` without its exception guard, for hot loops over many expressions: the same value
+    # for a well-typed bag, but an ill-typed one may make it raise anything. A caller catches
+    # Exception around a whole loop and then re-evaluates with ``evaluate`` (which raises
+    # EvaluationError naming the expression); one try per loop instead of one frame per expression.
+    evaluate_unguarded: Callable[[Mapping[str, Any]], Any] | None = field(default=None, repr=False, compare=False)
 
     def decide(self, facts: Mapping[str, Any]) -> bool | None:
         """Whether this BOOL expression holds for every bag that agrees with ``facts``.
@@ -91,7 +103,8 @@ def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expressi
     _allow_generated_depth()
     try:
         tree = check(parse(text), manifest)
-        evaluate = compile_tree(tree, text)
+        unguarded = compile_unguarded(tree)
+        evaluate = guarded(unguarded, tree, text)
     except CompileError as exc:
         raise ExpressionError(exc.message, text, exc.position) from None
     except RecursionError:
@@ -100,7 +113,7 @@ def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expressi
     lookup = None
     if (name := default_lookup_attribute(tree)) is not None:
         lookup = (name, evaluate({}))  # the fallback, exactly as the closure gives it for an absent attribute
-    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs, conjuncts, lookup)
+    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs, conjuncts, lookup, unguarded)
 
 
 # A generated config chains hundreds of ``&&`` / ``+`` operands or nests hundreds of parentheses;

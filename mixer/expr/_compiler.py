@@ -33,7 +33,17 @@ _ORDER_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": opera
 
 def compile_tree(node: Node, text: str) -> Fn:
     """The evaluate closure for a checked tree; it raises EvaluationError only."""
-    fn = _Compiler().strict(node)
+    return guarded(compile_unguarded(node), node, text)
+
+
+def compile_unguarded(node: Node) -> Fn:
+    """The closure without the guard: on a bag whose values do not fit the manifest it may raise
+    anything (TypeError ...), which ``guarded`` turns into EvaluationError."""
+    return _Compiler().strict(node)
+
+
+def guarded(fn: Fn, node: Node, text: str) -> Fn:
+    """``fn`` raising EvaluationError only (as is, when its shape cannot raise anything else)."""
     if _never_raises_oddly(node):
         return fn
     return _guard(fn, text)

@@ -110,24 +110,35 @@ def build_instances(
     plans: Sequence[RulePlan], sinks: list[list[Any]], bags: Sequence[Bag], errors: ErrorLog
 ) -> None:
     """Append each instance every matching rule builds for each bag to its sink list."""
+    # The unguarded closures run first; whatever they raise, the guarded ones are run again on the
+    # slow path, which turns it into EvaluationError and counts it.
     for bag in bags:
         for plan in plans:
-            match = plan.match
+            match = plan.match_fast
             if match is not None:
                 try:
                     if not match(bag):
                         continue
-                except EvaluationError as exc:
-                    errors.evaluation_failed(plan.rule, exc)
-                    continue
+                except Exception:
+                    if not _matches_slowly(plan, bag, errors):
+                        continue
             values = list(map(bag.get, plan.lookup_names, plan.lookup_fallbacks))  # cannot fail
             try:
-                values += [evaluate(bag) for evaluate in plan.evaluators]
-            except EvaluationError:
+                values += [evaluate(bag) for evaluate in plan.evaluators_fast]
+            except Exception:
                 _build_partial(plan, sinks, bag, errors)
                 continue
             for output in plan.outputs:
                 sinks[output.sink].append(output.make(values))
+
+
+def _matches_slowly(plan: RulePlan, bag: Bag, errors: ErrorLog) -> bool:
+    assert plan.match is not None
+    try:
+        return bool(plan.match(bag))
+    except EvaluationError as exc:
+        errors.evaluation_failed(plan.rule, exc)
+        return False
 
 
 def _build_partial(plan: RulePlan, sinks: list[list[Any]], bag: Bag, errors: ErrorLog) -> None:

@@ -41,6 +41,10 @@ class RulePlan:
     lookup_fallbacks: tuple[Any, ...]
     evaluators: tuple[Evaluator, ...]
     outputs: tuple[Output, ...]
+    # The same closures without their exception guards (``Expression.evaluate_unguarded``): the hot
+    # path runs these under one try, and on any exception falls back to the guarded ones above.
+    match_fast: Evaluator | None
+    evaluators_fast: tuple[Evaluator, ...]
 
 
 class _ValueTable:
@@ -58,11 +62,11 @@ class _ValueTable:
             return -1
         return self.index[expression.text]
 
-    def freeze(self) -> tuple[list[tuple[str, Any]], list[Evaluator]]:
+    def freeze(self) -> tuple[list[tuple[str, Any]], list[Expression]]:
         lookups = [e for e in self.expressions.values() if e.lookup is not None]
         others = [e for e in self.expressions.values() if e.lookup is None]
         self.index = {e.text: i for i, e in enumerate(lookups + others)}
-        return [e.lookup for e in lookups if e.lookup is not None], [e.evaluate for e in others]
+        return [e.lookup for e in lookups if e.lookup is not None], others
 
 
 def build_plan(
@@ -72,16 +76,22 @@ def build_plan(
     table = _ValueTable()
     for sink, instance in routes:  # first pass: collect the expressions, so they can be numbered
         _output(sink, instance, table)
-    lookups, evaluators = table.freeze()
+    lookups, others = table.freeze()
     outputs = tuple(_output(sink, instance, table) for sink, instance in routes)
     return RulePlan(
         rule,
         match.evaluate if match else None,
         tuple(name for name, _ in lookups),
         tuple(fallback for _, fallback in lookups),
-        tuple(evaluators),
+        tuple(e.evaluate for e in others),
         outputs,
+        _fast(match) if match else None,
+        tuple(_fast(e) for e in others),
     )
+
+
+def _fast(expression: Expression) -> Evaluator:
+    return expression.evaluate_unguarded or expression.evaluate
 
 
 def _output(sink: int, instance: CompiledInstance, table: _ValueTable) -> Output:
