@@ -138,7 +138,9 @@ def http_entry_bag(
     common = entry.common_properties
     _common(common, bag, manifest, kind)
     request = entry.request
-    headers = dict(request.request_headers)
+    # A comprehension, not dict(): a protobuf map's keys() is a Python-level view (slower).
+    request_headers = request.request_headers
+    headers = {key: request_headers[key] for key in request_headers}
     if method := request.request_method:
         bag["request.method"] = _method_names().get(method, "")
     if path := request.path:
@@ -159,7 +161,8 @@ def http_entry_bag(
     bag["request.size"] = body_bytes
     bag["request.total_size"] = request.request_headers_bytes + body_bytes
     response = entry.response
-    response_headers = dict(response.response_headers)
+    response_map = response.response_headers
+    response_headers = {key: response_map[key] for key in response_map}
     if response.HasField("response_code"):
         bag["response.code"] = response.response_code.value
     bag["response.headers"] = response_headers
