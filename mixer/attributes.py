@@ -159,7 +159,8 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m":
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    """Parse a Go-style duration ("1.5s", "250ms", "1h2m", "-3s")."""
+    """Parse a Go-style duration ("1.5s", "250ms", "1h2m", "-3s"); ValueError for anything else,
+    blank text and durations beyond ``timedelta``'s range (about 2.7 million years) included."""
     body = text.strip()
     sign = 1
     if body and body[0] in "+-":
@@ -180,6 +181,15 @@ def parse_duration(text: str) -> dt.timedelta:
     if not seconds <= _MAX_DURATION_SECONDS:
         raise ValueError(f"duration {text!r} is out of range (at most about 292 years)")
     return dt.timedelta(seconds=sign * seconds)
+
+
+def duration_from_seconds(seconds: float, nanos: int = 0) -> dt.timedelta:
+    """``seconds`` (+ ``nanos``) as a timedelta (a JSON number, a protobuf Duration); ValueError,
+    not OverflowError, beyond Go's range, as ``parse_duration``."""
+    total = seconds + nanos / 1e9
+    if not abs(total) <= _MAX_DURATION_SECONDS:  # NaN fails too
+        raise ValueError(f"duration of {seconds}s is out of range (at most about 292 years)")
+    return dt.timedelta(0, seconds, nanos // 1000)  # (days, seconds, µs): positional is cheaper
 
 
 _MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
@@ -215,7 +225,9 @@ def _trim(number: float) -> str:
 
 
 def parse_timestamp(text: str) -> dt.datetime:
-    """Parse RFC 3339 ("2026-11-26T06:22:34.779880Z"); nanosecond fractions are truncated."""
+    """Parse RFC 3339 ("2026-11-26T06:22:34.779880Z"); nanosecond fractions are truncated.
+
+    ValueError for anything else, times that leave years 1..9999 once moved to UTC included."""
     body = text.strip()
     if not _RFC3339.match(body):
         raise ValueError(f"invalid timestamp {text!r} (expected RFC 3339, e.g. 2026-11-26T06:22:34Z)")
@@ -235,6 +247,16 @@ def parse_timestamp(text: str) -> dt.datetime:
 
 # A date and a time are both required ("2020-01-01" alone is not a timestamp); a missing offset is UTC.
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)?$")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def timestamp_from_seconds(seconds: int, nanos: int = 0) -> dt.datetime:
+    """Seconds since the Unix epoch (+ ``nanos``; a protobuf Timestamp) as an aware datetime;
+    ValueError when out of years 1..9999."""
+    try:
+        return _EPOCH + dt.timedelta(0, seconds, nanos // 1000)  # (days, seconds, µs): positional is cheaper
+    except OverflowError:
+        raise ValueError(f"timestamp of {seconds}s since the epoch is out of range") from None
 
 
 def format_timestamp(value: dt.datetime) -> str:
@@ -255,7 +277,7 @@ def value_from_text(name: str, kind: ValueType, text: str) -> Any:
     """
     try:
         return _FROM_TEXT[kind](text)
-    except (TypeError, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
+    except (TypeError, ValueError, OverflowError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise BagError(name, f"expected {kind.value}, got {text!r} ({exc})") from None
 
 
@@ -317,7 +339,7 @@ def value_from_json(name: str, kind: ValueType, raw: Any) -> Any:
         return _FROM_JSON[kind](raw)
     except BagError:
         raise
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: float(10**400)
         raise BagError(name, f"expected {kind.value}, got {_describe(raw)} ({exc})") from None
 
 
@@ -411,7 +433,7 @@ def _bool(raw: Any) -> bool:
 
 def _duration(raw: Any) -> dt.timedelta:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return dt.timedelta(seconds=raw)
+        return duration_from_seconds(raw)
     return parse_duration(_string(raw))
 
 

@@ -35,9 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", action="append", help=f"config file or directory (default {DEFAULT_CONFIG_DIR})")
     serve.add_argument("--host", default="127.0.0.1", help="native HTTP API host (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=15014, help="native HTTP API port (default 15014)")
+    serve.add_argument("--metrics-address", default="127.0.0.1:42422", metavar="HOST:PORT",
+                       help="where prometheus handlers that set no address serve /metrics (default %(default)s, "
+                            "loopback: the metrics name workloads and principals; 0.0.0.0:42422 exposes them)")
+    serve.add_argument("--shutdown-grace", type=float, default=10.0, metavar="SECONDS",
+                       help="on SIGTERM: time for requests in flight, then for a final scrape of /metrics "
+                            "(default %(default)s)")
     serve.add_argument("--watch-interval", type=float, default=2.0, help="seconds between config checks; 0 off")
     serve.add_argument("--log-level", default="INFO")
     _add_grpc_arguments(serve)
+    _add_limit_arguments(serve)
     serve.set_defaults(run=_serve)
 
     from proxy.cli import add_arguments as add_sidecar_arguments, run as run_sidecar
@@ -86,6 +93,39 @@ def _add_grpc_arguments(serve: argparse.ArgumentParser) -> None:
                             "the cheaper round trip (default 0: off)")
     serve.add_argument("--workers", type=int, default=1, help="serving processes sharing the ports (SO_REUSEPORT)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--metrics-dir", help=argparse.SUPPRESS)  # set by --workers: see mixer.sharedmetrics
+
+
+def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
+    from mixer.frontdoors import Limits
+
+    defaults = Limits()
+    group = serve.add_argument_group("limits", "what callers can make the collector hold at once (README: Limits)")
+    for name, help_text in [
+        ("max_bags_per_request", "bags in one report (HTTP, native gRPC, one access log message); more: 400"),
+        ("max_body_bytes", "bytes of one HTTP body or gRPC message; more: 413 / RESOURCE_EXHAUSTED"),
+        ("max_inflight_bytes", "bytes of bodies and messages handled at once, per listener; more: 429"),
+        ("max_inflight_requests", "HTTP requests handled at once; more: 429"),
+        ("max_streams", "access log streams open at once; more: RESOURCE_EXHAUSTED"),
+        ("concurrent_reports", "reports decoded and dispatched at once; checks wait behind at most these"),
+    ]:
+        group.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
+                           metavar="N", help=f"{help_text} (default %(default)s)")
+    group.add_argument("--stream-idle-timeout", dest="stream_idle_seconds", type=float,
+                       default=defaults.stream_idle_seconds, metavar="SECONDS",
+                       help="end an access log stream silent this long (Envoy reopens it; default %(default)s)")
+    group.add_argument("--grpc-keepalive", dest="keepalive_seconds", type=float, default=defaults.keepalive_seconds,
+                       metavar="SECONDS", help="ping idle gRPC connections this often (default %(default)s)")
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from mixer.frontdoors import Limits
+
+    limits = Limits(**{name: getattr(args, name) for name in Limits.__dataclass_fields__})
+    problems = limits.problems()
+    if problems:
+        raise SystemExit(f"mixer serve: {'; '.join(problems)}")
+    return limits
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -94,25 +134,36 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from mixer.frontdoors.workers import run_workers
 
-        return run_workers(args.argv, args.workers)
+        return run_workers(args.argv, args.workers, args.shutdown_grace)
     from mixer.frontdoors import FrontDoorOptions
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    grpc = FrontDoorOptions(
+    limits = _limits(args)
+    from adapters.prometheus import split_address
+
+    if split_address(args.metrics_address) is None:
+        print(f"mixer serve: --metrics-address must be HOST:PORT, got {args.metrics_address!r}", file=sys.stderr)
+        return 2
+    doors = FrontDoorOptions(
         host=args.grpc_host,
         port=args.grpc_port,
         trust_peer_headers=args.trust_peer_headers,
         authz_quotas=tuple(args.authz_quota),
         reuse_port=args.reuse_port,
+        limits=limits,
         check_http_port=args.check_http_port,
-    ) if args.grpc else None
+    )
     options = ServeOptions(
         config=args.config or [str(DEFAULT_CONFIG_DIR)],
         host=args.host,
         port=args.port,
         watch_interval=args.watch_interval,
         reuse_port=args.reuse_port,
-        grpc=grpc,
+        doors=doors,
+        grpc=args.grpc,
+        metrics_address=args.metrics_address,
+        shutdown_grace=args.shutdown_grace,
+        metrics_dir=args.metrics_dir,
     )
     try:
         asyncio.run(serve(options))

@@ -57,6 +57,12 @@ class SelfMetrics:
         self.rejected_bags = Counter(
             "mixer_rejected_bags", "Bags rejected at a front door as malformed", ["front_door"], registry=r
         )
+        self.shed_requests = Counter(
+            "mixer_shed_requests",
+            "Requests refused at a limit (HTTP 429, gRPC RESOURCE_EXHAUSTED); reason names the limit",
+            ["front_door", "reason"],
+            registry=r,
+        )
         self.queue_depth = Gauge("mixer_queue_depth", "Items waiting in a handler's queue", ["handler"], registry=r)
         self.handler_refresh_failures = Counter(
             "mixer_handler_refresh_failures",
@@ -85,6 +91,10 @@ class SelfMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # Not exposed: the /metrics endpoints handlers serve and the scrapes they answered, so a
+        # shutdown can keep them up until Prometheus has read the final values (mixer.server).
+        self.scrape_endpoints = 0
+        self.scrapes_served = 0
         # process_* (CPU, memory, fds) for the self-monitoring dashboard
         try:
             ProcessCollector(registry=r)

@@ -2,7 +2,8 @@
 
 Params (Mixer's, snake_case or camelCase)::
 
-    address: "0.0.0.0:42422"            # host:port of /metrics; port 0 picks a free one
+    address: "127.0.0.1:42422"          # host:port of /metrics; port 0 picks a free one; default:
+                                        # `mixer serve --metrics-address` (127.0.0.1:42422)
     max_series_per_metric: 10000        # past it, new label sets fold into one series whose
                                         # labels are all "__overflow__" (counted as drops)
     metricsExpirationPolicy:            # optional; without it series never expire
@@ -31,11 +32,22 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from adapters.prometheus.collector import StoreCollector
-from adapters.prometheus.config import DEFAULT_MAX_SERIES, OVERFLOW_LABEL, Kind, MetricInfo, Params, parse
+from adapters.prometheus.config import (
+    DEFAULT_ADDRESS,
+    DEFAULT_MAX_SERIES,
+    OVERFLOW_LABEL,
+    Kind,
+    MetricInfo,
+    Params,
+    parse,
+    split_address,
+)
 from adapters.prometheus.handler import PrometheusHandler
 from mixer.sdk import Adapter, Env, Handler, InstanceSchema
+from mixer.sharedmetrics import SharedMetrics
 
 __all__ = [
+    "DEFAULT_ADDRESS",
     "DEFAULT_MAX_SERIES",
     "OVERFLOW_LABEL",
     "Kind",
@@ -44,6 +56,7 @@ __all__ = [
     "PrometheusAdapter",
     "PrometheusHandler",
     "StoreCollector",
+    "split_address",
 ]
 
 
@@ -51,8 +64,13 @@ class PrometheusAdapter(Adapter):
     name: ClassVar[str] = "prometheus"
     templates: ClassVar[frozenset[str]] = frozenset({"metric"})
 
+    def __init__(self, default_address: str = DEFAULT_ADDRESS, shared_dir: str | None = None) -> None:
+        self.default_address = default_address  # for handlers whose params name no address
+        self.shared_dir = shared_dir  # ``mixer serve --workers N``: where the workers' snapshots meet
+
     def parse_params(self, raw: Mapping[str, Any]) -> Params:
-        return parse(raw)
+        return parse(raw, self.default_address)
 
     def build(self, params: Params, env: Env, instances: Mapping[str, InstanceSchema]) -> Handler:
-        return PrometheusHandler(params, env, instances)
+        shared = SharedMetrics(self.shared_dir, env.handler_name) if self.shared_dir else None
+        return PrometheusHandler(params, env, instances, shared)

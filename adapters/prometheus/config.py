@@ -13,7 +13,9 @@ from mixer.attributes import parse_duration
 from mixer.sdk import ParamsError
 
 DEFAULT_NAMESPACE = "istio"  # Mixer prefixed every metric with "istio_" unless told otherwise
-DEFAULT_ADDRESS = "0.0.0.0:42422"
+# Loopback: the metrics name workloads and principals. `mixer serve --metrics-address 0.0.0.0:42422`
+# (or the handler's `address` param) exposes them.
+DEFAULT_ADDRESS = "127.0.0.1:42422"
 DEFAULT_MAX_SERIES = 10_000
 # prometheus client's default histogram buckets, which Mixer used when none were given
 DEFAULT_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -46,7 +48,7 @@ class MetricInfo:
 @dataclass(frozen=True, slots=True)
 class Params:
     metrics: tuple[MetricInfo, ...]
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # DEFAULT_ADDRESS
     port: int = 42422
     expiry: float | None = None  # seconds without data before a series is dropped; None keeps all
     expiry_check_interval: float | None = None
@@ -141,13 +143,16 @@ def _camel(snake: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def parse(raw: Mapping[str, Any] | None) -> Params:
-    """Validate handler params; raise ParamsError naming every problem."""
+def parse(raw: Mapping[str, Any] | None, default_address: str = DEFAULT_ADDRESS) -> Params:
+    """Validate handler params; raise ParamsError naming every problem.
+
+    ``default_address`` is where /metrics listens when the params name no ``address``.
+    """
     problems: list[tuple[str, str]] = []
     top = _Fields(
         raw or {}, "", ["metrics", "metrics_expiration_policy", "address", "max_series_per_metric"], problems
     )
-    host, port = _address(top)
+    host, port = _address(top, default_address)
     default_max = top.number("max_series_per_metric", DEFAULT_MAX_SERIES, integer=True)
     if default_max is not None and default_max < 1:
         top.problem("max_series_per_metric", "must be >= 1")
@@ -182,13 +187,23 @@ def parse(raw: Mapping[str, Any] | None) -> Params:
 _METRIC_FIELDS = ["name", "instance_name", "kind", "label_names", "buckets", "namespace", "description", "max_series"]
 
 
-def _address(top: _Fields) -> tuple[str, int]:
-    address = top.string("address", DEFAULT_ADDRESS)
+def _address(top: _Fields, default: str) -> tuple[str, int]:
+    address = top.string("address", default)
+    parsed = split_address(address)
+    if parsed is None:
+        top.problem("address", f"must be host:port with port 0-65535, got {address!r}")
+        fallback = split_address(DEFAULT_ADDRESS)
+        assert fallback is not None
+        return fallback
+    return parsed
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """``"host:port"`` (``"[::1]:42422"`` for IPv6) as (host, port); None when it is not one."""
     host, sep, port_text = address.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        top.problem("address", f"must be host:port with port 0-65535, got {address!r}")
-        return "0.0.0.0", 42422
+        return None
     return host, int(port_text)
 
 

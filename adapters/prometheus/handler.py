@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 
 from prometheus_client.exposition import choose_encoder
+
+from adapters.prometheus.collector import metric_families
 
 from adapters.prometheus.config import OVERFLOW_LABEL, Params
 from adapters.prometheus.exposition import families_in, render
 from adapters.prometheus.server import MetricsServer
 from adapters.prometheus.store import MetricStore
 from mixer.sdk import Env, Handler, InstanceSchema, MetricInstance, ParamsError
+from mixer.sharedmetrics import PUBLISH_INTERVAL, MergedRegistry, SharedMetrics
 
 
 class PrometheusHandler(Handler):
-    def __init__(self, params: Params, env: Env, instances: Mapping[str, InstanceSchema]) -> None:
+    def __init__(
+        self,
+        params: Params,
+        env: Env,
+        instances: Mapping[str, InstanceSchema],
+        shared: SharedMetrics | None = None,
+    ) -> None:
         self._env = env
+        # ``mixer serve --workers N``: every worker's snapshot, summed at each scrape (mixer.sharedmetrics)
+        self._shared = shared
+        self._snapshots = 0
+        self._publisher: asyncio.Task[None] | None = None
         self._clock = env.clock
         self._expiry = params.expiry
         self._interval = params.expiry_check_interval or 0.0
@@ -48,6 +62,7 @@ class PrometheusHandler(Handler):
         self._families = list(self.stores.values())
         self._warned: set[str] = set()
         self.server = MetricsServer(params.host, params.port, self.scrape)
+        self._serving = False
 
     def take_over(self, previous: Handler) -> None:
         """Keep the series of every metric whose definition and dimensions did not change: editing
@@ -62,10 +77,43 @@ class PrometheusHandler(Handler):
         self._families = list(self.stores.values())
 
     async def start(self) -> None:
+        if self._shared is not None:
+            self._publish()  # before serving: a scrape of any worker includes this one from now on
+            self._publisher = asyncio.create_task(self._publish_every(PUBLISH_INTERVAL))
         await self.server.start()
+        self._env.metrics.scrape_endpoints += 1
+        self._serving = True
 
     async def close(self) -> None:
+        if self._serving:
+            self._serving = False
+            self._env.metrics.scrape_endpoints -= 1
         await self.server.close()
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.cancel()
+            self._publish()  # the last counts stay in the sum after this worker is gone
+
+    def _snapshot(self) -> Callable[[], None]:
+        """Take this worker's snapshot now, numbered (on the feeding thread); return what writes it
+        (to run on any thread)."""
+        shared, registry = self._shared, self._env.metrics.registry
+        assert shared is not None
+        self._snapshots += 1
+        sequence, families = self._snapshots, families_in(self._families)
+        return lambda: shared.publish([*metric_families(families), *registry.collect()], sequence)
+
+    def _publish(self) -> None:
+        self._snapshot()()
+
+    async def _publish_every(self, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await loop.run_in_executor(None, self._snapshot())
+            except OSError:
+                self._env.logger.exception("cannot write this worker's metrics snapshot")
 
     def handle_metric(self, instances: Sequence[MetricInstance]) -> None:
         now = self._clock()
@@ -111,8 +159,18 @@ class PrometheusHandler(Handler):
         """Snapshot now (on the feeding thread); return the formatter to run anywhere and its content type."""
         if self._expiry is not None and self._clock() >= self._next_sweep:
             self.expire()
-        families = families_in(self._families)
+        self._env.metrics.scrapes_served += 1
         encoder, content_type = choose_encoder(accept)
+        shared = self._shared
+        if shared is not None:
+            publish = self._snapshot()
+
+            def format_merged() -> bytes:
+                publish()  # this worker's part as fresh as the scrape; the others' as last written
+                return encoder(MergedRegistry(shared.merged()))
+
+            return format_merged, content_type
+        families = families_in(self._families)
         is_openmetrics = content_type.startswith("application/openmetrics-text")
         registry = self._env.metrics.registry
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -533,13 +534,16 @@ def _assignable(actual: ValueType, wanted: ValueType) -> bool:
     return actual in STRING_LIKE and wanted in STRING_LIKE
 
 
+# A params path: "a.b[3].c", where a bracketed key that is no index may hold dots ("m[x.instance.ns].kind").
+_PATH_PART = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
+
+
 def _split_path(text: str) -> Path:
     parts: list[str | int] = []
-    for piece in text.replace("[", ".[").split("."):
-        if not piece:
-            continue
-        if piece.startswith("[") and piece.endswith("]") and piece[1:-1].isdigit():
-            parts.append(int(piece[1:-1]))
+    for match in _PATH_PART.finditer(text):
+        bracketed, plain = match.groups()
+        if bracketed is None:
+            parts.append(plain)
         else:
-            parts.append(piece)
+            parts.append(int(bracketed) if bracketed.isdigit() else bracketed)
     return tuple(parts)

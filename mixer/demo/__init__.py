@@ -23,11 +23,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scrape-interval", default="5s", help="Prometheus scrape interval (default 5s)")
     parser.add_argument("--any-ports", action="store_true",
                         help="pick free ports for everything instead of 15014/9091/42422/9090/16686")
+    parser.add_argument("--stackdriver-endpoint", default="", metavar="HOST:PORT|fake",
+                        help="also send Istio's stackdriver metrics to Cloud Monitoring at HOST:PORT "
+                             "(monitoring.googleapis.com:443 with application default credentials), or to a "
+                             "loopback fake MetricService the demo starts ('fake')")
+    parser.add_argument("--stackdriver-project", default="mixer-demo", help="project id for --stackdriver-endpoint")
+    parser.add_argument("--stackdriver-insecure", action="store_true",
+                        help="plaintext, no credentials: for a fake or private proxy at --stackdriver-endpoint")
 
 
 def run(args: argparse.Namespace) -> int:
     from mixer.demo.runner import Demo, DemoOptions  # Envoy and the sample app load only for the demo
 
     options = DemoOptions(rate=args.rate, interval=args.interval, prometheus=args.prometheus,
-                          jaeger=args.jaeger, scrape_interval=args.scrape_interval, any_ports=args.any_ports)
+                          jaeger=args.jaeger, scrape_interval=args.scrape_interval, any_ports=args.any_ports,
+                          stackdriver_endpoint=args.stackdriver_endpoint, stackdriver_project=args.stackdriver_project,
+                          stackdriver_insecure=args.stackdriver_insecure)
     return Demo(options).run()

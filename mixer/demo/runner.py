@@ -22,6 +22,7 @@ from mixer.demo import prometheus
 from mixer.demo.config import write_config
 from mixer.demo.mesh import Mesh
 from mixer.demo.traffic import Traffic
+from mixer import processes
 from mixer.processes import free_port, wait_for_port
 from mixer.thirdparty import JaegerServer, cached
 
@@ -42,6 +43,9 @@ class DemoOptions:
     jaeger: bool = True  # start Jaeger when it has been built (the demo does not build it: minutes)
     jaeger_port: int = 16686
     scrape_interval: str = "5s"
+    stackdriver_endpoint: str = ""  # "": none; "fake": a loopback fake MetricService the demo starts
+    stackdriver_project: str = "mixer-demo"
+    stackdriver_insecure: bool = False  # plaintext, no credentials (a fake or private proxy)
 
 
 def _port(preferred: int, any_port: bool) -> int:
@@ -73,14 +77,33 @@ class Demo:
         self.prometheus: prometheus.PrometheusServer | None = None
         self.jaeger_port = _port(options.jaeger_port, any_port)
         self.jaeger: JaegerServer | None = None
+        self.fake_stackdriver: subprocess.Popen[bytes] | None = None
+        self.stackdriver_endpoint = options.stackdriver_endpoint
         self.stopping = threading.Event()
 
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
+    def _stackdriver_params(self) -> dict[str, object] | None:
+        """The stackdriver handler's params for the chosen endpoint, starting the fake if asked."""
+        options = self.options
+        if not options.stackdriver_endpoint:
+            return None
+        insecure = options.stackdriver_insecure
+        if options.stackdriver_endpoint == "fake":
+            port = free_port()
+            self.fake_stackdriver = processes.start(
+                [sys.executable, "-m", "adapters.stackdriver.fake", "--port", str(port)],
+                str(self.workdir / "fake-stackdriver.log"),
+            )
+            wait_for_port(port, 30.0, self.fake_stackdriver)
+            self.stackdriver_endpoint, insecure = f"127.0.0.1:{port}", True
+        return {"projectId": options.stackdriver_project, "endpoint": self.stackdriver_endpoint, "insecure": insecure}
+
     def start(self) -> None:
-        config = write_config(self.workdir / "config", f"127.0.0.1:{self.metrics_port}")
+        config = write_config(self.workdir / "config", f"127.0.0.1:{self.metrics_port}",
+                              stackdriver=self._stackdriver_params())
         self.mixer = processes.start(
             [sys.executable, "-m", "mixer.cli", "serve", "--config", str(config),
              "--port", str(self.http_port), "--grpc-port", str(self.grpc_port),
@@ -112,6 +135,8 @@ class Demo:
             pids.append(self.prometheus.pid)
         if self.jaeger and self.jaeger.pid:
             pids.append(self.jaeger.pid)
+        if self.fake_stackdriver:
+            pids.append(self.fake_stackdriver.pid)
         return pids
 
     def stop(self) -> None:
@@ -123,6 +148,7 @@ class Demo:
         if self.jaeger:
             self.jaeger.stop()
         processes.stop(self.mixer)
+        processes.stop(self.fake_stackdriver)  # after the mixer, which pushes its last points on exit
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def banner(self) -> str:
@@ -142,6 +168,10 @@ class Demo:
         elif self.options.jaeger:
             lines.append("  jaeger             not started: not built yet (`python -m mixer.thirdparty jaeger` "
                          "builds it once, a few minutes; `make run` does it first)")
+        if self.stackdriver_endpoint:
+            fake = " (the loopback fake MetricService)" if self.fake_stackdriver else ""
+            lines.append(f"  stackdriver        {self.stackdriver_endpoint}{fake}, project {self.options.stackdriver_project}, "
+                         "Istio's istio.io/service/* metrics every 10s")
         if DASHBOARDS.is_dir():
             lines.append(f"  grafana dashboards {DASHBOARDS}/*.json (provisioning in {DASHBOARDS.parent}/provisioning)")
         lines.append(f"  child pids         {' '.join(map(str, self.pids()))}")
@@ -173,7 +203,7 @@ class Summary:
         self.last = self._read()
 
     def _read(self) -> tuple[float, dict[str, float]]:
-        totals = {"requests": 0.0, "errors": 0.0, "checks": 0.0, "denied": 0.0}
+        totals = {"requests": 0.0, "errors": 0.0, "checks": 0.0, "denied": 0.0, "pushed": 0.0}
         try:
             with urllib.request.urlopen(self.url, timeout=5) as reply:
                 text = reply.read().decode()
@@ -185,6 +215,8 @@ class Summary:
                     totals["requests"] += sample.value
                     if sample.labels.get("response_code", "").startswith("5"):
                         totals["errors"] += sample.value
+                elif sample.name == "mixer_sent_instances_total" and sample.labels.get("handler", "").startswith("stackdriver."):
+                    totals["pushed"] += sample.value
                 elif sample.name == "mixer_checks_total":
                     totals["checks"] += sample.value
                     if sample.labels.get("result") != "ok":
@@ -200,4 +232,5 @@ class Summary:
         return (
             f"{time.strftime('%H:%M:%S')}  mesh requests/s {delta['requests'] / span:6.1f}  errors {error_rate:6.1%}  "
             f"checks/s {delta['checks'] / span:6.1f}  denials {int(delta['denied'])} (total {int(after['denied'])})"
+            + (f"  stackdriver points {int(after['pushed'])}" if after["pushed"] else "")
         )

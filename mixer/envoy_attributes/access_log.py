@@ -22,6 +22,7 @@ from mixer.envoy_attributes.values import (
     add_typed_entries,
     duration_from_proto,
     protocol_from_headers,
+    time_after,
     time_from_proto,
 )
 
@@ -108,7 +109,7 @@ def _common(common: Any, bag: Bag, manifest: Mapping[str, ValueType], kind: str)
     else:
         add_socket_address(common.downstream_local_address, bag, "destination")
     if common.HasField("start_time"):
-        bag["request.time"] = bag["context.time"] = time_from_proto(common.start_time)
+        bag["request.time"] = bag["context.time"] = time_from_proto(common.start_time, "request.time")
     error = proxy_error_code(common.response_flags) if common.HasField("response_flags") else "-"
     bag["context.proxy_error_code"] = bag["response.flags"] = error
     if common.HasField("tls_properties"):
@@ -181,13 +182,13 @@ def http_entry_bag(
     if grpc_message:
         bag["response.grpc_message"] = grpc_message
     if common.HasField("time_to_last_downstream_tx_byte"):
-        duration = duration_from_proto(common.time_to_last_downstream_tx_byte)
+        duration = duration_from_proto(common.time_to_last_downstream_tx_byte, "response.duration")
     else:
-        duration = duration_from_proto(common.duration)
+        duration = duration_from_proto(common.duration, "response.duration")
     bag["response.duration"] = duration
     request_time = bag.get("request.time")
     if request_time is not None:
-        bag["response.time"] = request_time + duration
+        bag["response.time"] = time_after(request_time, duration, "response.time")
     bag["connection.received.bytes"] = common.downstream_wire_bytes_received
     bag["connection.sent.bytes"] = common.downstream_wire_bytes_sent
     bag["context.protocol"] = protocol_from_headers(headers) if headers.get("content-type") else (
@@ -209,12 +210,12 @@ def tcp_entry_bag(entry: Any, base: Bag, kind: str, manifest: Mapping[str, Value
     _common(common, bag, manifest, kind)
     bag["context.protocol"] = "tcp"
     connection = entry.connection_properties
-    bag["connection.received.bytes"] = connection.received_bytes
-    bag["connection.sent.bytes"] = connection.sent_bytes
-    # Envoy's counts are the connection's so far (periodic entries repeat them): Istio's totals.
-    bag["connection.received.bytes_total"] = connection.received_bytes
-    bag["connection.sent.bytes_total"] = connection.sent_bytes
-    bag["connection.duration"] = duration_from_proto(common.duration)
+    # Envoy counts bytes from the connection's start in every entry (on connect, periodic, close):
+    # these are the totals; the access log door turns connection.*.bytes into the change since
+    # the connection's previous entry (TcpByteDeltas).
+    bag["connection.received.bytes"] = bag["connection.received.bytes_total"] = connection.received_bytes
+    bag["connection.sent.bytes"] = bag["connection.sent.bytes_total"] = connection.sent_bytes
+    bag["connection.duration"] = duration_from_proto(common.duration, "connection.duration")
     log_type = _access_log_type_names().get(common.access_log_type, "")
     bag["connection.event"] = _TCP_EVENTS.get(log_type, "close")
     if stream_id := common.stream_id:

@@ -45,7 +45,7 @@ def check_request_bag(
     http = attrs.request.http
     headers = dict(http.headers)
     if attrs.request.HasField("time"):
-        bag["request.time"] = time_from_proto(attrs.request.time)
+        bag["request.time"] = time_from_proto(attrs.request.time, "request.time")
         bag["context.time"] = bag["request.time"]
     if http.method:
         bag["request.method"] = http.method

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from mixer.frontdoors.als import AccessLogFrontDoor
 from mixer.frontdoors.authz import AuthorizationFrontDoor
-from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, RuntimeLike
+from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, Limits, RuntimeLike, report_lane
 from mixer.frontdoors.http_check import HttpCheckFrontDoor
 from mixer.frontdoors.intake import BadRequest
 from mixer.frontdoors.listeners import GrpcListener, HttpListener
@@ -34,6 +34,7 @@ __all__ = [
     "GrpcListener",
     "HttpListener",
     "HttpRoute",
+    "Limits",
     "RuntimeLike",
     "ServingRuntime",
     "standard_doors",
@@ -45,13 +46,14 @@ class ServingRuntime(RuntimeLike, PolicySource, Protocol):
 
 
 def standard_doors(runtime: ServingRuntime, options: FrontDoorOptions) -> list[FrontDoor]:
-    """Every front door the collector serves, in start-up order."""
+    """Every front door the collector serves, in start-up order; the report doors share one lane."""
+    lane = report_lane(options.limits)
     return [
         PolicyDiscoveryFrontDoor(runtime, options),
         AuthorizationFrontDoor(runtime, options),
         HttpCheckFrontDoor(runtime, options),
-        AccessLogFrontDoor(runtime, options),
+        AccessLogFrontDoor(runtime, options, lane),
         RateLimitFrontDoor(runtime, options),
-        NativeGrpcFrontDoor(runtime, options),
-        NativeHttpFrontDoor(runtime, options),
+        NativeGrpcFrontDoor(runtime, options, lane),
+        NativeHttpFrontDoor(runtime, options, lane),
     ]

@@ -8,6 +8,7 @@ them in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,35 @@ class RuntimeLike(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """What one caller can make the collector hold at once (``mixer serve`` flags; README "Limits").
+
+    Past a limit the caller is answered at once (HTTP 413 / 429, gRPC INVALID_ARGUMENT /
+    RESOURCE_EXHAUSTED) and counted in ``mixer_shed_requests_total`` or ``mixer_rejected_bags_total``;
+    the collector never grows to meet the load.
+    """
+
+    max_bags_per_request: int = 10_000  # a report (HTTP, native gRPC, one ALS message) with more is refused
+    max_body_bytes: int = 4 * 1024 * 1024  # one HTTP body or gRPC message
+    max_inflight_bytes: int = 64 * 1024 * 1024  # bodies and messages being handled, per listener
+    max_inflight_requests: int = 1024  # HTTP requests being handled
+    max_streams: int = 1024  # access log streams open at once; ext_authz and RLS never wait on them
+    stream_idle_seconds: float = 300.0  # an access log stream silent this long is ended (Envoy reopens it)
+    keepalive_seconds: float = 60.0  # gRPC pings idle connections so dead peers' streams are freed
+    concurrent_reports: int = 1  # reports decoded and dispatched at once; the others wait, admitted
+
+    def problems(self) -> list[str]:
+        return [f"{name} must be positive" for name in self.__dataclass_fields__ if getattr(self, name) <= 0]
+
+
+def report_lane(limits: Limits) -> asyncio.Semaphore:
+    """What the report doors share: at most ``concurrent_reports`` reports use the event loop at
+    once, so a check waits behind a few report slices (~1 ms each), never behind every report in
+    flight."""
+    return asyncio.Semaphore(limits.concurrent_reports)
+
+
+@dataclass(frozen=True, slots=True)
 class FrontDoorOptions:
     """Settings of the front doors and their gRPC listener (``mixer serve`` flags)."""
 
@@ -55,7 +85,8 @@ class FrontDoorOptions:
     trust_peer_headers: bool = False  # believe x-mixer-workload/-namespace (spoofable; see docs)
     authz_quotas: tuple[str, ...] = ()  # quota instances every ext_authz Check allocates (amount 1)
     reuse_port: bool = False  # SO_REUSEPORT, for ``--workers``
-    max_concurrent_rpcs: int | None = 4096  # bounds in-flight work; beyond it gRPC answers RESOURCE_EXHAUSTED
+    max_concurrent_rpcs: int | None = 4096  # a backstop above limits.max_streams: RESOURCE_EXHAUSTED beyond it
+    limits: Limits = Limits()
     check_http_port: int = 0  # ext_authz over plain HTTP (Envoy's http_service) on host:port; 0: off
 
 
@@ -67,6 +98,7 @@ class HttpRoute:
     method: str  # "GET", "POST"
     path: str
     handler: HttpHandler
+    content_type: str | None = "application/json"  # what the body must be (415 otherwise); None: anything
 
 
 class FrontDoor:

@@ -16,7 +16,7 @@ import orjson
 from google.protobuf.message import DecodeError, Message
 
 from mixer.attributes import Bag, BagError
-from mixer.frontdoors.base import RuntimeLike
+from mixer.frontdoors.base import RuntimeLike, log
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,11 +78,25 @@ def decode_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        # orjson places every encoding error at "line 1 column 1": say where the bad byte is.
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise BadRequest(f"body is not valid UTF-8: {bad.reason} at byte {bad.start}") from None
         raise BadRequest(f"bad JSON: {exc}") from None
 
 
 def describe_bag_error(exc: BagError) -> str:
     return f"bad attribute: {exc}"
+
+
+def _unmappable(exc: Exception) -> str:
+    """A mapping that failed other than with BagError: a value the mapping did not foresee.
+
+    Still only that item's fault: it is refused alone, never the request or the server.
+    """
+    log.debug("unmappable item", exc_info=exc)
+    return f"cannot map: {type(exc).__name__}: {exc}"
 
 
 def map_one(build: Callable[[T], R], item: T) -> R:
@@ -92,16 +106,25 @@ def map_one(build: Callable[[T], R], item: T) -> R:
         return build(item)
     except BagError as exc:
         raise BadRequest(describe_bag_error(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - see _unmappable
+        raise BadRequest(_unmappable(exc)) from None
 
 
 async def report_each(
-    runtime: RuntimeLike, items: Sequence[T], build: Callable[[T], Bag], front_door: str
+    runtime: RuntimeLike, items: Sequence[T], build: Callable[[T], Bag], front_door: str, *, limit: int
 ) -> ReportOutcome:
     """Map every item to a bag and report the good ones; a bad item is rejected alone and counted.
 
-    Works in slices of ``runtime.batch_size`` and yields to the event loop between them, so a
-    large batch does not hold up checks waiting on the same loop.
+    A request of more than ``limit`` items is refused whole (``Limits.max_bags_per_request``): what
+    one request may cost is bounded. Works in slices of ``runtime.batch_size`` and yields to the
+    event loop between them, so a large batch does not hold up checks waiting on the same loop.
     """
+    if len(items) > limit:
+        raise BadRequest(
+            f"{len(items)} bags in one request; the limit is {limit} (--max-bags-per-request)",
+            uncounted=len(items),
+            details={"limit": limit},
+        )
     outcome = ReportOutcome()
     step = runtime.batch_size
     for start in range(0, len(items), step):
@@ -113,6 +136,9 @@ async def report_each(
                 bags.append(build(item))
             except BagError as exc:
                 outcome.rejected.append(Rejection(index, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - see _unmappable
+                outcome.rejected.append(Rejection(index, _unmappable(exc)))
+        await asyncio.sleep(0)  # mapping a slice costs about what dispatching it does: let checks in between
         if bags:
             outcome.instances += runtime.report(bags, front_door)
             outcome.accepted += len(bags)

@@ -8,6 +8,7 @@ bags are dispatched.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from mixer.attributes import Bag, BagError, ValueType, bag_from_json, format_duration
-from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, RuntimeLike
+from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, RuntimeLike, report_lane
 from mixer.frontdoors.intake import BadRequest, ReportOutcome, decode_json, report_each
 from mixer.frontdoors.listeners import json_response
 from mixer.runtime import CheckResponse
@@ -86,9 +87,13 @@ def check_response_json(response: CheckResponse) -> dict[str, Any]:
 class _NativeApi:
     """The calls both transports share: JSON body in, JSON-able answer out."""
 
-    def __init__(self, runtime: RuntimeLike, front_door: str) -> None:
+    def __init__(
+        self, runtime: RuntimeLike, front_door: str, options: FrontDoorOptions, lane: asyncio.Semaphore | None
+    ) -> None:
         self._runtime = runtime
         self._front_door = front_door
+        self._max_bags = options.limits.max_bags_per_request
+        self._lane = lane or report_lane(options.limits)
 
     async def check(self, raw: bytes) -> dict[str, Any]:
         runtime = self._runtime
@@ -97,9 +102,12 @@ class _NativeApi:
 
     async def report(self, raw: bytes) -> ReportOutcome:
         runtime = self._runtime
-        manifest = runtime.manifest
-        items = report_items(decode_json(raw))
-        outcome = await report_each(runtime, items, lambda item: bag_from_json(item, manifest), self._front_door)
+        async with self._lane:
+            manifest = runtime.manifest
+            items = report_items(decode_json(raw))
+            outcome = await report_each(
+                runtime, items, lambda item: bag_from_json(item, manifest), self._front_door, limit=self._max_bags
+            )
         outcome.raise_for_rejections()
         return outcome
 
@@ -107,8 +115,10 @@ class _NativeApi:
 class NativeHttpFrontDoor(FrontDoor):
     name = "http"
 
-    def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
-        self._api = _NativeApi(runtime, self.name)
+    def __init__(
+        self, runtime: RuntimeLike, options: FrontDoorOptions, lane: asyncio.Semaphore | None = None
+    ) -> None:
+        self._api = _NativeApi(runtime, self.name, options, lane)
 
     def http_routes(self) -> Sequence[HttpRoute]:
         return (HttpRoute("POST", "/v1/report", self.report), HttpRoute("POST", "/v1/check", self.check))
@@ -124,8 +134,10 @@ class NativeHttpFrontDoor(FrontDoor):
 class NativeGrpcFrontDoor(FrontDoor):
     name = "native_grpc"
 
-    def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
-        self._api = _NativeApi(runtime, self.name)
+    def __init__(
+        self, runtime: RuntimeLike, options: FrontDoorOptions, lane: asyncio.Semaphore | None = None
+    ) -> None:
+        self._api = _NativeApi(runtime, self.name, options, lane)
 
     def grpc_services(self) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
         return {

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from adapters.prometheus import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS
+from adapters.prometheus import PrometheusAdapter
 from mixer.config import ConfigError
 from mixer.frontdoors import FrontDoorOptions, GrpcListener, HttpListener, standard_doors
+from mixer.push import PushHandler
+from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime
+from mixer.sharedmetrics import SharedMetrics
 
 __all__ = ["ServeOptions", "serve"]
 
@@ -26,7 +31,11 @@ class ServeOptions:
     port: int = 15014
     watch_interval: float = 2.0  # seconds between config change checks; 0 disables
     reuse_port: bool = False
-    grpc: FrontDoorOptions | None = None  # the gRPC listener (ext_authz, ALS, RLS, native); None: off
+    doors: FrontDoorOptions = FrontDoorOptions()  # the doors, the gRPC listener and both listeners' limits
+    grpc: bool = True  # the gRPC listener (ext_authz, ALS, RLS, native)
+    metrics_address: str = DEFAULT_METRICS_ADDRESS  # /metrics of prometheus handlers whose params name none
+    shutdown_grace: float = 10.0  # on SIGTERM: seconds for in-flight requests, then again for the final scrape
+    metrics_dir: str | None = None  # ``--workers N``: where the workers' metrics meet (mixer.sharedmetrics)
 
 
 class _Part(Protocol):
@@ -35,6 +44,12 @@ class _Part(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+def adapter_registry(options: ServeOptions) -> AdapterRegistry:
+    """The installed adapters, the prometheus one listening where ``--metrics-address`` says by default."""
+    prometheus = PrometheusAdapter(default_address=options.metrics_address, shared_dir=options.metrics_dir)
+    return AdapterRegistry({"prometheus": prometheus})
 
 
 def config_signature(paths: Sequence[str]) -> tuple[tuple[str, float, int], ...]:
@@ -62,16 +77,26 @@ async def watch_config(runtime: Runtime, paths: Sequence[str], interval: float) 
         await asyncio.sleep(interval)
         try:
             current = config_signature(paths)
-            if current == seen:
-                continue
-            seen = current
-            await runtime.reload(paths)
-            log.info("config reloaded from %s", ", ".join(paths))
-            config_applied(runtime)
-        except ConfigError as exc:
-            log.error("config change rejected, keeping the running config:\n%s", exc)
-        except Exception:  # counted by the runtime; the watcher must outlive any error
-            log.exception("config change could not be applied, keeping the running config")
+        except Exception:  # the watcher must outlive any error
+            log.exception("cannot read the config files' state")
+            continue
+        if current == seen:
+            continue
+        seen = current
+        await reload_config(runtime, paths)
+
+
+async def reload_config(runtime: Runtime, paths: Sequence[str]) -> None:
+    """Load ``paths`` and swap the config in; on any error the running config keeps serving, the
+    error is logged and counted. Used by the watcher and by SIGHUP."""
+    try:
+        await runtime.reload(paths)
+        log.info("config reloaded from %s", ", ".join(paths))
+        config_applied(runtime)
+    except ConfigError as exc:
+        log.error("config change rejected, keeping the running config:\n%s", exc)
+    except Exception:  # counted by the runtime; the caller must outlive any error
+        log.exception("config change could not be applied, keeping the running config")
 
 
 def config_applied(runtime: Runtime) -> None:
@@ -85,18 +110,32 @@ def config_applied(runtime: Runtime) -> None:
 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
     """Load config, start every front door and listener, run until ``stop`` or a signal."""
-    runtime = await Runtime.load(options.config)
+    runtime = await Runtime.load(options.config, registry=adapter_registry(options))
     config_applied(runtime)
-    door_options = options.grpc or FrontDoorOptions()
-    doors = standard_doors(runtime, door_options)
+    doors = standard_doors(runtime, options.doors)
     parts: list[_Part] = [*doors]
-    if options.grpc is not None:
-        parts.append(GrpcListener(runtime, doors, options.grpc))
-    parts.append(HttpListener(runtime, doors, options.host, options.port, options.reuse_port))
+    grace = options.shutdown_grace
+    if options.grpc:
+        parts.append(GrpcListener(runtime, doors, options.doors, grace=grace))
+    shared = SharedMetrics(options.metrics_dir, "self") if options.metrics_dir else None
+    parts.append(
+        HttpListener(
+            runtime, doors, options.host, options.port, options.reuse_port, options.doors.limits, grace, shared
+        )
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
+
+    def reload_on_sighup() -> None:
+        log.info("SIGHUP: reloading the config")
+        task = asyncio.create_task(reload_config(runtime, options.config))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
     watcher = (
         asyncio.create_task(watch_config(runtime, options.config, options.watch_interval))
         if options.watch_interval > 0
@@ -113,7 +152,27 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
     finally:
         if watcher is not None:
             watcher.cancel()
-        for part in reversed(started):
-            await part.stop()
-        await runtime.close()
-        log.info("stopped")
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await shut_down(runtime, reversed(started), options.shutdown_grace)
+
+
+async def shut_down(runtime: Runtime, parts: Iterable[_Part], grace: float) -> None:
+    """Stop accepting and answer what is in flight (every accepted bag is dispatched by then),
+    flush the push handlers, keep the /metrics endpoints up until they have been scraped once
+    more, or ``grace`` seconds, then close every handler."""
+    log.info("stopping: answering requests in flight (at most %ss)", grace)
+    for part in parts:
+        await part.stop()  # the listeners were given the grace; the HTTP one goes first, then gRPC
+    for slot in list(runtime.snapshot.slots.values()):
+        if isinstance(slot.handler, PushHandler):
+            await slot.handler.close()  # drains its queue (delivery.shutdownTimeout); close is safe twice
+    metrics = runtime.metrics
+    if metrics.scrape_endpoints:
+        log.info("stopping: waiting for a final scrape (at most %ss)", grace)
+        served = metrics.scrapes_served
+        deadline = asyncio.get_running_loop().time() + grace
+        while metrics.scrapes_served == served and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    await runtime.close()
+    log.info("stopped")

@@ -114,3 +114,37 @@ def test_demo_reports_every_service_and_leaves_no_child_behind() -> None:
         if demo.poll() is None:
             os.kill(demo.pid, signal.SIGKILL)
             demo.wait()
+
+
+def test_demo_sends_istio_metrics_to_a_stackdriver_endpoint() -> None:
+    from adapters.stackdriver.fake import FakeMetricService
+
+    fake = FakeMetricService()
+    fake.start()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "mixer.cli", "demo", "--any-ports", "--no-prometheus", "--interval", "1",
+         "--stackdriver-endpoint", fake.endpoint, "--stackdriver-insecure", "--stackdriver-project", "demo-project"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(demo.stdout or []), daemon=True).start()
+
+    def served(service: FakeMetricService) -> set[str]:
+        return {
+            dict(ts.metric.labels)["destination_service_name"]
+            for points in service.series("istio.io/service/server/request_count").values() for ts in points
+        }
+
+    try:
+        # the handler pushes every 10 s: the first push after the sidecars' first reports names every service
+        assert fake.wait_for(lambda f: SERVICES <= served(f), timeout=60), f"server request counts for {served(fake)}"
+        ts = next(iter(fake.series("istio.io/service/server/request_count").values()))[-1]
+        assert ts.resource.type == "k8s_container" and ts.resource.labels["project_id"] == "demo-project"
+        assert ts.points[0].value.int64_value > 0
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 0, "".join(output)
+    finally:
+        if demo.poll() is None:
+            os.kill(demo.pid, signal.SIGKILL)
+            demo.wait()
+        fake.stop()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import grpc
 import orjson
@@ -15,53 +13,12 @@ from envoy.service.auth.v3 import external_auth_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 from google.protobuf import json_format
 
-from adapters.memory import MemoryHandler
-from mixer.frontdoors import FrontDoorOptions, GrpcListener, standard_doors
-from mixer.runtime import Runtime
+from tests.frontdoors.conftest import Mixer
 from tests.frontdoors.test_envoy_attributes import REFERENCE, _lines
-from mixer.processes import free_port
 
-MESH = Path(__file__).parent / "testdata" / "mesh.yaml"
 CHECK = "/envoy.service.auth.v3.Authorization/Check"
 ALS = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs"
 RLS = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
-
-
-class Mixer:
-    def __init__(self, runtime: Runtime, doors: GrpcListener, channel: grpc.aio.Channel) -> None:
-        self.runtime = runtime
-        self.doors = doors
-        self.channel = channel
-
-    def unary(self, method: str) -> Any:
-        return self.channel.unary_unary(method)  # raw bytes in and out
-
-    def bags(self) -> list[dict[str, Any]]:
-        handler = self.runtime.snapshot.slots["capture.handler.istio-system"].handler
-        assert isinstance(handler, MemoryHandler)
-        return [dict(i.fields["variables"]) for i in handler.instances]
-
-    def rejected(self, front_door: str) -> float:
-        value = self.runtime.metrics.registry.get_sample_value("mixer_rejected_bags_total", {"front_door": front_door})
-        return value or 0.0
-
-
-@pytest.fixture
-async def mixer(tmp_path: Path) -> AsyncIterator[Mixer]:
-    config = tmp_path / "mesh.yaml"
-    config.write_text(MESH.read_text().replace("CAPTURE_PATH", ""))
-    runtime = await Runtime.load([str(config)])
-    options = FrontDoorOptions(port=free_port(), trust_peer_headers=True)
-    doors = GrpcListener(runtime, standard_doors(runtime, options), options)
-    await doors.start()
-    port = doors.port
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield Mixer(runtime, doors, channel)
-    finally:
-        await channel.close()
-        await doors.stop()
-        await runtime.close()
 
 
 def _check_request(source: str, destination: str, path: str = "/") -> external_auth_pb2.CheckRequest:

@@ -39,7 +39,7 @@ class RecordingRuntime:
 async def test_each_bad_bag_is_rejected_alone_with_its_index_and_attribute() -> None:
     runtime = RecordingRuntime(batch_size=2)
     items: list[Any] = [{"response.code": 200}, {"response.code": "x"}, {}, {"request.size": []}, {"request.path": "/"}]
-    outcome = await report_each(runtime, items, lambda item: bag_from_json(item, MANIFEST), "test")
+    outcome = await report_each(runtime, items, lambda item: bag_from_json(item, MANIFEST), "test", limit=100)
     assert [r.index for r in outcome.rejected] == [1, 3]
     assert "response.code" in outcome.rejected[0].error and "request.size" in outcome.rejected[1].error
     assert (outcome.accepted, outcome.instances) == (3, 6)
@@ -55,7 +55,7 @@ async def test_each_bad_bag_is_rejected_alone_with_its_index_and_attribute() -> 
 
 async def test_a_large_report_is_sliced_by_the_runtime_batch_size() -> None:
     runtime = RecordingRuntime(batch_size=128)
-    outcome = await report_each(runtime, [{}] * 1000, lambda item: dict(item), "test")
+    outcome = await report_each(runtime, [{}] * 1000, lambda item: dict(item), "test", limit=1000)
     assert outcome.accepted == 1000
     assert [len(call) for call in runtime.calls] == [128] * 7 + [104]
     outcome.raise_for_rejections()  # nothing rejected: no error

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -45,8 +46,8 @@ def test_workers_share_the_ports_and_stop_together(tmp_path: Path) -> None:
         stop(proc)
 
 
-def test_workers_stop_when_the_parent_gets_sighup(tmp_path: Path) -> None:
-    # Workers run in their own sessions, so a closing terminal reaches them only through the parent.
+def test_sighup_reaches_the_workers_as_a_reload(tmp_path: Path) -> None:
+    # Workers run in their own sessions: signals reach them only through the parent.
     config = tmp_path / "mesh.yaml"
     config.write_text(MESH_CONFIG.read_text().replace("CAPTURE_PATH", ""))
     grpc_port = free_port()
@@ -57,9 +58,22 @@ def test_workers_stop_when_the_parent_gets_sighup(tmp_path: Path) -> None:
         wait_for_port(grpc_port, timeout=30, proc=proc)
         workers = _children(proc.pid)
         assert len(workers) == 2
+        log = tmp_path / "mixer.log"
+        deadline = time.monotonic() + 30
+        while log.read_text().count("HTTP front doors on") < 2:  # both serving, signal handlers set
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        config.write_text(config.read_text().replace('== "c-v1"', '== "d-v1"'))
         os.kill(proc.pid, signal.SIGHUP)
-        assert proc.wait(30) == 0
-        for worker in workers:
-            assert not Path(f"/proc/{worker}").exists() or Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z"
+        body = orjson.dumps({"attributes": {"source.workload.name": "a-v1", "destination.workload.name": "c-v1"}})
+        deadline = time.monotonic() + 20
+        allowed = 0
+        while allowed < 8:  # fresh connections land on both workers: each must have reloaded
+            assert time.monotonic() < deadline, "the workers did not reload on SIGHUP"
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                answer = orjson.loads(channel.unary_unary("/mixer.v1.Mixer/Check")(body, timeout=10))
+            allowed = allowed + 1 if answer["status"]["code"] == 0 else 0
+        assert proc.poll() is None and _children(proc.pid) == workers  # still serving, same workers
+        assert log.read_text().count("SIGHUP: reloading the config") == 2
     finally:
         stop(proc)

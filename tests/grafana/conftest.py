@@ -31,6 +31,16 @@ def tcp_bags() -> list[dict[str, Any]]:
                     "destination.service.name": service, "destination.service.namespace": "default",
                     "connection.sent.bytes": 1200, "connection.received.bytes": 300,
                 })
+    # a TCP-only service: no istio_requests_total series names it (the service and workload
+    # dashboards must still offer it)
+    bags.append({
+        "context.protocol": "tcp", "context.reporter.kind": "inbound", "connection.event": "close",
+        "source.workload.name": "reviews-v1", "source.workload.namespace": "default",
+        "destination.workload.name": "ratings-db-v1", "destination.workload.namespace": "storage",
+        "destination.service.host": "ratings-db.storage.svc.cluster.local",
+        "destination.service.name": "ratings-db", "destination.service.namespace": "storage",
+        "connection.sent.bytes": 10, "connection.received.bytes": 20,
+    })
     return bags
 
 

@@ -15,7 +15,8 @@ DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 # Grafana's built-in variables, resolved as it would for a short range on a 1 s scrape interval.
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
-_LABEL_VALUES = re.compile(r"^label_values\((?:(?P<metric>[^,]+),\s*)?(?P<label>\w+)\)$")
+# the selector may hold commas (``{__name__=~"a|b", x=~"$y"}``): the label is what follows the last one
+_LABEL_VALUES = re.compile(r"^label_values\((?:(?P<metric>.+),\s*)?(?P<label>\w+)\)$")
 
 
 def load(path: Path) -> dict[str, Any]:

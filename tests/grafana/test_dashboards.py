@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,39 @@ def test_queries_use_only_defined_variables(path: Path) -> None:
         for target in panel.get("targets", []):
             unknown = variables_in(target["expr"]) - defined
             assert not unknown, (panel["title"], unknown)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_a_zero_fallback_beside_grouped_series_matches_on_no_labels(path: Path) -> None:
+    """``sum(...) by (x) or vector(0)`` adds a label-less 0 beside the real series; ``or on()`` does not."""
+    for panel in panels(load(path)):
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            if " by (" in expr and "vector(" in expr:
+                assert re.search(r"or vector\(", expr) is None, (panel["title"], expr)
+                assert "or on() vector(" in expr, (panel["title"], expr)
+
+
+def test_the_service_dashboards_client_panels_are_reported_by_the_client() -> None:
+    """Istio's "client" view of a service is what the callers' sidecars report: reporter="source"."""
+    service = load(GRAFANA / "dashboards" / "service.json")
+    client = [p for p in panels(service) if p["title"].lower().startswith("client") and p.get("targets")]
+    assert client
+    for panel in client:
+        for target in panel["targets"]:
+            assert 'reporter="source"' in target["expr"] and 'reporter="destination"' not in target["expr"]
+    server = [p for p in panels(service) if p["title"].lower().startswith("server") and p.get("targets")]
+    for panel in server:
+        for target in panel["targets"]:
+            assert 'reporter="source"' not in target["expr"], panel["title"]
+
+
+@pytest.mark.parametrize("name", ["service", "workload"])
+def test_tcp_only_services_and_workloads_can_be_chosen(name: str) -> None:
+    dashboard = load(GRAFANA / "dashboards" / f"{name}.json")
+    for variable in dashboard["templating"]["list"]:
+        metric, _ = label_values_query(variable_query(variable))
+        assert "istio_tcp_" in metric, (variable["name"], metric)
 
 
 def test_template_variables_cover_namespace_service_and_workload() -> None:

@@ -86,6 +86,21 @@ def test_real_envoy_accepts_the_bootstrap(tmp_path: Path) -> None:
     assert yaml.safe_load(path.read_text())["node"]["metadata"]["WORKLOAD_NAME"] == "reviews-v2"
 
 
+def test_tcp_listeners_log_on_connect_and_periodically_and_envoy_accepts_them(tmp_path: Path) -> None:
+    spec = SidecarSpec(workload="db-v1", tcp_inbound=(Inbound(15010, 3306),),
+                       tcp_outbound=(Outbound("db", 15011, "127.0.0.1", 15010),), tcp_report_interval="5s")
+    bootstrap = render_bootstrap(spec)
+    tcp = [listener for listener in bootstrap["static_resources"]["listeners"] if listener["name"].startswith("tcp_")]
+    assert len(tcp) == 2
+    for listener in tcp:
+        proxy = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        assert proxy["access_log_options"] == {"flush_access_log_on_connected": True,
+                                               "access_log_flush_interval": "5s"}
+    path = tmp_path / "tcp.yaml"
+    path.write_text(yaml.safe_dump(bootstrap))
+    validate_config(path)  # envoy --mode validate
+
+
 def test_served_policy_declares_its_check_filters_and_states_their_inputs() -> None:
     bootstrap = render_bootstrap(SidecarSpec(workload="c-v1", inbound=(Inbound(1, 2),), quotas=("q",),
                                              policy_discovery=True))

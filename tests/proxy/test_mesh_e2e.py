@@ -92,15 +92,18 @@ def test_reports_name_both_workloads_on_both_sides(mesh: Mesh) -> None:
 def test_tcp_connections_are_reported_by_both_sidecars(mesh: Mesh) -> None:
     status, _, body = get(mesh.a_to_b_tcp, "/over-tcp")  # HTTP bytes, proxied as plain TCP
     assert status == 200, body
-    bags = wait_until(lambda: (lambda b: b if len(b) >= 2 else None)(
-        [bag for bag in mesh.mixer.bags() if bag["protocol"] == "tcp"]), what="2 TCP bags")
-    by_reporter = {bag["reporter"]: bag for bag in bags}
+    closed = wait_until(lambda: (lambda b: b if len(b) >= 2 else None)(
+        [bag for bag in mesh.mixer.bags() if bag["protocol"] == "tcp" and bag["event"] == "close"]),
+        what="2 TCP close bags")
+    by_reporter = {bag["reporter"]: bag for bag in closed}
     assert by_reporter["outbound"]["source_workload"] == "a-v1"
     assert by_reporter["outbound"]["destination_service"] == "b"
     assert by_reporter["inbound"]["destination_workload"] == "b-v1"
     for bag in by_reporter.values():
-        assert bag["event"] == "close"
         assert bag["received"] > 0
+    # each sidecar also logged the connection when its upstream connected
+    opened = [bag for bag in mesh.mixer.bags() if bag["protocol"] == "tcp" and bag["event"] == "open"]
+    assert {bag["reporter"] for bag in opened} == {"inbound", "outbound"}
 
 
 def test_rule_denies_a_to_c_while_a_to_b_is_served(mesh: Mesh) -> None:

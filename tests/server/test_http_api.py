@@ -59,8 +59,11 @@ class Server:
         self.base = f"http://127.0.0.1:{port}"
         self.records = records
 
-    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-        request = urllib.request.Request(self.base + path, data=body, method=method)
+    def call(
+        self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
+        headers = {"Content-Type": content_type} if body is not None else {}
+        request = urllib.request.Request(self.base + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 raw = response.read()

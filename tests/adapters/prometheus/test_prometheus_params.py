@@ -47,7 +47,16 @@ def test_istio_default_handler_parses_as_istio_had_it() -> None:
     assert by_name["istio_request_bytes"].bounds == tuple(10.0**i for i in range(9))
     assert "response_flags" in by_name["istio_tcp_sent_bytes_total"].label_names
     assert params.expiry == 600 and params.expiry_check_interval == 300
-    assert (params.host, params.port) == ("0.0.0.0", 42422)
+    assert (params.host, params.port) == ("127.0.0.1", 42422)  # loopback unless told otherwise
+
+
+def test_the_default_address_is_the_adapters_and_an_explicit_address_wins() -> None:
+    from adapters.prometheus import PrometheusAdapter
+
+    exposed = PrometheusAdapter(default_address="0.0.0.0:9999")
+    assert (lambda p: (p.host, p.port))(exposed.parse_params({"metrics": []})) == ("0.0.0.0", 9999)
+    explicit = exposed.parse_params({"metrics": [], "address": "127.0.0.1:1234"})
+    assert (explicit.host, explicit.port) == ("127.0.0.1", 1234)
 
 
 def test_snake_and_camel_spellings_agree() -> None:
