@@ -171,13 +171,15 @@ def count_instructions(args: argparse.Namespace) -> dict[str, float]:
     """Instructions per entry for each stage, one callgrind run (each stage one dump)."""
     with tempfile.TemporaryDirectory(prefix="als-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
-        subprocess.run(
+        run = subprocess.run(
             ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
              "--dump-after=functools_reduce", f"--callgrind-out-file={out}",
              sys.executable, __file__, "--counted-run", "--batch-size", str(args.batch_size),
              "--messages", str(args.counted_messages)],
-            check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=1800,
+            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=1800,
         )
+        if run.returncode:
+            raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
         dumps = sorted(Path(tmp).glob("callgrind.out*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
         # Other code calls reduce too (a few thousand instructions each): only the big dumps are ours.
         totals = [total for p in dumps if (total := _total(p)) > 100_000]

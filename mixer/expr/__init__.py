@@ -38,6 +38,7 @@ from ._compiler import (
     compile_conjuncts,
     compile_unguarded,
     default_lookup_attribute,
+    default_map_lookup,
     guarded,
 )
 from ._errors import CompileError, EvaluationError, ExpressionError, UnknownValue
@@ -75,6 +76,9 @@ class Expression:
     # Exception around a whole loop and then re-evaluates with ``evaluate`` (which raises
     # EvaluationError naming the expression); one try per loop instead of one frame per expression.
     evaluate_unguarded: Callable[[Mapping[str, Any]], Any] | None = field(default=None, repr=False, compare=False)
+    # ``(attribute, key, fallback)`` when the expression is ``attribute["key"] | constant``: evaluate(bag)
+    # is then ``fallback`` without the map, else ``bag[attribute].get(key, fallback)``.
+    map_lookup: tuple[str, str, Any] | None = field(default=None, repr=False, compare=False)
 
     def decide(self, facts: Mapping[str, Any]) -> bool | None:
         """Whether this BOOL expression holds for every bag that agrees with ``facts``.
@@ -113,7 +117,10 @@ def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expressi
     lookup = None
     if (name := default_lookup_attribute(tree)) is not None:
         lookup = (name, evaluate({}))  # the fallback, exactly as the closure gives it for an absent attribute
-    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs, conjuncts, lookup, unguarded)
+    map_lookup = None
+    if (indexed := default_map_lookup(tree)) is not None:
+        map_lookup = (*indexed, evaluate({}))
+    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs, conjuncts, lookup, unguarded, map_lookup)
 
 
 # A generated config chains hundreds of ``&&`` / ``+`` operands or nests hundreds of parentheses;

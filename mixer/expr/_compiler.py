@@ -98,6 +98,21 @@ def default_lookup_attribute(node: Node) -> str | None:
     return operands[0].name
 
 
+def default_map_lookup(node: Node) -> tuple[str, str] | None:
+    """(map attribute, key) of an ``attribute["key"] | constant`` tree (the constant not a map), else
+    None: compiled to ``bag.get(attribute)`` then, when present, ``.get(key, constant)``."""
+    if not (isinstance(node, Binary) and node.op == "|"):
+        return None
+    operands = flatten_default(node)
+    if len(operands) != 2 or operands[1].attrs or operands[1].type is ValueType.STRING_MAP:
+        return None
+    index = operands[0]
+    if not (isinstance(index, Index) and isinstance(index.target, Attr) and isinstance(index.key, Literal)
+            and isinstance(index.key.value, str)):
+        return None
+    return index.target.name, index.key.value
+
+
 def _equality(node: Node) -> AttributeEquality | None:
     if not (isinstance(node, Binary) and node.op == "==" and node.left.type is ValueType.STRING):
         return None

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import time
+from operator import call
+from types import MappingProxyType
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +29,7 @@ from mixer.sdk import (
 from mixer.selfmetrics import SelfMetrics
 
 _FAILED = object()  # marks a value whose expression failed for this bag
+_NO_MAPS: Iterator[Mapping[str, str]] = itertools.repeat(MappingProxyType({}))  # what a map lookup reads when the map is absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,7 @@ def build_instances(
                         continue
             values = list(map(bag.get, plan.lookup_names, plan.lookup_fallbacks))  # cannot fail
             try:
+                values += map(call, plan.map_getters, map(bag.get, plan.map_names, _NO_MAPS))
                 values += [evaluate(bag) for evaluate in plan.evaluators_fast]
             except Exception:
                 _build_partial(plan, sinks, bag, errors)

@@ -3,13 +3,14 @@ per bag, and instances are assembled from the shared values by index.
 
 Most of Istio's expressions are ``attribute | constant``: those take the first value slots and are
 evaluated together as ``map(bag.get, lookup_names, lookup_fallbacks)``, with no Python call each;
-the other expressions' closures fill the slots after them (``evaluators``)."""
+``map["key"] | constant`` ones come next, also evaluated in C (``map_names``, ``map_getters``); the other
+expressions' closures fill the slots after them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from mixer.config import CompiledInstance
@@ -32,13 +33,17 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class RulePlan:
-    """Values of a bag: ``list(map(bag.get, lookup_names, lookup_fallbacks))`` then one value per
-    evaluator, in that order (the slots the outputs index)."""
+    """Values of a bag, in slot order: ``map(bag.get, lookup_names, lookup_fallbacks)``, then
+    ``map(operator.call, map_getters, map(bag.get, map_names, repeat(NO_MAP)))``, then one value per
+    ``evaluators_fast`` closure. ``evaluators`` are the guarded closures of every slot after the lookups
+    (map lookups included), for the slow path."""
 
     rule: str
     match: Evaluator | None
     lookup_names: tuple[str, ...]
     lookup_fallbacks: tuple[Any, ...]
+    map_names: tuple[str, ...]
+    map_getters: tuple[Callable[[Any], Any], ...]  # methodcaller("get", key, fallback)
     evaluators: tuple[Evaluator, ...]
     outputs: tuple[Output, ...]
     # The same closures without their exception guards (``Expression.evaluate_unguarded``): the hot
@@ -62,11 +67,14 @@ class _ValueTable:
             return -1
         return self.index[expression.text]
 
-    def freeze(self) -> tuple[list[tuple[str, Any]], list[Expression]]:
-        lookups = [e for e in self.expressions.values() if e.lookup is not None]
-        others = [e for e in self.expressions.values() if e.lookup is None]
-        self.index = {e.text: i for i, e in enumerate(lookups + others)}
-        return [e.lookup for e in lookups if e.lookup is not None], others
+    def freeze(self) -> tuple[list[Expression], list[Expression], list[Expression]]:
+        """The expressions in slot order: lookups, map lookups, the others."""
+        every = self.expressions.values()
+        lookups = [e for e in every if e.lookup is not None]
+        map_lookups = [e for e in every if e.lookup is None and e.map_lookup is not None]
+        others = [e for e in every if e.lookup is None and e.map_lookup is None]
+        self.index = {e.text: i for i, e in enumerate(lookups + map_lookups + others)}
+        return lookups, map_lookups, others
 
 
 def build_plan(
@@ -76,14 +84,18 @@ def build_plan(
     table = _ValueTable()
     for sink, instance in routes:  # first pass: collect the expressions, so they can be numbered
         _output(sink, instance, table)
-    lookups, others = table.freeze()
+    lookups, map_lookups, others = table.freeze()
     outputs = tuple(_output(sink, instance, table) for sink, instance in routes)
+    gets = [e.lookup for e in lookups if e.lookup is not None]
+    map_gets = [e.map_lookup for e in map_lookups if e.map_lookup is not None]
     return RulePlan(
         rule,
         match.evaluate if match else None,
-        tuple(name for name, _ in lookups),
-        tuple(fallback for _, fallback in lookups),
-        tuple(e.evaluate for e in others),
+        tuple(name for name, _ in gets),
+        tuple(fallback for _, fallback in gets),
+        tuple(name for name, _, _ in map_gets),
+        tuple(methodcaller("get", key, fallback) for _, key, fallback in map_gets),
+        tuple(e.evaluate for e in map_lookups + others),
         outputs,
         _fast(match) if match else None,
         tuple(_fast(e) for e in others),

@@ -52,6 +52,20 @@ def test_other_shapes_are_not_lookups(text: str) -> None:
     assert compile_expression(text, MANIFEST).lookup is None
 
 
+@pytest.mark.parametrize(
+    ("text", "fallback"),
+    [('source.labels["app"] | "unknown"', "unknown"), ('request.headers[":authority"] | ""', "")],
+)
+def test_a_map_key_or_constant_is_exactly_a_get_on_the_map(text: str, fallback: Any) -> None:
+    expr = compile_expression(text, MANIFEST)
+    assert expr.lookup is None and expr.map_lookup is not None
+    name, key, got_fallback = expr.map_lookup
+    assert got_fallback == fallback
+    for bag in ({}, {name: {}}, {name: {key: "v"}}, {name: {"other": "w"}}):
+        expected = bag[name].get(key, got_fallback) if name in bag else got_fallback
+        assert expr.evaluate(bag) == expected
+
+
 def test_unguarded_gives_the_same_value_and_raises_where_the_guard_names_the_expression() -> None:
     expr = compile_expression('source.labels["app"] | "unknown"', MANIFEST)
     assert expr.evaluate_unguarded is not None
@@ -109,6 +123,7 @@ async def test_lookups_and_closures_land_in_the_right_fields() -> None:
     runtime = await runtime_for(("c.yaml", CONFIG))
     plan = runtime.snapshot.report_plans[0]
     assert set(plan.lookup_names) == {"response.size", "response.code", "request.host"}
+    assert plan.map_names == ("source.labels",)  # source.labels["app"] | "unknown", once for both instances
     runtime.report([
         {"source.labels": {"app": "web"}, "response.code": 503, "response.size": 7, "request.host": "h",
          "context.reporter.kind": "outbound"},
