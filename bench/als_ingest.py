@@ -68,17 +68,20 @@ def recorded_message(batch_size: int) -> tuple[bytes, als_pb2.StreamAccessLogsMe
 
 
 def config_files(workdir: Path, stage: str) -> list[str]:
-    """The default config for ``stage``: as shipped, without the access logs, or with noop handlers."""
+    """The default config for ``stage``: as shipped (the prometheus handler on a free port, so that
+    runs can overlap), without the access logs, or with noop handlers."""
     shipped = sorted(DEFAULT_CONFIG_DIR.glob("*.yaml"))
-    if stage == "default":
-        return [str(p) for p in shipped]
     if stage == "telemetry":
-        return [str(p) for p in shipped if p.name != "istio-accesslog.yaml"]
-    out = workdir / "noop.yaml"
+        shipped = [p for p in shipped if p.name != "istio-accesslog.yaml"]
     docs = [d for p in shipped for d in yaml.safe_load_all(p.read_text()) if d]
     for doc in docs:
-        if doc.get("kind") == "handler":
+        if doc.get("kind") != "handler":
+            continue
+        if stage in ("map", "rules->noop"):
             doc["spec"] = {"compiledAdapter": "noop"}
+        elif doc["spec"]["compiledAdapter"] == "prometheus":
+            doc["spec"]["params"]["address"] = "127.0.0.1:0"
+    out = workdir / "config.yaml"
     out.write_text(yaml.safe_dump_all(docs))
     return [str(out)]
 
@@ -139,7 +142,7 @@ async def build_step(stage: str, raw: bytes, first: als_pb2.StreamAccessLogsMess
             return 0
 
         return decode, None
-    runtime = await Runtime.load(config_files(workdir, "rules->noop" if stage == "map" else stage), SelfMetrics())
+    runtime = await Runtime.load(config_files(workdir, stage), SelfMetrics())
     door_runtime: Any = MapOnly(runtime) if stage == "map" else runtime
     door = AccessLogFrontDoor(door_runtime, FrontDoorOptions(trust_peer_headers=True))
     base, kind = stream_base_bag(first.identifier.node, first.identifier.log_name)
