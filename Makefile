@@ -16,16 +16,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the tests start for real: Prometheus and Redis.
+# Debian packages the tests start for real: Prometheus and Redis; Java and Maven fetch and run Kafka.
 system-deps:
 	@command -v prometheus >/dev/null && command -v redis-server >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus redis-server; }
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless maven; }
 
 # Programs built from source with Go (on PATH) into $XDG_CACHE_HOME or ~/.cache, under mixer/, once (minutes
-# when cold): Jaeger v2 and an OpenTelemetry Collector. Tests and the demo start them on loopback.
-thirdparty: $(STAMP)
-	$(PY) -m mixer.thirdparty jaeger otelcol
+# when cold): Jaeger v2 and an OpenTelemetry Collector; and Apache Kafka's broker, fetched with Maven
+# (Java 17 and mvn, see system-deps). Tests and the demo start them on loopback.
+thirdparty: $(STAMP) system-deps
+	$(PY) -m mixer.thirdparty jaeger otelcol kafka
 
 run: $(STAMP) system-deps thirdparty
 	$(VENV)/bin/mixer demo

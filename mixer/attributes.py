@@ -138,10 +138,30 @@ _ISTIO_VOCABULARY.update(
     }
 )
 
+# One span of a distributed trace: what the OTLP front door reads from each span, and what the
+# access log service derives for a request when its proxy does not trace (docs/envoy-attributes.md).
+# Ids are lowercase hex (32 digits for a trace, 16 for a span), as W3C traceparent writes them.
+_SPAN_VOCABULARY: dict[str, ValueType] = {
+    "span.trace_id": _S,
+    "span.id": _S,
+    "span.parent_id": _S,  # absent on a root span
+    "span.name": _S,
+    "span.kind": _S,  # "client", "server", "internal", "producer", "consumer" (OTLP's, lowercase)
+    "span.start_time": _T,
+    "span.end_time": _T,
+    "span.status_code": _S,  # "UNSET", "OK", "ERROR" (OTLP's)
+    "span.status_message": _S,
+    "span.attributes": _MAP,  # every span attribute, as text
+    "span.service": _S,  # the resource's service.name
+    "span.resource": _MAP,  # every resource attribute, as text
+    "context.proxy_tracing": _B,  # the reporting proxy exports spans of its own (set by the sidecar generator)
+}
+
 
 def default_manifest() -> AttributeManifest:
-    """A fresh copy of Istio's proxy vocabulary; config ``attributemanifest`` documents extend it."""
-    return dict(_ISTIO_VOCABULARY)
+    """A fresh copy of Istio's proxy vocabulary plus the span vocabulary; config
+    ``attributemanifest`` documents extend it."""
+    return {**_ISTIO_VOCABULARY, **_SPAN_VOCABULARY}
 
 
 class BagError(ValueError):

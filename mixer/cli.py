@@ -13,13 +13,16 @@ import orjson
 
 from mixer.attributes import AttributeManifest, BagError, bag_from_json, default_manifest, value_to_json
 from mixer.config import DEFAULT_CONFIG_DIR, ConfigError, load_config
+from mixer.registry import AdapterRegistry
 from mixer.expr import EvaluationError, ExpressionError, compile_expression
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, registry: AdapterRegistry | None = None) -> int:
+    """The command line; ``registry`` lets an embedding program serve adapters of its own."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
+    args.registry = registry
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
@@ -94,6 +97,25 @@ def _add_grpc_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--workers", type=int, default=1, help="serving processes sharing the ports (SO_REUSEPORT)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--metrics-dir", help=argparse.SUPPRESS)  # set by --workers: see mixer.sharedmetrics
+    _add_kafka_arguments(serve)
+
+
+def _add_kafka_arguments(serve: argparse.ArgumentParser) -> None:
+    from mixer.kafka import KafkaOptions, Mode
+
+    defaults = KafkaOptions()
+    serve.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.LOCAL.value,
+                       help="local: dispatch reports here (default); frontdoor: publish accepted reports to "
+                            "Kafka and answer checks here; worker: consume reports from Kafka and dispatch them")
+    serve.add_argument("--kafka-bootstrap", default=defaults.bootstrap,
+                       help=f"Kafka bootstrap servers, host:port[,host:port] (default {defaults.bootstrap})")
+    serve.add_argument("--kafka-topic", default=defaults.topic, help=f"report topic (default {defaults.topic})")
+    serve.add_argument("--kafka-dead-letter-topic", default=defaults.dead_letter_topic,
+                       help=f"where workers put messages they cannot decode (default {defaults.dead_letter_topic})")
+    serve.add_argument("--kafka-group", default=defaults.group,
+                       help=f"the workers' consumer group (default {defaults.group})")
+    serve.add_argument("--kafka-session-timeout", type=float, default=defaults.session_timeout,
+                       help=f"seconds before a silent worker's partitions move (default {defaults.session_timeout:g})")
 
 
 def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
@@ -136,6 +158,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         return run_workers(args.argv, args.workers, args.shutdown_grace)
     from mixer.frontdoors import FrontDoorOptions
+    from mixer.kafka import KafkaOptions, Mode
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = _limits(args)
@@ -164,6 +187,16 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         shutdown_grace=args.shutdown_grace,
         metrics_dir=args.metrics_dir,
+        mode=Mode(args.mode),
+        registry=args.registry,
+        kafka=KafkaOptions(
+            bootstrap=args.kafka_bootstrap,
+            topic=args.kafka_topic,
+            dead_letter_topic=args.kafka_dead_letter_topic,
+            group=args.kafka_group,
+            session_timeout=args.kafka_session_timeout,
+            heartbeat_interval=min(KafkaOptions().heartbeat_interval, args.kafka_session_timeout / 3),
+        ),
     )
     try:
         asyncio.run(serve(options))

@@ -71,6 +71,45 @@ class SelfMetrics:
             registry=r,
         )
         self.config_loads = Counter("mixer_config_loads", "Config load attempts", ["result"], registry=r)
+        # Kafka between front doors and workers (mixer.kafka): published by front doors, consumed by workers
+        self.kafka_published = Counter(
+            "mixer_kafka_published_bags", "Bags a front door published to Kafka (acknowledged by every replica)",
+            ["topic"], registry=r,
+        )
+        self.kafka_publish_failures = Counter(
+            "mixer_kafka_publish_failures", "Bags a front door could not publish (the caller got an error)",
+            ["topic", "reason"], registry=r,
+        )
+        self.kafka_inflight_bytes = Gauge(
+            "mixer_kafka_inflight_bytes", "Encoded bytes a front door is publishing, not yet acknowledged", registry=r
+        )
+        self.kafka_consumed = Counter(
+            "mixer_kafka_consumed_bags", "Bags a worker read from Kafka and dispatched", ["topic"], registry=r
+        )
+        self.kafka_commits = Counter(
+            "mixer_kafka_commits", "Offset commits a worker made after its handlers accepted a batch", ["topic"],
+            registry=r,
+        )
+        self.kafka_committed = Counter(
+            "mixer_kafka_committed_bags", "Bags whose offsets a worker committed", ["topic"], registry=r,
+        )
+        self.kafka_commit_refusals = Counter(
+            "mixer_kafka_commit_refused_bags",
+            "Bags dispatched whose commit the group refused (partitions moved): read again by their new owner",
+            ["topic"], registry=r,
+        )
+        self.kafka_redeliveries = Counter(
+            "mixer_kafka_redeliveries", "Batches a worker read again because a handler did not accept them",
+            ["topic"], registry=r,
+        )
+        self.kafka_dead_letters = Counter(
+            "mixer_kafka_dead_letters", "Messages a worker could not decode, moved to the dead-letter topic",
+            ["topic", "reason"], registry=r,
+        )
+        self.kafka_lag = Gauge(
+            "mixer_kafka_consumer_lag", "Messages of a partition not yet committed by this worker",
+            ["topic", "partition"], registry=r,
+        )
         # Istio's component version gauge (mesh and mixer dashboards: "Istio Components by Version").
         Gauge("istio_build", "Istio component build info", ["component", "tag"], registry=r).labels(
             "mixer", build_tag()

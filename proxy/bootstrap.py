@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -143,10 +144,19 @@ def _address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _static_cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, Any]:
     cluster: dict[str, Any] = {
         "name": name,
-        "type": "STATIC",
+        # a host name (a container's or a Kubernetes Service's) is resolved by DNS and followed
+        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": name,
@@ -198,7 +208,9 @@ def _access_log(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> d
             },
             # The request-tracing headers are what Istio's accesslog instance reads (requestId, ...).
             "additional_request_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type",
-                                                  "x-request-id", "x-client-trace-id", "x-forwarded-for"],
+                                                  "x-request-id", "x-client-trace-id", "x-forwarded-for",
+                                                  # W3C trace context: spans derived from the log join the caller's trace
+                                                  "traceparent"],
             "additional_response_headers_to_log": [PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER, "content-type",
                                                    "grpc-status", "grpc-message"],
             "additional_response_trailers_to_log": ["grpc-status", "grpc-message"],
@@ -249,9 +261,43 @@ def _outbound_tags(spec: SidecarSpec, outbound: Outbound) -> dict[str, str]:
     }
 
 
-def _tracing(spec: SidecarSpec) -> dict[str, Any]:
+# Access log tag telling the mixer this sidecar exports spans of its own, so it does not derive
+# them from the access log too (mixer/defaultconfig/istio-tracing.yaml).
+PROXY_TRACING_TAG = "context.proxy_tracing"
+
+
+def _log_tags(spec: SidecarSpec, tags: Mapping[str, str]) -> dict[str, str]:
+    """An HTTP listener's access log tags: ``tags``, and whether the sidecar traces."""
+    return {**tags, PROXY_TRACING_TAG: "true"} if spec.tracing else dict(tags)
+
+
+def _own_identity(spec: SidecarSpec, side: str) -> dict[str, str]:
+    return {
+        f"{side}.workload.name": spec.workload,
+        f"{side}.workload.namespace": spec.namespace,
+        f"{side}.labels": json.dumps(spec.effective_labels(), sort_keys=True),
+    }
+
+
+def _span_tags(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
+    """What the tracer writes on each span besides Envoy's own tags: this workload's identity and
+    ``tags`` as literals named by attribute (the mixer types them by its manifest, as access log
+    custom tags), and the peer's identity headers under their own names (read only by a mixer that
+    trusts peer headers): the caller's request headers inbound, the callee's response headers outbound.
+    """
+    if direction == "inbound":
+        literals = {**_own_identity(spec, "destination"), **tags}
+        peer = [{"tag": h, "request_header": {"name": h}} for h in (PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER)]
+    else:
+        literals = {**_own_identity(spec, "source"), **tags}
+        peer = [{"tag": h, "value": f"%RESP({h})%"} for h in (PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER)]
+    return [{"tag": k, "literal": {"value": v}} for k, v in literals.items()] + peer
+
+
+def _tracing(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> dict[str, Any]:
     return {
         "random_sampling": {"value": 100},
+        "custom_tags": _span_tags(spec, direction, tags),
         "provider": {
             "name": "envoy.tracers.opentelemetry",
             "typed_config": {
@@ -363,7 +409,7 @@ def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
         "@type": _HCM,
         "stat_prefix": f"inbound_{inbound.port}",
         "generate_request_id": True,
-        "access_log": [_access_log(spec, "inbound", {})],
+        "access_log": [_access_log(spec, "inbound", _log_tags(spec, {}))],
         "http_filters": [
             *_check_filters(spec),
             {
@@ -402,7 +448,8 @@ def _inbound_listener(spec: SidecarSpec, inbound: Inbound) -> dict[str, Any]:
             ],
         },
     }
-    return _http_listener(spec, "INBOUND", inbound.port, hcm)
+    own_service = {k: v for k, v in extensions.items() if k != QUOTAS_KEY}
+    return _http_listener(spec, "INBOUND", inbound.port, hcm, own_service)
 
 
 def _outbound_listener(spec: SidecarSpec, outbound: Outbound) -> dict[str, Any]:
@@ -413,7 +460,7 @@ def _outbound_listener(spec: SidecarSpec, outbound: Outbound) -> dict[str, Any]:
         "stat_prefix": f"outbound_{outbound.port}",
         "generate_request_id": True,
         "add_user_agent": True,  # x-envoy-downstream-service-cluster/-node, as Istio's sidecars send
-        "access_log": [_access_log(spec, "outbound", tags)],
+        "access_log": [_access_log(spec, "outbound", _log_tags(spec, tags))],
         "http_filters": [_router()],
         "route_config": {
             "name": f"outbound_{outbound.port}",
@@ -424,13 +471,15 @@ def _outbound_listener(spec: SidecarSpec, outbound: Outbound) -> dict[str, Any]:
             ],
         },
     }
-    return _http_listener(spec, "OUTBOUND", outbound.port, hcm)
+    return _http_listener(spec, "OUTBOUND", outbound.port, hcm, tags)
 
 
-def _http_listener(spec: SidecarSpec, direction: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
-    """A listener running ``hcm`` (with the tracer when the spec asks for it)."""
+def _http_listener(
+    spec: SidecarSpec, direction: str, port: int, hcm: dict[str, Any], span_tags: Mapping[str, str]
+) -> dict[str, Any]:
+    """A listener running ``hcm`` (with the tracer, tagging spans with ``span_tags``, when the spec asks for it)."""
     if spec.tracing:
-        hcm["tracing"] = _tracing(spec)
+        hcm["tracing"] = _tracing(spec, direction.lower(), span_tags)
     return {
         "name": f"{direction.lower()}_{port}",
         "address": _address(spec.listen_host, port),

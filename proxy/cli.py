@@ -31,7 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="like --inbound, for plain TCP (logged as TCP connections, no checks)")
     parser.add_argument("--tcp-outbound", action="append", default=[], metavar="NAME=PORT:HOST:TARGET_PORT",
                         help="like --outbound, for plain TCP")
-    parser.add_argument("--mixer-grpc", default="127.0.0.1:9091", metavar="HOST:PORT")
+    parser.add_argument("--mixer-grpc", default="127.0.0.1:9091", metavar="HOST:PORT",
+                        help="the mixer's gRPC front doors; a host name is resolved by DNS")
+    parser.add_argument("--listen-host", default="127.0.0.1",
+                        help="address the inbound and outbound listeners bind (0.0.0.0 in a container)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--fail-open", dest="fail_open", action="store_true",
                       help="serve requests when the mixer cannot be reached")
@@ -89,6 +92,7 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         quotas=tuple(args.quota),
         rate_limits=tuple(args.rate_limit),
         admin_port=args.admin_port,
+        listen_host=args.listen_host,
         tracing=args.tracing,
         policy_discovery=args.policy_discovery,
         check_http_port=args.check_http_port,

@@ -22,7 +22,7 @@ from adapters.stackdriver.client import RETRYABLE_CODES, make_client, status_cod
 from adapters.stackdriver.config import LABEL_KEY, MAX_LABELS, Params
 from adapters.stackdriver.store import RESOURCE_LABELS, MetricStore, Resource, descriptor_for
 from mixer.push import PermanentError, PushHandler, RetryableError
-from mixer.sdk import Env, InstanceSchema, MetricInstance, ParamsError
+from mixer.sdk import Env, Handler, InstanceSchema, MetricInstance, ParamsError
 
 __all__ = ["StackdriverHandler"]
 
@@ -85,6 +85,20 @@ class StackdriverHandler(PushHandler[Any]):
         self.deferred_flushes = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    def take_over(self, previous: Handler) -> None:
+        """Keep the series (cumulative start times and totals) of every metric whose definition did
+        not change, so a reload is not a reset in Cloud Monitoring; descriptors found stay found."""
+        if not isinstance(previous, StackdriverHandler):
+            return
+        for name, store in self.stores.items():
+            old = previous.stores.get(name)
+            if old is not None and old.definition() == store.definition():
+                self.stores[name] = old
+        self._stores = list(self.stores.values())
+        self._feeders = {name: store.add for name, store in self.stores.items()}
+        self._by_type = {store.metric_type: store for store in self._stores}
+        self._described |= previous._described & set(self._by_type)
 
     async def start(self) -> None:
         if self._client is None:

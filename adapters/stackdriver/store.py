@@ -122,6 +122,12 @@ class MetricStore:
         self._bucket_options = _bucket_options(info.buckets) if info.buckets else None
         self.add: Add = self._feeder()
 
+    def definition(self) -> tuple[Any, ...]:
+        """What must be equal for another handler's store to take this one's series over."""
+        r = self.resource
+        return (self.info, self.metric_type, self.label_names, self._project, self._order,
+                r.type, r.names, r.project_id, tuple(sorted(r.fill.items())), self.max_series, self.expiry)
+
     def _feeder(self) -> Add:
         """The hot path, as a closure over locals (cheaper than attribute lookups per instance).
 

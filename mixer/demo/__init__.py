@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stackdriver-project", default="mixer-demo", help="project id for --stackdriver-endpoint")
     parser.add_argument("--stackdriver-insecure", action="store_true",
                         help="plaintext, no credentials: for a fake or private proxy at --stackdriver-endpoint")
+    parser.add_argument("--kafka", action="store_true",
+                        help="run the mixer as a Kafka front door with two workers (a single-node Kafka broker, "
+                             "fetched with Maven into ~/.cache/mixer on first use)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
     options = DemoOptions(rate=args.rate, interval=args.interval, prometheus=args.prometheus,
                           jaeger=args.jaeger, scrape_interval=args.scrape_interval, any_ports=args.any_ports,
                           stackdriver_endpoint=args.stackdriver_endpoint, stackdriver_project=args.stackdriver_project,
-                          stackdriver_insecure=args.stackdriver_insecure)
+                          stackdriver_insecure=args.stackdriver_insecure, kafka=args.kafka)
     return Demo(options).run()

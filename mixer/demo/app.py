@@ -113,3 +113,36 @@ def reviews(version: str, fail_every: int = 0) -> Behaviour:
         return 200, f"reviews {version}\n".encode()
 
     return behave
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """One demo service in the foreground, for a container beside its sidecar (deploy/compose.yaml):
+    ``python -m mixer.demo.app reviews --version v2 --fail-every 5 --port 8080``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mixer.demo.app", description=main.__doc__)
+    parser.add_argument("service", choices=["frontend", "catalog", "reviews"])
+    parser.add_argument("--port", type=int, default=8080, help="where the app listens on 127.0.0.1")
+    parser.add_argument("--calls", type=int, action="append", default=[],
+                        help="its sidecar's outbound port for the callee (frontend: catalog; catalog: each reviews)")
+    parser.add_argument("--version", default="v1", help="reviews: the version it answers with")
+    parser.add_argument("--fail-every", type=int, default=0, help="reviews: every Nth request is a 503")
+    args = parser.parse_args(argv)
+    if args.service in ("frontend", "catalog") and not args.calls:
+        parser.error(f"{args.service} needs --calls PORT")
+    behaviour = {
+        "frontend": lambda: frontend(lambda: args.calls[0]),
+        "catalog": lambda: catalog(lambda: args.calls),
+        "reviews": lambda: reviews(args.version, args.fail_every),
+    }[args.service]()
+    server = Service(args.service, behaviour, args.port)
+    print(f"{args.service} on 127.0.0.1:{server.port}", flush=True)
+    try:
+        server._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

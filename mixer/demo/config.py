@@ -15,17 +15,27 @@ POLICY = Path(__file__).resolve().parent / "policy.yaml"
 
 
 def write_config(
-    dest: Path, metrics_address: str, policy: bool = True, stackdriver: Mapping[str, Any] | None = None
+    dest: Path,
+    metrics_address: str,
+    policy: bool = True,
+    stackdriver: Mapping[str, Any] | None = None,
+    otlp_endpoint: str = "",
 ) -> Path:
-    """Copy the default config into ``dest`` with the prometheus handler on ``metrics_address``;
-    with ``stackdriver`` (params such as endpoint, insecure, projectId), Istio 1.4's stackdriver
-    metrics too (``adapters/stackdriver/istio.yaml``)."""
+    """Copy the default config into ``dest`` with the prometheus handler on ``metrics_address`` and,
+    when given, the otlp handler sending spans to ``otlp_endpoint`` (the demo's Jaeger); with
+    ``stackdriver`` (params such as endpoint, insecure, projectId), Istio 1.4's stackdriver metrics
+    too (``adapters/stackdriver/istio.yaml``)."""
     dest.mkdir(parents=True, exist_ok=True)
     for source in sorted(DEFAULT_CONFIG_DIR.glob("*.yaml")):
         docs = list(yaml.safe_load_all(source.read_text()))
         for doc in docs:
-            if doc and doc.get("kind") == "handler" and doc["spec"].get("compiledAdapter") == "prometheus":
+            if not doc or doc.get("kind") != "handler":
+                continue
+            adapter = doc["spec"].get("compiledAdapter")
+            if adapter == "prometheus":
                 doc["spec"]["params"]["address"] = metrics_address
+            elif adapter == "otlp" and otlp_endpoint:
+                doc["spec"]["params"]["endpoint"] = otlp_endpoint
         (dest / source.name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
     if policy:
         (dest / "demo-policy.yaml").write_text(POLICY.read_text())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import json
 import shutil
 import subprocess
@@ -24,15 +26,16 @@ def binary() -> str | None:
     return shutil.which("prometheus")
 
 
-def scrape_config(target: str, interval: str = "5s") -> str:
-    """The shipped deploy/prometheus.yml, pointed at ``target`` (host:port) every ``interval``."""
+def scrape_config(target: str | Sequence[str], interval: str = "5s") -> str:
+    """The shipped deploy/prometheus.yml, pointed at ``target`` (host:port, or several) every ``interval``."""
     if SCRAPE_CONFIG.is_file():
         config = yaml.safe_load(SCRAPE_CONFIG.read_text())
     else:  # installed without the repository's deploy/: the same shape
         config = {"scrape_configs": [{"job_name": "istio-mesh", "metrics_path": "/metrics",
                                       "static_configs": [{"targets": ["127.0.0.1:42422"]}]}]}
     config.setdefault("global", {}).update(scrape_interval=interval, evaluation_interval=interval)
-    config["scrape_configs"][0]["static_configs"] = [{"targets": [target]}]
+    targets = [target] if isinstance(target, str) else list(target)
+    config["scrape_configs"][0]["static_configs"] = [{"targets": targets}]
     return str(yaml.safe_dump(config, sort_keys=False))
 
 

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TextIO
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,7 +25,7 @@ from mixer.demo.mesh import Mesh
 from mixer.demo.traffic import Traffic
 from mixer import processes
 from mixer.processes import free_port, wait_for_port
-from mixer.thirdparty import JaegerServer, cached
+from mixer.thirdparty import JaegerServer, KafkaBroker, cached, ensure
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "grafana" / "dashboards"
@@ -46,6 +47,8 @@ class DemoOptions:
     stackdriver_endpoint: str = ""  # "": none; "fake": a loopback fake MetricService the demo starts
     stackdriver_project: str = "mixer-demo"
     stackdriver_insecure: bool = False  # plaintext, no credentials (a fake or private proxy)
+    kafka: bool = False  # Kafka between a front door and two workers (the broker fetched with Maven)
+    kafka_workers: int = 2
 
 
 def _port(preferred: int, any_port: bool) -> int:
@@ -72,6 +75,9 @@ class Demo:
         self.metrics_port = _port(options.metrics_port, any_port)
         self.prometheus_port = _port(options.prometheus_port, any_port)
         self.mixer: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.worker_metrics_ports: list[int] = []
+        self.broker: KafkaBroker | None = None
         self.mesh = Mesh(self.workdir / "sidecars", self.grpc_port)
         self.traffic: Traffic | None = None
         self.prometheus: prometheus.PrometheusServer | None = None
@@ -102,34 +108,60 @@ class Demo:
         return {"projectId": options.stackdriver_project, "endpoint": self.stackdriver_endpoint, "insecure": insecure}
 
     def start(self) -> None:
+        jaeger = cached("jaeger") if self.options.jaeger else None
+        if jaeger:  # first: the mixer's otlp handler sends the mesh's spans to it
+            self.jaeger = JaegerServer(jaeger, self.workdir / "jaeger", query_port=self.jaeger_port)
+            self.jaeger.start()
+            self.jaeger.wait_ready()
+        otlp_endpoint = self.jaeger.otlp_grpc_endpoint if self.jaeger else ""
+        stackdriver = self._stackdriver_params()  # starts the fake MetricService once, if asked
         config = write_config(self.workdir / "config", f"127.0.0.1:{self.metrics_port}",
-                              stackdriver=self._stackdriver_params())
+                              stackdriver=stackdriver, otlp_endpoint=otlp_endpoint)
+        kafka: list[str] = []
+        if self.options.kafka:
+            self.broker = KafkaBroker(ensure("kafka"), self.workdir / "kafka")
+            self.broker.start()
+            self.broker.wait_ready()
+            kafka = ["--kafka-bootstrap", self.broker.bootstrap, "--kafka-session-timeout", "6"]
         self.mixer = processes.start(
             [sys.executable, "-m", "mixer.cli", "serve", "--config", str(config),
              "--port", str(self.http_port), "--grpc-port", str(self.grpc_port),
              # loopback only, no mTLS: the sidecars' identity headers are all there is
-             "--trust-peer-headers", "--watch-interval", "0"],
+             "--trust-peer-headers", "--watch-interval", "0",
+             *(["--mode", "frontdoor", *kafka] if kafka else [])],
             self.workdir / "mixer.log",
         )
         for port in (self.http_port, self.grpc_port, self.metrics_port):
             wait_for_port(port, 30.0, self.mixer)
+        for n in range(self.options.kafka_workers if kafka else 0):
+            metrics_port = free_port()
+            # the workers dispatch the reports: each pushes the spans (and Cloud Monitoring series) of its partitions
+            worker_config = write_config(self.workdir / f"worker-{n}", f"127.0.0.1:{metrics_port}",
+                                         stackdriver=stackdriver, otlp_endpoint=otlp_endpoint)
+            worker = processes.start(
+                [sys.executable, "-m", "mixer.cli", "serve", "--config", str(worker_config), "--port",
+                 str(free_port()), "--no-grpc", "--watch-interval", "0", "--mode", "worker", *kafka],
+                self.workdir / f"worker-{n}.log",
+            )
+            self.workers.append(worker)
+            self.worker_metrics_ports.append(metrics_port)
+            wait_for_port(metrics_port, 30.0, worker)
         self.mesh.start()
         self.traffic = Traffic(self.mesh.entry_port, self.options.rate)
         self.traffic.start()
         if self.options.prometheus and prometheus.binary():
-            text = prometheus.scrape_config(f"127.0.0.1:{self.metrics_port}", self.options.scrape_interval)
+            targets = [f"127.0.0.1:{port}" for port in (self.metrics_port, *self.worker_metrics_ports)]
+            text = prometheus.scrape_config(targets, self.options.scrape_interval)
             self.prometheus = prometheus.PrometheusServer(text, self.prometheus_port, self.workdir / "prometheus")
             self.prometheus.start()
             self.prometheus.wait_ready()
-        jaeger = cached("jaeger") if self.options.jaeger else None
-        if jaeger:
-            self.jaeger = JaegerServer(jaeger, self.workdir / "jaeger", query_port=self.jaeger_port)
-            self.jaeger.start()
-            self.jaeger.wait_ready()
 
     def pids(self) -> list[int]:
         """Every child process this demo started."""
         pids = [self.mixer.pid] if self.mixer else []
+        pids += [worker.pid for worker in self.workers]
+        if self.broker and self.broker.pid:
+            pids.append(self.broker.pid)
         pids += self.mesh.pids()
         if self.prometheus and self.prometheus.pid:
             pids.append(self.prometheus.pid)
@@ -147,8 +179,10 @@ class Demo:
             self.prometheus.stop()
         if self.jaeger:
             self.jaeger.stop()
-        processes.stop(self.mixer)
+        processes.stop_all([self.mixer, *self.workers])
         processes.stop(self.fake_stackdriver)  # after the mixer, which pushes its last points on exit
+        if self.broker:
+            self.broker.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def banner(self) -> str:
@@ -158,6 +192,10 @@ class Demo:
             f"  metrics            {self.metrics_url}",
             f"  frontend           http://127.0.0.1:{self.mesh.entry_port}/",
         ]
+        if self.broker:
+            workers = " ".join(f"http://127.0.0.1:{port}/metrics" for port in self.worker_metrics_ports)
+            lines.insert(2, f"  kafka              {self.broker.bootstrap}, topic mixer-reports: the mixer above is the "
+                            f"front door; {len(self.workers)} workers dispatch (metrics {workers})")
         if self.prometheus:
             lines.append(f"  prometheus         {self.prometheus.url}/graph?g0.expr=sum(rate(istio_requests_total[1m]))by(destination_service_name,response_code)")
         else:
@@ -186,7 +224,7 @@ class Demo:
         try:
             self.start()
             print(self.banner(), file=self.out, flush=True)
-            summary = Summary(self.metrics_url)
+            summary = Summary([self.metrics_url, *(f"http://127.0.0.1:{p}/metrics" for p in self.worker_metrics_ports)])
             while not self.stopping.wait(self.options.interval):
                 print(summary.line(), file=self.out, flush=True)
         finally:
@@ -196,31 +234,34 @@ class Demo:
 
 
 class Summary:
-    """Rates between two scrapes of the adapter's /metrics."""
+    """Rates between two scrapes of the adapters' /metrics (the mixer's, and each worker's with Kafka)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, urls: Sequence[str]) -> None:
+        self.urls = list(urls)
         self.last = self._read()
 
     def _read(self) -> tuple[float, dict[str, float]]:
         totals = {"requests": 0.0, "errors": 0.0, "checks": 0.0, "denied": 0.0, "pushed": 0.0}
-        try:
-            with urllib.request.urlopen(self.url, timeout=5) as reply:
-                text = reply.read().decode()
-        except OSError:
-            return time.monotonic(), totals
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "istio_requests_total" and sample.labels.get("reporter") == "destination":
-                    totals["requests"] += sample.value
-                    if sample.labels.get("response_code", "").startswith("5"):
-                        totals["errors"] += sample.value
-                elif sample.name == "mixer_sent_instances_total" and sample.labels.get("handler", "").startswith("stackdriver."):
-                    totals["pushed"] += sample.value
-                elif sample.name == "mixer_checks_total":
-                    totals["checks"] += sample.value
-                    if sample.labels.get("result") != "ok":
-                        totals["denied"] += sample.value
+        texts = []
+        for url in self.urls:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as reply:
+                    texts.append(reply.read().decode())
+            except OSError:
+                continue
+        for text in texts:
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "istio_requests_total" and sample.labels.get("reporter") == "destination":
+                        totals["requests"] += sample.value
+                        if sample.labels.get("response_code", "").startswith("5"):
+                            totals["errors"] += sample.value
+                    elif sample.name == "mixer_sent_instances_total" and sample.labels.get("handler", "").startswith("stackdriver."):
+                        totals["pushed"] += sample.value
+                    elif sample.name == "mixer_checks_total":
+                        totals["checks"] += sample.value
+                        if sample.labels.get("result") != "ok":
+                            totals["denied"] += sample.value
         return time.monotonic(), totals
 
     def line(self) -> str:

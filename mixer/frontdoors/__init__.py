@@ -1,8 +1,8 @@
 """Front doors: each turns one protocol into attribute bags for the runtime.
 
-Envoy's ext_authz, access log and rate limit services and the native Check/Report API (JSON over
-HTTP and gRPC). Doors mount on two shared listeners; ``mixer serve`` starts the doors and the
-listeners and stops them in reverse order::
+Envoy's ext_authz, access log and rate limit services, the native Check/Report API (JSON over
+HTTP and gRPC) and OTLP traces (gRPC and HTTP). Doors mount on two shared listeners; ``mixer serve``
+starts the doors and the listeners and stops them in reverse order::
 
     doors = standard_doors(runtime, FrontDoorOptions(port=9091))
     grpc_listener = GrpcListener(runtime, doors, options)
@@ -24,6 +24,7 @@ from mixer.frontdoors.http_check import HttpCheckFrontDoor
 from mixer.frontdoors.intake import BadRequest
 from mixer.frontdoors.listeners import GrpcListener, HttpListener
 from mixer.frontdoors.native import NativeGrpcFrontDoor, NativeHttpFrontDoor
+from mixer.frontdoors.otlp import OtlpTraceFrontDoor
 from mixer.frontdoors.policy import PolicyDiscoveryFrontDoor, PolicySource
 from mixer.frontdoors.ratelimit import RateLimitFrontDoor
 
@@ -56,4 +57,5 @@ def standard_doors(runtime: ServingRuntime, options: FrontDoorOptions) -> list[F
         RateLimitFrontDoor(runtime, options),
         NativeGrpcFrontDoor(runtime, options, lane),
         NativeHttpFrontDoor(runtime, options, lane),
+        OtlpTraceFrontDoor(runtime, options, lane),
     ]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2
 
-from mixer.attributes import Bag
+from mixer.attributes import Bag, ValueType
 from mixer.envoy_attributes import MappingOptions, http_entry_bag, stream_base_bag, tcp_entry_bag
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike, log, report_lane
 from mixer.frontdoors.intake import decode_proto, report_each
+from mixer.frontdoors.span_attributes import request_span
 
 FRONT_DOOR = "als"
 SERVICE = "envoy.service.accesslog.v3.AccessLogService"
@@ -63,7 +64,7 @@ class AccessLogFrontDoor(FrontDoor):
         build: Callable[[Any], Bag]
         if message.HasField("http_logs"):
             entries: Any = message.http_logs.log_entry
-            build = functools.partial(http_entry_bag, base=base, kind=kind, manifest=manifest, options=self._mapping)
+            build = functools.partial(_http_bag, base=base, kind=kind, manifest=manifest, options=self._mapping)
         elif message.HasField("tcp_logs"):
             entries = message.tcp_logs.log_entry
             tcp_bag = functools.partial(tcp_entry_bag, base=base, kind=kind, manifest=manifest)
@@ -103,3 +104,8 @@ class TcpByteDeltas:
                 del self._seen[next(iter(self._seen))]
             self._seen[connection] = (received, sent)
         return bag
+
+
+def _http_bag(entry: Any, base: Bag, kind: str, manifest: Mapping[str, ValueType], options: MappingOptions) -> Bag:
+    """An HTTP entry's bag with its request's span (``span.*``), for meshes whose proxies do not trace."""
+    return request_span(http_entry_bag(entry, base, kind, manifest, options), kind)

@@ -37,6 +37,11 @@ class BadRequest(ValueError):
         self.details = dict(details or {})
 
 
+class Unavailable(RuntimeError):
+    """Accepted bags could not be handed over (a Kafka front door could not publish them): HTTP 503,
+    gRPC UNAVAILABLE. The caller learns that nothing after the bags already reported was kept."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     index: int  # the bag's position in the request
@@ -140,7 +145,7 @@ async def report_each(
                 outcome.rejected.append(Rejection(index, _unmappable(exc)))
         await asyncio.sleep(0)  # mapping a slice costs about what dispatching it does: let checks in between
         if bags:
-            outcome.instances += runtime.report(bags, front_door)
+            outcome.instances += await runtime.submit(bags, front_door)
             outcome.accepted += len(bags)
     if outcome.rejected:
         runtime.metrics.rejected_bags.labels(front_door).inc(len(outcome.rejected))

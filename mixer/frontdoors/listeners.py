@@ -1,8 +1,9 @@
 """The two shared listeners the front doors mount on: one grpc.aio server and one aiohttp server.
 
 Each turns a door's ``BadRequest`` into its protocol's answer (INVALID_ARGUMENT / HTTP 400) and
-counts it, so a door's code only raises; each admits requests within ``Limits`` and sheds the rest
-(RESOURCE_EXHAUSTED / HTTP 429), counted in ``mixer_shed_requests_total``.
+counts it, and ``Unavailable`` into UNAVAILABLE / HTTP 503, so a door's code only raises; each admits
+requests within ``Limits`` and sheds the rest (RESOURCE_EXHAUSTED / HTTP 429), counted in
+``mixer_shed_requests_total``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from prometheus_client.exposition import generate_latest
 
 from mixer.frontdoors.admission import Admission
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpHandler, HttpRoute, Limits, RuntimeLike, log
-from mixer.frontdoors.intake import BadRequest
+from mixer.frontdoors.intake import BadRequest, Unavailable
 from mixer.sharedmetrics import PUBLISH_INTERVAL, MergedRegistry, SharedMetrics
 
 GrpcCall = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]
@@ -109,6 +110,8 @@ class _GrpcGuard:
         except BadRequest as exc:
             _count(self.runtime, front_door, exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Unavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except _Shed as shed:
             await self._shed(context, front_door, shed.reason)
         raise AssertionError("grpc.aio's abort always raises")
@@ -207,6 +210,12 @@ def _guarded_http(
             # Also what keeps a web page from posting here: a browser sends application/json
             # cross-origin only after a CORS preflight, which this server never grants.
             _count(runtime, front_door, BadRequest("unsupported content type"))
+            length = request.content_length
+            if length is not None and length <= limits.max_body_bytes:
+                # Read and discard a body within the limit (in chunks: nothing buffered), so the
+                # client sees the 415 instead of a connection closed while it is still sending.
+                async for _chunk in request.content.iter_chunked(64 * 1024):
+                    pass
             return json_response(
                 {"error": f"Content-Type must be {route.content_type}, got {request.content_type or 'none'}"}, 415
             )
@@ -223,6 +232,8 @@ def _guarded_http(
         except BadRequest as exc:
             _count(runtime, front_door, exc)
             return json_response({**exc.details, "error": str(exc)}, 400)
+        except Unavailable as exc:
+            return json_response({"error": str(exc)}, 503)
         except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
             return _too_large(runtime, front_door, limits)
         finally:

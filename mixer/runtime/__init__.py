@@ -150,6 +150,10 @@ class Runtime:
             for start in range(0, len(bags), step)
         )
 
+    async def submit(self, bags: Sequence[Bag], front_door: str = "native") -> int:
+        """The front doors' way in (``RuntimeLike.submit``): dispatch here."""
+        return self.report(bags, front_door)
+
     async def check(
         self, bag: Bag, quotas: Mapping[str, QuotaArgs] | None = None, front_door: str = "native"
     ) -> CheckResponse:

@@ -6,14 +6,15 @@ import asyncio
 import logging
 import signal
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from adapters.prometheus import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS
 from adapters.prometheus import PrometheusAdapter
 from mixer.config import ConfigError
-from mixer.frontdoors import FrontDoorOptions, GrpcListener, HttpListener, standard_doors
+from mixer.frontdoors import FrontDoor, FrontDoorOptions, GrpcListener, HttpListener, ServingRuntime, standard_doors
+from mixer.kafka import KafkaOptions, KafkaPublisher, KafkaWorker, Mode, PublishingRuntime
 from mixer.push import PushHandler
 from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime
@@ -36,6 +37,9 @@ class ServeOptions:
     metrics_address: str = DEFAULT_METRICS_ADDRESS  # /metrics of prometheus handlers whose params name none
     shutdown_grace: float = 10.0  # on SIGTERM: seconds for in-flight requests, then again for the final scrape
     metrics_dir: str | None = None  # ``--workers N``: where the workers' metrics meet (mixer.sharedmetrics)
+    mode: Mode = Mode.LOCAL  # local dispatch, or Kafka between front doors and workers
+    kafka: KafkaOptions = field(default_factory=KafkaOptions)
+    registry: AdapterRegistry | None = None  # None: the installed adapters (embedding brings its own)
 
 
 class _Part(Protocol):
@@ -110,17 +114,25 @@ def config_applied(runtime: Runtime) -> None:
 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
     """Load config, start every front door and listener, run until ``stop`` or a signal."""
-    runtime = await Runtime.load(options.config, registry=adapter_registry(options))
+    runtime = await Runtime.load(options.config, registry=options.registry or adapter_registry(options))
     config_applied(runtime)
-    doors = standard_doors(runtime, options.doors)
-    parts: list[_Part] = [*doors]
+    parts: list[_Part] = []
+    doors_runtime: ServingRuntime = runtime
+    if options.mode is Mode.FRONTDOOR:
+        publisher = KafkaPublisher(options.kafka, runtime.metrics)
+        parts.append(publisher)  # started before the listeners, stopped after them
+        doors_runtime = PublishingRuntime(runtime, publisher)
+    doors: list[FrontDoor] = standard_doors(doors_runtime, options.doors)
+    if options.mode is Mode.WORKER:
+        doors.append(KafkaWorker(runtime, options.kafka))
+    parts += doors
     grace = options.shutdown_grace
     if options.grpc:
-        parts.append(GrpcListener(runtime, doors, options.doors, grace=grace))
+        parts.append(GrpcListener(doors_runtime, doors, options.doors, grace=grace))
     shared = SharedMetrics(options.metrics_dir, "self") if options.metrics_dir else None
     parts.append(
         HttpListener(
-            runtime, doors, options.host, options.port, options.reuse_port, options.doors.limits, grace, shared
+            doors_runtime, doors, options.host, options.port, options.reuse_port, options.doors.limits, grace, shared
         )
     )
     stop = stop or asyncio.Event()

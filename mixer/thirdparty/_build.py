@@ -1,11 +1,12 @@
-"""Building the third-party programs from source with Go into a per-user cache, once.
+"""Building the third-party programs into a per-user cache, once: from source with Go (Jaeger, the
+collector), or fetched with Maven (Apache Kafka's broker, whose "binary" is a launcher beside its jars).
 
 Each program lands in ``${XDG_CACHE_HOME:-~/.cache}/mixer/<name>-<version>/``. A build runs in a
 scratch folder beside it under a file lock (two test runs that start together build once) and is
 renamed into place only when it succeeded, so a half build is never used. A failing step raises
 ``BuildError`` naming the step, the command and the end of its output.
 
-    python -m mixer.thirdparty jaeger otelcol    # builds what is missing, prints the binaries' paths
+    python -m mixer.thirdparty jaeger otelcol kafka    # builds what is missing, prints the binaries' paths
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def _runner(program: Program, scratch: Path, log: TextIO | None) -> StepRunner:
     env.update(CGO_ENABLED="0", GO111MODULE="on", GOFLAGS="-buildvcs=false", GOWORK="off")
 
     def run(step: str, args: Sequence[str], cwd: Path) -> None:
+        if args[0] != "go" and shutil.which(args[0]) is None:
+            raise BuildError(f"{program.name} {program.version}: step '{step}' needs {args[0]}, which is not on PATH")
         if args[0] == "go" and go is None:
             raise BuildError(f"{program.name} {program.version}: step '{step}' needs the go command, which is not on PATH")
         command = [go if args[0] == "go" and go else args[0], *args[1:]]
@@ -185,6 +188,39 @@ def _build_otelcol(program: Program, scratch: Path, run: StepRunner) -> None:
     os.replace(scratch / "dist" / program.binary, scratch / "out" / program.binary)
 
 
+KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.mixer</groupId>
+  <artifactId>kafka-broker-fetch</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{version}</version></dependency>
+    <!-- the broker logs through slf4j 1.x; without this binding it logs nothing at all -->
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+KAFKA_LOG4J_VERSION = "2.25.5"
+KAFKA_LAUNCHER = """#!/bin/sh
+# java with Apache Kafka's jars on the class path: kafka-java MAIN-CLASS ARGS... (JAVA_OPTS first)
+exec java $JAVA_OPTS -cp "$(dirname "$0")/libs/*" "$@"
+"""
+
+
+def _fetch_kafka(program: Program, scratch: Path, run: StepRunner) -> None:
+    # The broker is published on Maven Central with its dependencies; a throwaway pom lets Maven
+    # resolve and copy them. Nothing is built: the jars run on the machine's Java 17.
+    if shutil.which("java") is None:
+        raise BuildError(f"{program.name} {program.version}: the broker runs on Java 17+, and java is not on PATH")
+    (scratch / "pom.xml").write_text(KAFKA_POM.format(version=program.version, log4j=KAFKA_LOG4J_VERSION))
+    run("mvn copy-dependencies", ["mvn", "-q", "-B", "dependency:copy-dependencies",
+                                  f"-DoutputDirectory={scratch / 'out' / 'libs'}", "-DincludeScope=runtime"], scratch)
+    launcher = scratch / "out" / program.binary
+    launcher.write_text(KAFKA_LAUNCHER)
+    launcher.chmod(0o755)
+
+
 PROGRAMS: dict[str, Program] = {
     program.name: program
     for program in (
@@ -192,6 +228,8 @@ PROGRAMS: dict[str, Program] = {
         Program("otelcol", OTELCOL_VERSION, "otelcol-mixer",
                 "OpenTelemetry Collector: otlp receiver, count/signaltometrics connectors, "
                 "prometheus/file/debug/otlp exporters", _build_otelcol),
+        Program("kafka", "4.4.0", "kafka-java",
+                "Apache Kafka's broker (org.apache.kafka:kafka_2.13) and its jars, fetched with Maven", _fetch_kafka),
     )
 }
 

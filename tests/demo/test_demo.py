@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -100,6 +101,16 @@ def test_demo_reports_every_service_and_leaves_no_child_behind() -> None:
             seen = services_in(metrics_url)
             time.sleep(0.2)
         assert SERVICES <= seen, f"istio_requests_total within 30 s named only {seen}"
+
+        if cached("jaeger"):  # the sidecars' spans reach the demo's Jaeger through the mixer
+            api = re.search(r"(http://127\.0\.0\.1:\d+)/api/services", jaeger_line)
+            assert api
+            traced: set[str] = set()
+            while not {"frontend", "catalog"} <= traced and time.monotonic() - started < 60:
+                with urllib.request.urlopen(f"{api.group(1)}/api/services", timeout=10) as reply:
+                    traced = set(json.loads(reply.read())["data"] or [])
+                time.sleep(0.5)
+            assert {"frontend", "catalog"} <= traced, f"Jaeger's services within 60 s: {traced}"
 
         while "requests/s" not in lines.get(timeout=30):  # a live summary line per interval
             pass

@@ -28,7 +28,7 @@ class RecordingRuntime:
         self.batch_size = batch_size
         self.calls: list[list[Bag]] = []
 
-    def report(self, bags: Sequence[Bag], front_door: str) -> int:
+    async def submit(self, bags: Sequence[Bag], front_door: str) -> int:
         self.calls.append(list(bags))
         return 2 * len(bags)
 

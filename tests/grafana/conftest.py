@@ -1,8 +1,12 @@
-"""One demo mesh with a real Prometheus for every query test in this package (it takes ~20 s to fill)."""
+"""One demo mesh with a real Prometheus for every query test in this package (it takes ~20 s to fill).
+
+The demo runs in Kafka mode (the mixer as front door, two workers, a real broker) so that the
+mixer dashboard's Kafka panels have data too; every other metric is the same as in local mode."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -46,7 +50,7 @@ def tcp_bags() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="package")
 def demo() -> Iterator[Demo]:
-    stack = Demo(DemoOptions(any_ports=True, rate=20, scrape_interval="1s"))
+    stack = Demo(DemoOptions(any_ports=True, rate=20, scrape_interval="1s", kafka=True))
     try:
         stack.start()
         assert stack.prometheus is not None, "the prometheus binary is needed (Debian package prometheus)"
@@ -59,10 +63,24 @@ def demo() -> Iterator[Demo]:
         deadline = time.monotonic() + 90
         ready = ("min(count_over_time(istio_requests_total[1m])) >= 3",
                  "min(count_over_time(istio_tcp_sent_bytes_total[1m])) >= 3",
-                 "min(count_over_time(mixer_checks_total[1m])) >= 3")
+                 "min(count_over_time(mixer_checks_total[1m])) >= 3",
+                 "min(count_over_time(mixer_kafka_consumer_lag[1m])) >= 3",
+                 "min(count_over_time(mixer_kafka_committed_bags_total[1m])) >= 3")
         while not all(stack.prometheus.query(q) for q in ready):
             assert time.monotonic() < deadline, "Prometheus did not collect the mesh's metrics"
             time.sleep(0.5)
+        assert "kafka" in stack.banner() and len(stack.workers) == 2
         yield stack
     finally:
+        pids = stack.pids()
         stack.stop()
+        left = [pid for pid in pids if _alive(pid)]
+        assert not left, f"still running after stop: {left}"  # broker and workers included
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,6 +1,8 @@
-"""Every panel query, variables resolved, against a real Prometheus that scraped a mixer fed by
+"""Every panel query, variables resolved, against a real Prometheus that scraped the mixer fed by
 Envoy sidecars (the demo's mesh, conftest.py) plus TCP reports through the native API: each must
-parse and return data."""
+parse and return data. The demo runs in Kafka mode (a front door and two workers on a real broker),
+the one set-up where every panel, the Kafka row's included, has something to show; the other panels
+read the same metrics in local mode."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from mixer.processes import free_port, start, stop, wait_for_port
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 MESH_CONFIG = ROOT / "tests" / "frontdoors" / "testdata" / "mesh.yaml"
+TRACING_CONFIG = ROOT / "mixer" / "defaultconfig" / "istio-tracing.yaml"
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -114,3 +115,11 @@ class MixerProcess:
             return conn.getresponse().read().decode()
         finally:
             conn.close()
+
+
+def tracing_config(endpoint: str, delivery: str = "{batchTimeout: 200ms}") -> str:
+    """The default tracing config, its otlp handler sending to ``endpoint`` with ``delivery``."""
+    text = TRACING_CONFIG.read_text()
+    assert "endpoint: 127.0.0.1:4317" in text
+    text = text.replace("endpoint: 127.0.0.1:4317", f"endpoint: {endpoint}")
+    return text.replace("    samplingRatio: 1.0", f"    samplingRatio: 1.0\n    delivery: {delivery}")

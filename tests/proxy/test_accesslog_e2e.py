@@ -132,9 +132,12 @@ def test_an_http_request_is_logged_by_both_sidecars_with_its_real_values(mesh: M
 def test_a_tcp_connection_is_logged_with_its_bytes(mesh: Mesh) -> None:
     status, _, body = get(mesh.a_to_b_tcp, "/status/201")  # HTTP bytes, proxied as plain TCP
     assert (status, len(body)) == (201, len(BODY))
-    lines = wait_until(lambda: (lambda found: found if len(found) >= 2 else None)(
-        mesh.access_lines("tcpaccesslog")), what="2 TCP access log lines")
-    by_reporter = {line["reporter"]: line for line in lines}
+    # Sidecars also log a connection when it opens (and every 10 s): the close lines carry the bytes.
+    def closed() -> dict[str, Any] | None:
+        found = {line["reporter"]: line for line in mesh.access_lines("tcpaccesslog") if line["connectionEvent"] == "close"}
+        return found if len(found) >= 2 else None
+
+    by_reporter = wait_until(closed, what="a TCP close line from each sidecar")
     assert set(by_reporter) == {"source", "destination"}
     for line in by_reporter.values():
         assert line["protocol"] == "tcp" and line["connectionEvent"] == "close"

@@ -169,6 +169,23 @@ def test_outbound_parsing() -> None:
         parse_outbound("ratings=15001")
 
 
+def test_in_a_container_listeners_bind_all_addresses_and_host_names_are_resolved(tmp_path: Path) -> None:
+    """deploy/compose.yaml's sidecars: listeners on 0.0.0.0, the mixer and callees named by DNS."""
+    path = tmp_path / "container.yaml"
+    assert sidecar_main(["--workload", "catalog-v1", "--inbound", "9080:8080", "--outbound",
+                         "reviews=15002:reviews-v1:9080", "--mixer-grpc", "mixer-frontdoor:9091",
+                         "--listen-host", "0.0.0.0", "--output", str(path)]) == 0
+    validate_config(path)
+    bootstrap = yaml.safe_load(path.read_text())
+    listeners = bootstrap["static_resources"]["listeners"]
+    assert {listener["address"]["socket_address"]["address"] for listener in listeners} == {"0.0.0.0"}
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    by_host = {
+        c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["address"]:
+        c["type"] for c in clusters.values()
+    }
+    assert by_host["mixer-frontdoor"] == "STRICT_DNS" and by_host["reviews-v1"] == "STRICT_DNS"
+    assert by_host["127.0.0.1"] == "STATIC"  # the app beside it
 def test_generator_loads_no_grpc_or_protobuf() -> None:
     # proxy/ takes its header and metadata names from mixer.envoy_attributes.names; that must stay
     # cheap to import (the sidecar CLI never speaks gRPC itself).

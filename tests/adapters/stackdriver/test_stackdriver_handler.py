@@ -425,3 +425,32 @@ async def test_silent_series_expire_and_come_back_with_a_new_start(
         assert accounted(handler) and handler.queue.dropped == dict.fromkeys(handler.queue.dropped, 0)
     finally:
         await handler.close()
+
+
+async def test_a_rebuilt_handler_keeps_cumulative_series_whose_definition_did_not_change(
+    build: Build, fake: FakeMetricService, clock: FakeClock
+) -> None:
+    infos = {COUNT: {"kind": "CUMULATIVE", "value": "INT64"}, "d.instance.ns": {"kind": "DELTA", "value": "INT64"}}
+    schemas = {COUNT: schema(COUNT, ("code",)), "d.instance.ns": schema("d.instance.ns", ("code",))}
+    old = build(infos, schemas)
+    await old.start()
+    start = clock.now
+    old.handle_metric([MetricInstance(COUNT, 1, (200,)), MetricInstance(COUNT, 1, (200,))])
+    # a reload: the same count, the delta metric's labels changed (its series start anew)
+    new = build(infos, {**schemas, "d.instance.ns": schema("d.instance.ns", ("code", "path"))})
+    new.take_over(old)
+    await old.close()  # the old handler pushes what it holds on close
+    await new.start()
+    try:
+        clock.advance(10)
+        new.handle_metric([MetricInstance(COUNT, 1, (200,)), MetricInstance("d.instance.ns", 1, (200, "/"))])
+        await push(new)
+        counts = [ts.points[0] for ts in fake.written if ts.metric.type.endswith(COUNT)]
+        last = counts[-1]
+        assert last.value.int64_value == 3  # the totals went on across the rebuild
+        assert last.interval.start_time.seconds == int(start)  # and so did the start time
+        assert new.stores[COUNT] is old.stores[COUNT]
+        assert new.stores["d.instance.ns"] is not old.stores["d.instance.ns"]
+        assert accounted(new)
+    finally:
+        await new.close()

@@ -1,0 +1,195 @@
+"""Spans/s through the OTLP front door, the default tracing rule and the otlp adapter into a loopback
+OTLP receiver, on one core; baseline in the same run: decoding the same export requests alone.
+
+The mixer's part runs in this process, pinned to one core: the gRPC listener with the OTLP door,
+the runtime on ``mixer/defaultconfig/istio-tracing.yaml`` (its otlp handler pointed at the receiver,
+with a queue large enough that nothing is dropped), and the adapter's senders. A client process
+sends pre-built export requests (``--spans-per-request`` Envoy-like spans each, ``--concurrency``
+calls in flight) over gRPC; a receiver process answers each export with success. Timed from the
+first request until the adapter has every span acknowledged by the receiver; the CPU seconds this
+process spent in that time are reported too (spans per CPU-second is the one-core figure).
+
+    .venv/bin/python bench/traces.py [--spans 200000] [--spans-per-request 100] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.otlp import OtlpHandler  # noqa: E402
+from mixer.frontdoors import FrontDoorOptions, GrpcListener, standard_doors  # noqa: E402
+from mixer.processes import free_port, start, stop, wait_for_port  # noqa: E402
+from mixer.runtime import Runtime  # noqa: E402
+
+TRACING = ROOT / "mixer" / "defaultconfig" / "istio-tracing.yaml"
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def _kv(key: str, value: str) -> common_pb2.KeyValue:
+    return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=value))
+
+
+def envoy_like_requests(spans: int, per_request: int, seed: int = 7) -> list[bytes]:
+    """Export requests shaped like a sidecar's: a client span (the caller's sidecar) and a server span
+    (the callee's) per request hop, with Envoy's tags and the sidecar generator's identity tags."""
+    rng = random.Random(seed)
+    requests: list[bytes] = []
+    made = 0
+    while made < spans:
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        for service, kind in (("frontend", trace_pb2.Span.SPAN_KIND_CLIENT), ("catalog", trace_pb2.Span.SPAN_KIND_SERVER)):
+            resource_spans = request.resource_spans.add()
+            resource_spans.resource.attributes.append(_kv("service.name", service))
+            scope_spans = resource_spans.scope_spans.add()
+            for _ in range(per_request // 2):
+                start_ns = 1_790_000_000_000_000_000 + rng.randrange(10**12)
+                span = scope_spans.spans.add(
+                    trace_id=rng.randbytes(16), span_id=rng.randbytes(8), parent_span_id=rng.randbytes(8),
+                    name="ingress" if kind == trace_pb2.Span.SPAN_KIND_SERVER else "egress catalog:9080", kind=kind,
+                    start_time_unix_nano=start_ns, end_time_unix_nano=start_ns + rng.randrange(1, 50_000_000),
+                )
+                span.attributes.extend([
+                    _kv("node_id", f"{service}-v1.default"), _kv("zone", ""),
+                    _kv("guid:x-request-id", f"{rng.getrandbits(128):032x}"),
+                    _kv("http.url", f"http://catalog:9080/items/{rng.randrange(100)}"), _kv("http.method", "GET"),
+                    _kv("downstream_cluster", "frontend"), _kv("user_agent", "python-urllib/3.11"),
+                    _kv("http.protocol", "HTTP/1.1"), _kv("peer.address", "127.0.0.1"), _kv("request_size", "0"),
+                    _kv("response_size", str(rng.randrange(2000))), _kv("component", "proxy"),
+                    _kv("upstream_cluster", "inbound_9080"), _kv("http.status_code", rng.choice(["200"] * 9 + ["503"])),
+                    _kv("response_flags", "-"),
+                    _kv("destination.workload.name", "catalog-v1"), _kv("destination.workload.namespace", "default"),
+                    _kv("destination.service.name", "catalog"), _kv("destination.service.namespace", "default"),
+                    _kv("destination.service.host", "catalog.default.svc.cluster.local"),
+                    _kv("x-mixer-workload", "frontend-v1"), _kv("x-mixer-namespace", "default"),
+                ])
+        made += 2 * (per_request // 2)
+        requests.append(bytes(request.SerializeToString()))
+    return requests
+
+
+def decode_only(requests: list[bytes]) -> tuple[int, float, float]:
+    """The baseline: parse every request and walk its spans; (spans, wall seconds, CPU seconds)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    count = 0
+    for raw in requests:
+        request = trace_service_pb2.ExportTraceServiceRequest.FromString(raw)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    count += len(span.attributes) > 0
+    return count, time.perf_counter() - started, time.process_time() - cpu
+
+
+RECEIVER = """
+import asyncio, sys, grpc
+async def main(port):
+    server = grpc.aio.server()
+    async def export(raw, context):
+        return b""  # an empty ExportTraceServiceResponse: everything accepted
+    handler = grpc.unary_unary_rpc_method_handler(export)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": handler}),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+CLIENT = """
+import asyncio, sys, grpc
+sys.path.insert(0, sys.argv[1])
+from bench.traces import envoy_like_requests, EXPORT
+async def main(port, spans, per_request, concurrency):
+    requests = envoy_like_requests(spans, per_request)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        export = channel.unary_unary(EXPORT)
+        await channel.channel_ready()
+        print("ready", flush=True)
+        sys.stdin.readline()  # go
+        queue = list(reversed(requests))
+        async def worker():
+            while queue:
+                await export(queue.pop())
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+asyncio.run(main(*map(int, sys.argv[2:])))
+"""
+
+
+async def through_the_mixer(args: argparse.Namespace, workdir: Path) -> tuple[int, float, float]:
+    """(spans delivered, wall seconds, CPU seconds of this process)."""
+    receiver_port, mixer_port = free_port(), free_port()
+    config = TRACING.read_text().replace("endpoint: 127.0.0.1:4317", f"endpoint: 127.0.0.1:{receiver_port}")
+    config = config.replace("    samplingRatio: 1.0", "    samplingRatio: 1.0\n    delivery: {queueSize: 1000000}")
+    (workdir / "tracing.yaml").write_text(config)
+    receiver = start([sys.executable, "-c", RECEIVER, str(receiver_port)], workdir / "receiver.log")
+    runtime = await Runtime.load([workdir / "tracing.yaml"])
+    options = FrontDoorOptions(port=mixer_port)
+    listener = GrpcListener(runtime, standard_doors(runtime, options), options)
+    await listener.start()
+    client = None
+    try:
+        wait_for_port(receiver_port, 30, receiver)
+        handler = runtime.snapshot.slots["otlp.handler.istio-system"].handler
+        assert isinstance(handler, OtlpHandler)
+        client = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CLIENT, str(ROOT), str(mixer_port), str(args.spans), str(args.spans_per_request),
+            str(args.concurrency), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert client.stdin is not None and client.stdout is not None
+        assert (await client.stdout.readline()).strip() == b"ready"
+        cpu, wall = time.process_time(), time.perf_counter()
+        client.stdin.write(b"go\n")
+        await client.stdin.drain()
+        queue = handler.queue
+        while queue.sent + sum(queue.dropped.values()) < args.spans:
+            await asyncio.sleep(0.01)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert not any(queue.dropped.values()), queue.dropped
+        assert await client.wait() == 0
+        return queue.sent, wall, cpu
+    finally:
+        if client is not None and client.returncode is None:
+            client.kill()
+        await listener.stop()
+        await runtime.close()
+        stop(receiver)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--spans-per-request", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}, "
+          f"mixer pinned to 1 core, load average {os.getloadavg()[0]:.1f}")
+    requests = envoy_like_requests(args.spans, args.spans_per_request)
+    spans, seconds, decode_cpu = decode_only(requests)
+    print(f"decode only: {spans} spans in {seconds:.3f}s = {spans / seconds:,.0f} spans/s (wall), "
+          f"{spans / decode_cpu:,.0f} spans per CPU-second")
+    with tempfile.TemporaryDirectory(prefix="bench-traces-") as workdir:
+        sent, wall, cpu = asyncio.run(through_the_mixer(args, Path(workdir)))
+    print(f"door + rules + otlp adapter -> receiver: {sent} spans in {wall:.3f}s = {sent / wall:,.0f} spans/s "
+          f"(wall), {sent / cpu:,.0f} spans per CPU-second of the mixer ({cpu:.3f}s CPU)")
+    print(f"ratio decode-only / full path: {(spans / seconds) / (sent / wall):.1f}x wall, "
+          f"{(spans / decode_cpu) / (sent / cpu):.1f}x CPU")
+
+
+if __name__ == "__main__":
+    main()

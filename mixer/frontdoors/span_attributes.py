@@ -1,0 +1,276 @@
+"""Spans as attribute bags: an OTLP span (from a tracer), or a request's span derived from an access
+log entry when its proxy does not trace. Pure functions; the table is ``docs/envoy-attributes.md``.
+
+Both fill the ``span.*`` vocabulary (``mixer.attributes``), so one ``tracespan`` instance serves
+either origin; ``context.proxy_tracing`` (an access log tag the sidecar generator writes when the
+sidecar has a tracer) lets a rule take a request's spans from exactly one of the two.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import hashlib
+import re
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from mixer.attributes import Bag, BagError, ValueType, value_from_text
+from mixer.envoy_attributes.names import PEER_NAMESPACE_HEADER, PEER_WORKLOAD_HEADER
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+
+# OTLP's Span.SpanKind and Status.StatusCode numbers.
+SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
+STATUS_CODES = ("UNSET", "OK", "ERROR")
+# The reporting proxy's side of the request, as an access log names it: a client (or producer) span
+# is the caller's, so its proxy reports it outbound; a server (or consumer) span the callee's, inbound.
+_REPORTER_KIND = {"client": "outbound", "producer": "outbound", "server": "inbound", "consumer": "inbound"}
+
+# Span attribute -> Istio attribute, for the HTTP facts a tracer states. The first present wins:
+# OpenTelemetry's semantic convention names, then the older ones Envoy's tracer still writes.
+_STATUS_KEYS = ("http.response.status_code", "http.status_code")
+_METHOD_KEYS = ("http.request.method", "http.method")
+_URL_KEYS = ("url.full", "http.url")
+_AGENT_KEYS = ("user_agent.original", "user_agent")
+_REQUEST_SIZE_KEYS = ("http.request.body.size", "request_size")
+_RESPONSE_SIZE_KEYS = ("http.response.body.size", "response_size")
+_REQUEST_ID_KEY = "guid:x-request-id"  # Envoy's
+_FLAGS_KEY = "response_flags"  # Envoy's short codes
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+
+def any_value_text(value: Any) -> str:
+    """An OTLP AnyValue as text: strings as they are, numbers and booleans as JSON writes them,
+    bytes as base64, arrays and key-value lists as JSON."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return str(value.string_value)
+    if which == "bool_value":
+        return "true" if value.bool_value else "false"
+    if which == "int_value":
+        return str(value.int_value)
+    if which == "double_value":
+        return repr(value.double_value)
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return orjson.dumps(_any_value_json(value)).decode()
+
+
+def _any_value_json(value: Any) -> Any:
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return [_any_value_json(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _any_value_json(kv.value) for kv in value.kvlist_value.values}
+    if which is None:
+        return None
+    if which == "string_value":
+        return value.string_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "int_value":
+        return value.int_value
+    if which == "double_value":
+        return value.double_value
+    return base64.b64encode(value.bytes_value).decode("ascii")
+
+
+def key_values_text(key_values: Any) -> dict[str, str]:
+    """A repeated KeyValue as a STRING_MAP."""
+    out: dict[str, str] = {}
+    for kv in key_values:
+        value = kv.value
+        text = value.string_value  # most attributes are strings: one read decides
+        out[kv.key] = text if text or value.WhichOneof("value") in ("string_value", None) else any_value_text(value)
+    return out
+
+
+def resource_base_bag(resource: Any) -> Bag:
+    """Attributes every span of one OTLP ResourceSpans shares."""
+    attributes = key_values_text(resource.attributes)
+    bag: Bag = {"context.protocol": "otlp", "span.resource": attributes}
+    if service := attributes.get("service.name"):
+        bag["span.service"] = service
+    return bag
+
+
+def _time(nanos: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=nanos // 1000)
+
+
+def _first(attributes: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        if (text := attributes.get(key)) is not None:
+            return text
+    return None
+
+
+def _int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None  # a malformed convention attribute stays in span.attributes only
+
+
+def otlp_span_bag(
+    span: Any, base: Bag, manifest: Mapping[str, ValueType], trust_peer_headers: bool = False
+) -> Bag:
+    """One OTLP ``Span`` as a bag on top of its resource's ``base``.
+
+    A span without a valid trace or span id, with a parent id of the wrong length or ending before
+    it starts is refused (BagError naming the attribute). Attributes whose key is an attribute name
+    are copied typed by the manifest (as access log custom tags are: the sidecar generator writes
+    the reporting workload's identity that way); the HTTP facts map to ``request.*``/``response.*``.
+    """
+    trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
+    if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
+        raise BagError("span.trace_id", f"must be 16 bytes, not all zero; got {trace_id.hex() or 'none'}")
+    if len(span_id) != 8 or span_id == _ZERO_SPAN:
+        raise BagError("span.id", f"must be 8 bytes, not all zero; got {span_id.hex() or 'none'}")
+    if parent_id and len(parent_id) != 8:
+        raise BagError("span.parent_id", f"must be 8 bytes when present; got {parent_id.hex()}")
+    start_ns, end_ns = span.start_time_unix_nano, span.end_time_unix_nano
+    if end_ns < start_ns:
+        raise BagError("span.end_time", "ends before it starts")
+    bag = dict(base)
+    attributes = key_values_text(span.attributes)
+    for key, text in attributes.items():
+        kind = manifest.get(key)
+        if kind is not None:
+            bag[key] = _typed(key, kind, text)
+    _http_facts(attributes, bag)
+    span_kind = SPAN_KINDS[span.kind] if span.kind < len(SPAN_KINDS) else "unspecified"
+    if trust_peer_headers:
+        _peer(attributes, span_kind, bag)
+    if reporter := _REPORTER_KIND.get(span_kind):
+        bag["context.reporter.kind"] = reporter
+    start, end = _time(start_ns), _time(end_ns)
+    bag["span.trace_id"] = trace_id.hex()
+    bag["span.id"] = span_id.hex()
+    if parent_id and parent_id != _ZERO_SPAN:
+        bag["span.parent_id"] = parent_id.hex()
+    bag["span.name"] = span.name
+    bag["span.kind"] = span_kind
+    bag["span.start_time"] = start
+    bag["span.end_time"] = end
+    bag["span.status_code"] = STATUS_CODES[span.status.code] if span.status.code < 3 else "UNSET"
+    if span.status.message:
+        bag["span.status_message"] = span.status.message
+    bag["span.attributes"] = attributes
+    bag["request.time"] = bag["context.time"] = start
+    bag["response.time"] = end
+    bag["response.duration"] = end - start
+    bag["context.protocol"] = "otlp"  # a span is not a request: rules counting requests do not fire twice
+    return bag
+
+
+@functools.lru_cache(maxsize=4096)
+def _typed(key: str, kind: ValueType, text: str) -> Any:
+    """``value_from_text``, remembered: a tracer repeats the same identity tags on every span (a
+    label map costs a JSON parse). Values are shared, as every bag's values are: never mutated."""
+    return value_from_text(key, kind, text)
+
+
+def _http_facts(attributes: Mapping[str, str], bag: Bag) -> None:
+    if (code := _int(_first(attributes, _STATUS_KEYS))) is not None:
+        bag.setdefault("response.code", code)
+    if method := _first(attributes, _METHOD_KEYS):
+        bag.setdefault("request.method", method)
+    if url := _first(attributes, _URL_KEYS):
+        parts = urllib.parse.urlsplit(url)
+        if parts.netloc:
+            bag.setdefault("request.host", parts.netloc)
+        if parts.scheme:
+            bag.setdefault("request.scheme", parts.scheme)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        if path:
+            bag.setdefault("request.path", path)
+            bag.setdefault("request.url_path", parts.path)
+    elif url_path := attributes.get("url.path"):
+        bag.setdefault("request.url_path", url_path)
+        query = attributes.get("url.query")
+        bag.setdefault("request.path", f"{url_path}?{query}" if query else url_path)
+    if agent := _first(attributes, _AGENT_KEYS):
+        bag.setdefault("request.useragent", agent)
+    if request_id := attributes.get(_REQUEST_ID_KEY):
+        bag.setdefault("request.id", request_id)
+    if flags := attributes.get(_FLAGS_KEY):
+        bag.setdefault("response.flags", flags)
+        bag.setdefault("context.proxy_error_code", flags)
+    if (size := _int(_first(attributes, _REQUEST_SIZE_KEYS))) is not None:
+        bag.setdefault("request.size", size)
+    if (size := _int(_first(attributes, _RESPONSE_SIZE_KEYS))) is not None:
+        bag.setdefault("response.size", size)
+
+
+def _peer(attributes: Mapping[str, str], span_kind: str, bag: Bag) -> None:
+    """The other side's identity from the x-mixer-* headers the sidecar generator tags spans with
+    (a server span: the caller's request headers; a client span: the callee's response headers)."""
+    side = "source" if span_kind == "server" else "destination" if span_kind == "client" else ""
+    if not side:
+        return
+    # Envoy writes "-" for a header the response did not carry.
+    if (name := attributes.get(PEER_WORKLOAD_HEADER)) and name != "-":
+        bag.setdefault(f"{side}.workload.name", name)
+        bag.setdefault(f"{side}.name", name)
+    if (namespace := attributes.get(PEER_NAMESPACE_HEADER)) and namespace != "-":
+        bag.setdefault(f"{side}.workload.namespace", namespace)
+        bag.setdefault(f"{side}.namespace", namespace)
+
+
+# -- a request's span from its access log entry ------------------------------------------------
+
+
+def _span_id(*parts: str) -> str:
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).hexdigest()
+
+
+def request_span(bag: Bag, kind: str) -> Bag:
+    """Add the ``span.*`` attributes of the reporting proxy's span for this request to an HTTP access
+    log ``bag`` (``kind``: its reporter kind), so a proxy that does not trace still yields spans;
+    returns the bag.
+
+    Both sidecars of a hop log the same request, so both derive the same ids without talking to each
+    other: the trace is the ``traceparent`` header's when the request carries one, else the request
+    id (Envoy's x-request-id, a UUID, which the sidecars propagate); the client span's id is a hash
+    of the request id, method, authority and path, the server span's a hash of that, and the server
+    span is the client span's child. The client span's parent is the traceparent's span, if any.
+    """
+    request_id = bag.get("request.id")
+    if not request_id or kind not in ("inbound", "outbound"):
+        return bag
+    parent = ""
+    match = _TRACEPARENT.match(bag.get("request.headers", {}).get("traceparent", ""))
+    if match is not None:
+        trace_id, parent = match.group(1), match.group(2)
+    else:
+        trace_id = request_id.replace("-", "").lower()
+        if len(trace_id) != 32 or not all(c in "0123456789abcdef" for c in trace_id):
+            return bag
+    client_id = _span_id(request_id, bag.get("request.method", ""), bag.get("request.host", ""),
+                         bag.get("request.path", ""))
+    bag["span.trace_id"] = trace_id
+    if kind == "outbound":
+        bag["span.kind"] = "client"
+        bag["span.id"] = client_id
+        if parent:
+            bag["span.parent_id"] = parent
+    else:
+        bag["span.kind"] = "server"
+        bag["span.id"] = _span_id(client_id, "server")
+        bag["span.parent_id"] = client_id
+    if "request.time" in bag:
+        bag["span.start_time"] = bag["request.time"]
+    if "response.time" in bag:
+        bag["span.end_time"] = bag["response.time"]
+    return bag
