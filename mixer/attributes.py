@@ -209,7 +209,7 @@ def duration_from_seconds(seconds: float, nanos: int = 0) -> dt.timedelta:
     total = seconds + nanos / 1e9
     if not abs(total) <= _MAX_DURATION_SECONDS:  # NaN fails too
         raise ValueError(f"duration of {seconds}s is out of range (at most about 292 years)")
-    return dt.timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return dt.timedelta(0, seconds, nanos // 1000)  # (days, seconds, µs): positional is cheaper
 
 
 _MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
@@ -274,7 +274,7 @@ def timestamp_from_seconds(seconds: int, nanos: int = 0) -> dt.datetime:
     """Seconds since the Unix epoch (+ ``nanos``; a protobuf Timestamp) as an aware datetime;
     ValueError when out of years 1..9999."""
     try:
-        return _EPOCH + dt.timedelta(seconds=seconds, microseconds=nanos // 1000)
+        return _EPOCH + dt.timedelta(0, seconds, nanos // 1000)  # (days, seconds, µs): positional is cheaper
     except OverflowError:
         raise ValueError(f"timestamp of {seconds}s since the epoch is out of range") from None
 

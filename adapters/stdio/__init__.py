@@ -2,29 +2,49 @@
 file rotated by size with a retention count (params: ``adapters/stdio/config.py``).
 
 A line is ``{"level", "time", "instance", <variables or "value"/"dimensions">}``, as Mixer's zap
-encoder wrote it (level lower-case, time in UTC)."""
+encoder wrote it (level lower-case, time in UTC). Lines are rendered on the event loop and written by a
+thread (``writer.py``), so a slow reader of stdout never stalls the loop: past ``BUFFER_BYTES`` waiting,
+new lines are dropped and counted (``buffer_full``)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import ipaddress
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 import orjson
 
 from adapters.stdio.config import LEVELS, StdioParams, parse
 from adapters.stdio.rotating import RotatingFile
-from mixer.attributes import type_of_value, value_to_json
+from adapters.stdio.writer import BUFFER_FULL, BackgroundWriter
+from mixer.attributes import format_duration, type_of_value, value_to_json
 from mixer.sdk import Adapter, Env, Handler, Instance, InstanceSchema, MetricInstance
 
-__all__ = ["RotatingFile", "StdioAdapter", "StdioHandler", "StdioParams"]
+__all__ = ["BUFFER_BYTES", "BackgroundWriter", "RotatingFile", "StdioAdapter", "StdioHandler", "StdioParams"]
 
 _RANK = {level: rank for rank, level in enumerate(LEVELS)}
 _MEGABYTE = 1024 * 1024
+_MAX_ORDERS = 256
+# Lines waiting for a slow stream, in bytes (~16k access log lines): bounds memory; beyond it lines drop.
+BUFFER_BYTES = 16 * _MEGABYTE
+_CLOSE_TIMEOUT = 5.0  # seconds close() waits for queued lines to be written
+
+
+# What orjson cannot write by itself, by exact type: the access log's IPs and durations, per entry.
+_TO_JSON: dict[type, Callable[[Any], Any]] = {
+    ipaddress.IPv4Address: str,
+    ipaddress.IPv6Address: str,
+    dt.timedelta: format_duration,
+}
 
 
 def _json_default(value: Any) -> Any:
+    convert = _TO_JSON.get(type(value))
+    if convert is not None:
+        return convert(value)
     return value_to_json(type_of_value(value), value)
 
 
@@ -33,14 +53,19 @@ def _line(record: dict[str, Any]) -> bytes:
 
 
 class StdioHandler(Handler):
-    def __init__(self, params: StdioParams, env: Env, instances: Mapping[str, InstanceSchema]) -> None:
+    def __init__(self, params: StdioParams, env: Env, instances: Mapping[str, InstanceSchema],
+                 buffer_bytes: int = BUFFER_BYTES) -> None:
         self.params = params
         self.env = env
+        self._buffer_bytes = buffer_bytes
+        self._writer: BackgroundWriter | None = None
+        self._warned_full = False
         self.dimension_names = {name: schema.dimension_names for name, schema in instances.items()}
         self._min_rank = _RANK[params.output_level]
         self._stream: IO[bytes] | None = None
         self._rotating: RotatingFile | None = None
         self._owned = False
+        self._orders: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     async def start(self) -> None:
         params = self.params
@@ -53,8 +78,13 @@ class StdioHandler(Handler):
             self._owned = True
         else:
             self._stream = (sys.stdout if params.log_stream == "STDOUT" else sys.stderr).buffer
+        self._writer = BackgroundWriter(self._write_out, self._buffer_bytes, self._dropped,
+                                        name=f"stdio-{self.env.handler_name}")
 
     async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await asyncio.to_thread(writer.close, _CLOSE_TIMEOUT)
         if self._stream is not None and self._owned:
             self._stream.close()
         if self._rotating is not None:
@@ -62,19 +92,43 @@ class StdioHandler(Handler):
         self._stream = self._rotating = None
 
     def _write(self, records: list[dict[str, Any]]) -> None:
-        if self._stream is None and self._rotating is None:
+        writer = self._writer
+        if writer is None:
             self.env.count_dropped(len(records), "not_started")
             return
         try:
             lines = [_line(record) for record in records]
-            if self._rotating is not None:
-                self._rotating.write_lines(lines)
-            elif self._stream is not None:
-                self._stream.write(b"".join(lines))
-                self._stream.flush()
-        except (OSError, TypeError, ValueError) as exc:
-            self.env.count_dropped(len(records), "write_error")
-            self.env.logger.warning("stdio handler %s could not write: %s", self.env.handler_name, exc)
+        except (TypeError, ValueError) as exc:
+            self._dropped(len(records), "write_error", exc)
+            return
+        if not writer.offer(lines):
+            self.env.count_dropped(len(lines), BUFFER_FULL)
+            if not self._warned_full:  # once: the counter tells the rest
+                self._warned_full = True
+                self.env.logger.warning("stdio handler %s: output is not keeping up; %d bytes of lines "
+                                        "wait, new lines are dropped", self.env.handler_name, writer.pending_bytes)
+
+    def _write_out(self, lines: Sequence[bytes]) -> None:
+        """On the writer's thread: blocking is fine here."""
+        if self._rotating is not None:
+            self._rotating.write_lines(lines)
+        elif self._stream is not None:
+            self._stream.write(b"".join(lines))
+            self._stream.flush()
+
+    def _dropped(self, count: int, reason: str, error: Exception | None) -> None:
+        self.env.count_dropped(count, reason)
+        if error is not None:
+            self.env.logger.warning("stdio handler %s could not write: %s", self.env.handler_name, error)
+
+    def _sorted_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """``sorted(names)``, remembered: an instance's variables come in the same order every time."""
+        order = self._orders.get(names)
+        if order is None:
+            if len(self._orders) >= _MAX_ORDERS:  # variable names come from config: a handful
+                self._orders.clear()
+            order = self._orders[names] = tuple(sorted(names))
+        return order
 
     def handle_metric(self, instances: Sequence[MetricInstance]) -> None:
         if _RANK[self.params.metric_level] < self._min_rank:
@@ -104,7 +158,9 @@ class StdioHandler(Handler):
             if _RANK[level] < self._min_rank:
                 continue  # below outputLevel: not written, by configuration
             record: dict[str, Any] = {"level": level.lower(), "time": fields.get("timestamp", now), "instance": entry.name}
-            record.update(sorted(fields.get("variables", {}).items()))  # Mixer wrote variables sorted
+            variables = fields.get("variables", {})
+            order = self._sorted_names(tuple(variables))  # Mixer wrote variables sorted
+            record.update(zip(order, map(variables.__getitem__, order)))
             records.append(record)
         if records:
             self._write(records)

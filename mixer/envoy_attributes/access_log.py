@@ -109,26 +109,26 @@ def _common(common: Any, bag: Bag, manifest: Mapping[str, ValueType], kind: str)
     else:
         add_socket_address(common.downstream_local_address, bag, "destination")
     if common.HasField("start_time"):
-        bag["request.time"] = time_from_proto(common.start_time, "request.time")
-        bag["context.time"] = bag["request.time"]
+        bag["request.time"] = bag["context.time"] = time_from_proto(common.start_time, "request.time")
     error = proxy_error_code(common.response_flags) if common.HasField("response_flags") else "-"
-    bag["context.proxy_error_code"] = error
-    bag["response.flags"] = error
+    bag["context.proxy_error_code"] = bag["response.flags"] = error
     if common.HasField("tls_properties"):
         tls = common.tls_properties
-        if tls.tls_sni_hostname:
-            bag["connection.requested_server_name"] = tls.tls_sni_hostname
+        if sni := tls.tls_sni_hostname:
+            bag["connection.requested_server_name"] = sni
         peer = tls.peer_certificate_properties
-        bag["connection.mtls"] = len(peer.subject_alt_name) > 0 or bool(peer.subject)
-        for san in peer.subject_alt_name:
-            if san.uri:
+        sans = peer.subject_alt_name
+        bag["connection.mtls"] = len(sans) > 0 or bool(peer.subject)
+        for san in sans:
+            if uri := san.uri:
                 # The certificate names the other side of the connection this sidecar accepted/opened.
-                add_peer_principal(bag, "destination" if kind == "outbound" else "source", san.uri)
+                add_peer_principal(bag, "destination" if kind == "outbound" else "source", uri)
                 break
     else:
         bag["connection.mtls"] = False
-    if common.custom_tags:
-        add_typed_entries(common.custom_tags, manifest, bag)
+    tags = common.custom_tags
+    if tags:
+        add_typed_entries(tags, manifest, bag)
 
 
 def http_entry_bag(
@@ -139,36 +139,46 @@ def http_entry_bag(
     common = entry.common_properties
     _common(common, bag, manifest, kind)
     request = entry.request
-    headers = dict(request.request_headers)
-    if request.request_method:
-        bag["request.method"] = _method_names().get(request.request_method, "")
-    if request.path:
-        bag["request.path"] = request.path
-        bag["request.url_path"] = request.path.split("?", 1)[0]
-    if request.authority:
-        bag["request.host"] = request.authority
-    if request.scheme:
-        bag["request.scheme"] = request.scheme
-    if request.user_agent:
-        bag["request.useragent"] = request.user_agent
-    if request.referer:
-        bag["request.referer"] = request.referer
-    if request.request_id:
-        bag["request.id"] = request.request_id
+    # A comprehension, not dict(): a protobuf map's keys() is a Python-level view (slower).
+    request_headers = request.request_headers
+    headers = {key: request_headers[key] for key in request_headers}
+    if method := request.request_method:
+        bag["request.method"] = _method_names().get(method, "")
+    if path := request.path:
+        bag["request.path"] = path
+        bag["request.url_path"] = path.split("?", 1)[0]
+    if authority := request.authority:
+        bag["request.host"] = authority
+    if scheme := request.scheme:
+        bag["request.scheme"] = scheme
+    if user_agent := request.user_agent:
+        bag["request.useragent"] = user_agent
+    if referer := request.referer:
+        bag["request.referer"] = referer
+    if request_id := request.request_id:
+        bag["request.id"] = request_id
     bag["request.headers"] = headers
-    bag["request.size"] = request.request_body_bytes
-    bag["request.total_size"] = request.request_headers_bytes + request.request_body_bytes
+    body_bytes = request.request_body_bytes
+    bag["request.size"] = body_bytes
+    bag["request.total_size"] = request.request_headers_bytes + body_bytes
     response = entry.response
-    response_headers = dict(response.response_headers)
+    response_map = response.response_headers
+    response_headers = {key: response_map[key] for key in response_map}
     if response.HasField("response_code"):
         bag["response.code"] = response.response_code.value
     bag["response.headers"] = response_headers
-    bag["response.size"] = response.response_body_bytes
-    bag["response.total_size"] = response.response_headers_bytes + response.response_body_bytes
-    grpc_status = response.response_trailers.get("grpc-status") or response_headers.get("grpc-status")
+    body_bytes = response.response_body_bytes
+    bag["response.size"] = body_bytes
+    bag["response.total_size"] = response.response_headers_bytes + body_bytes
+    trailers = response.response_trailers
+    if trailers:
+        grpc_status = trailers.get("grpc-status") or response_headers.get("grpc-status")
+        grpc_message = trailers.get("grpc-message") or response_headers.get("grpc-message")
+    else:  # the usual case: no trailers to look in
+        grpc_status = response_headers.get("grpc-status")
+        grpc_message = response_headers.get("grpc-message")
     if grpc_status:
         bag["response.grpc_status"] = grpc_status
-    grpc_message = response.response_trailers.get("grpc-message") or response_headers.get("grpc-message")
     if grpc_message:
         bag["response.grpc_message"] = grpc_message
     if common.HasField("time_to_last_downstream_tx_byte"):
@@ -176,8 +186,9 @@ def http_entry_bag(
     else:
         duration = duration_from_proto(common.duration, "response.duration")
     bag["response.duration"] = duration
-    if "request.time" in bag:
-        bag["response.time"] = time_after(bag["request.time"], duration, "response.time")
+    request_time = bag.get("request.time")
+    if request_time is not None:
+        bag["response.time"] = time_after(request_time, duration, "response.time")
     bag["connection.received.bytes"] = common.downstream_wire_bytes_received
     bag["connection.sent.bytes"] = common.downstream_wire_bytes_sent
     bag["context.protocol"] = protocol_from_headers(headers) if headers.get("content-type") else (

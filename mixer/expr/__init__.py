@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._checker import check
-from ._compiler import AttributeEquality, Conjunct, compile_conjuncts, compile_tree
+from ._compiler import (
+    AttributeEquality,
+    Conjunct,
+    compile_conjuncts,
+    compile_unguarded,
+    default_lookup_attribute,
+    default_map_lookup,
+    guarded,
+)
 from ._errors import CompileError, EvaluationError, ExpressionError, UnknownValue
 from ._parser import parse
 from ._references import Reference, references
@@ -63,6 +71,18 @@ class Expression:
     references: frozenset[Reference] = frozenset()
     # The top-level ``&&`` operands, compiled apart, for decide(); empty: decide() uses evaluate.
     conjuncts: tuple[Conjunct, ...] = field(default=(), repr=False, compare=False)
+    # ``(attribute, fallback)`` when the expression is ``attribute | constant``: evaluate(bag) is then
+    # exactly ``bag.get(attribute, fallback)``, which a caller may run for many expressions in C
+    # (``map(bag.get, names, fallbacks)``) instead of one closure call each.
+    lookup: tuple[str, Any] | None = field(default=None, repr=False, compare=False)
+    # ``evaluate`` without its exception guard, for hot loops over many expressions: the same value
+    # for a well-typed bag, but an ill-typed one may make it raise anything. A caller catches
+    # Exception around a whole loop and then re-evaluates with ``evaluate`` (which raises
+    # EvaluationError naming the expression); one try per loop instead of one frame per expression.
+    evaluate_unguarded: Callable[[Mapping[str, Any]], Any] | None = field(default=None, repr=False, compare=False)
+    # ``(attribute, key, fallback)`` when the expression is ``attribute["key"] | constant``: evaluate(bag)
+    # is then ``fallback`` without the map, else ``bag[attribute].get(key, fallback)``.
+    map_lookup: tuple[str, str, Any] | None = field(default=None, repr=False, compare=False)
 
     def decide(self, facts: Mapping[str, Any]) -> bool | None:
         """Whether this BOOL expression holds for every bag that agrees with ``facts``.
@@ -91,14 +111,24 @@ def compile_expression(text: str, manifest: Mapping[str, ValueType]) -> Expressi
     _allow_generated_depth()
     try:
         tree = check(parse(text), manifest)
-        evaluate = compile_tree(tree, text)
+        unguarded = compile_unguarded(tree)
+        evaluate = guarded(unguarded, tree, text)
     except CompileError as exc:
         raise ExpressionError(exc.message, text, exc.position) from None
     except RecursionError:
         raise ExpressionError("expression is nested too deeply", text, 0) from None
     conjuncts = compile_conjuncts(tree, text) if tree.type is ValueType.BOOL and tree.attrs else ()
-    return Expression(text, tree.type, evaluate, tree.attrs, not tree.attrs,
-                      conjuncts=conjuncts, references=references(tree))
+    lookup = None
+    if (name := default_lookup_attribute(tree)) is not None:
+        lookup = (name, evaluate({}))  # the fallback, exactly as the closure gives it for an absent attribute
+    map_lookup = None
+    if (indexed := default_map_lookup(tree)) is not None:
+        map_lookup = (*indexed, evaluate({}))
+    return Expression(
+        text, tree.type, evaluate, tree.attrs, not tree.attrs,
+        references=references(tree), conjuncts=conjuncts, lookup=lookup,
+        evaluate_unguarded=unguarded, map_lookup=map_lookup,
+    )
 
 
 # A generated config chains hundreds of ``&&`` / ``+`` operands or nests hundreds of parentheses;

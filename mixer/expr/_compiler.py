@@ -33,7 +33,17 @@ _ORDER_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": opera
 
 def compile_tree(node: Node, text: str) -> Fn:
     """The evaluate closure for a checked tree; it raises EvaluationError only."""
-    fn = _Compiler().strict(node)
+    return guarded(compile_unguarded(node), node, text)
+
+
+def compile_unguarded(node: Node) -> Fn:
+    """The closure without the guard: on a bag whose values do not fit the manifest it may raise
+    anything (TypeError ...), which ``guarded`` turns into EvaluationError."""
+    return _Compiler().strict(node)
+
+
+def guarded(fn: Fn, node: Node, text: str) -> Fn:
+    """``fn`` raising EvaluationError only (as is, when its shape cannot raise anything else)."""
     if _never_raises_oddly(node):
         return fn
     return _guard(fn, text)
@@ -70,6 +80,37 @@ def compile_conjuncts(node: Node, text: str) -> tuple[Conjunct, ...]:
         else:
             operands.append(current)
     return tuple(Conjunct(compile_tree(operand, text), _equality(operand)) for operand in operands)
+
+
+def default_lookup_attribute(node: Node) -> str | None:
+    """The attribute of an ``attribute | constant`` tree (the constant not a map), else None.
+
+    The compiler turns exactly that shape into ``bag.get(attribute, constant)`` (``default_to_constant``),
+    so such an expression can be evaluated as that lookup.
+    """
+    if not (isinstance(node, Binary) and node.op == "|"):
+        return None
+    operands = flatten_default(node)
+    if len(operands) != 2 or not isinstance(operands[0], Attr) or operands[1].attrs:
+        return None
+    if operands[1].type is ValueType.STRING_MAP:
+        return None  # a map constant is handed out fresh each time, not shared
+    return operands[0].name
+
+
+def default_map_lookup(node: Node) -> tuple[str, str] | None:
+    """(map attribute, key) of an ``attribute["key"] | constant`` tree (the constant not a map), else
+    None: compiled to ``bag.get(attribute)`` then, when present, ``.get(key, constant)``."""
+    if not (isinstance(node, Binary) and node.op == "|"):
+        return None
+    operands = flatten_default(node)
+    if len(operands) != 2 or operands[1].attrs or operands[1].type is ValueType.STRING_MAP:
+        return None
+    index = operands[0]
+    if not (isinstance(index, Index) and isinstance(index.target, Attr) and isinstance(index.key, Literal)
+            and isinstance(index.key.value, str)):
+        return None
+    return index.target.name, index.key.value
 
 
 def _equality(node: Node) -> AttributeEquality | None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import time
+from operator import call
+from types import MappingProxyType
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +31,7 @@ from mixer.sdk import (
 from mixer.selfmetrics import SelfMetrics
 
 _FAILED = object()  # marks a value whose expression failed for this bag
+_NO_MAPS: Iterator[Mapping[str, str]] = itertools.repeat(MappingProxyType({}))  # what a map lookup reads when the map is absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,30 +125,43 @@ def build_instances(
     plans: Sequence[RulePlan], sinks: list[list[Any]], bags: Sequence[Bag], errors: ErrorLog
 ) -> None:
     """Append each instance every matching rule builds for each bag to its sink list."""
+    # The unguarded closures run first; whatever they raise, the guarded ones are run again on the
+    # slow path, which turns it into EvaluationError and counts it.
     for bag in bags:
         for plan in plans:
-            match = plan.match
+            match = plan.match_fast
             if match is not None:
                 try:
                     if not match(bag):
                         continue
-                except EvaluationError as exc:
-                    errors.evaluation_failed(plan.rule, exc)
-                    continue
+                except Exception:
+                    if not _matches_slowly(plan, bag, errors):
+                        continue
+            values = list(map(bag.get, plan.lookup_names, plan.lookup_fallbacks))  # cannot fail
             try:
-                values = [evaluate(bag) for evaluate in plan.evaluators]
-            except EvaluationError:
+                values += map(call, plan.map_getters, map(bag.get, plan.map_names, _NO_MAPS))
+                values += [evaluate(bag) for evaluate in plan.evaluators_fast]
+            except Exception:
                 _build_partial(plan, sinks, bag, errors)
                 continue
             for output in plan.outputs:
                 sinks[output.sink].append(output.make(values))
 
 
+def _matches_slowly(plan: RulePlan, bag: Bag, errors: ErrorLog) -> bool:
+    assert plan.match is not None
+    try:
+        return bool(plan.match(bag))
+    except EvaluationError as exc:
+        errors.evaluation_failed(plan.rule, exc)
+        return False
+
+
 def _build_partial(plan: RulePlan, sinks: list[list[Any]], bag: Bag, errors: ErrorLog) -> None:
     """Slow path after a failure: build the instances whose expressions all succeeded."""
-    values: list[Any] = []
+    values: list[Any] = list(map(bag.get, plan.lookup_names, plan.lookup_fallbacks))
     failures: dict[int, EvaluationError] = {}
-    for index, evaluate in enumerate(plan.evaluators):
+    for index, evaluate in enumerate(plan.evaluators, len(values)):
         try:
             values.append(evaluate(bag))
         except EvaluationError as exc:

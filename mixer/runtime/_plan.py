@@ -1,11 +1,16 @@
 """Compile a rule's instances into one evaluation plan: each distinct expression is evaluated once
-per bag, and instances are assembled from the shared values by index."""
+per bag, and instances are assembled from the shared values by index.
+
+Most of Istio's expressions are ``attribute | constant``: those take the first value slots and are
+evaluated together as ``map(bag.get, lookup_names, lookup_fallbacks)``, with no Python call each;
+``map["key"] | constant`` ones come next, also evaluated in C (``map_names``, ``map_getters``); the other
+expressions' closures fill the slots after them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from mixer.config import CompiledInstance
@@ -28,24 +33,48 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class RulePlan:
+    """Values of a bag, in slot order: ``map(bag.get, lookup_names, lookup_fallbacks)``, then
+    ``map(operator.call, map_getters, map(bag.get, map_names, repeat(NO_MAP)))``, then one value per
+    ``evaluators_fast`` closure. ``evaluators`` are the guarded closures of every slot after the lookups
+    (map lookups included), for the slow path."""
+
     rule: str
     match: Evaluator | None
+    lookup_names: tuple[str, ...]
+    lookup_fallbacks: tuple[Any, ...]
+    map_names: tuple[str, ...]
+    map_getters: tuple[Callable[[Any], Any], ...]  # methodcaller("get", key, fallback)
     evaluators: tuple[Evaluator, ...]
     outputs: tuple[Output, ...]
+    # The same closures without their exception guards (``Expression.evaluate_unguarded``): the hot
+    # path runs these under one try, and on any exception falls back to the guarded ones above.
+    match_fast: Evaluator | None
+    evaluators_fast: tuple[Evaluator, ...]
 
 
 class _ValueTable:
-    """Deduplicates expressions across a rule's instances by their text."""
+    """Deduplicates expressions across a rule's instances by their text, and numbers them: lookups
+    first. Every expression is offered once (``slot`` returns -1) before ``freeze``; after it,
+    ``slot`` gives each its final index."""
 
     def __init__(self) -> None:
-        self.index: dict[str, int] = {}
-        self.evaluators: list[Evaluator] = []
+        self.expressions: dict[str, Expression] = {}
+        self.index: dict[str, int] | None = None
 
     def slot(self, expression: Expression) -> int:
-        if expression.text not in self.index:
-            self.index[expression.text] = len(self.evaluators)
-            self.evaluators.append(expression.evaluate)
+        if self.index is None:
+            self.expressions.setdefault(expression.text, expression)
+            return -1
         return self.index[expression.text]
+
+    def freeze(self) -> tuple[list[Expression], list[Expression], list[Expression]]:
+        """The expressions in slot order: lookups, map lookups, the others."""
+        every = self.expressions.values()
+        lookups = [e for e in every if e.lookup is not None]
+        map_lookups = [e for e in every if e.lookup is None and e.map_lookup is not None]
+        others = [e for e in every if e.lookup is None and e.map_lookup is None]
+        self.index = {e.text: i for i, e in enumerate(lookups + map_lookups + others)}
+        return lookups, map_lookups, others
 
 
 def build_plan(
@@ -53,19 +82,39 @@ def build_plan(
 ) -> RulePlan:
     """``routes`` pairs a sink index with an instance to build for it."""
     table = _ValueTable()
+    for sink, instance in routes:  # first pass: collect the expressions, so they can be numbered
+        _output(sink, instance, table)
+    lookups, map_lookups, others = table.freeze()
     outputs = tuple(_output(sink, instance, table) for sink, instance in routes)
-    return RulePlan(rule, match.evaluate if match else None, tuple(table.evaluators), outputs)
+    gets = [e.lookup for e in lookups if e.lookup is not None]
+    map_gets = [e.map_lookup for e in map_lookups if e.map_lookup is not None]
+    return RulePlan(
+        rule,
+        match.evaluate if match else None,
+        tuple(name for name, _ in gets),
+        tuple(fallback for _, fallback in gets),
+        tuple(name for name, _, _ in map_gets),
+        tuple(methodcaller("get", key, fallback) for _, key, fallback in map_gets),
+        tuple(e.evaluate for e in map_lookups + others),
+        outputs,
+        _fast(match) if match else None,
+        tuple(_fast(e) for e in others),
+    )
+
+
+def _fast(expression: Expression) -> Evaluator:
+    return expression.evaluate_unguarded or expression.evaluate
 
 
 def _output(sink: int, instance: CompiledInstance, table: _ValueTable) -> Output:
     if instance.template.name == "metric":
         return _metric_output(sink, instance, table)
     uses: set[int] = set()
-    shape = _shape(instance.fields, table, uses)
+    fill = _filler(_shape(instance.fields, table, uses))
     name, template = instance.name, instance.template.name
 
     def make(values: Values) -> Instance:
-        return Instance(name, template, _fill(shape, values))
+        return Instance(name, template, fill(values))
 
     return Output(sink, name, frozenset(uses), make)
 
@@ -114,6 +163,13 @@ def _shape(fields: dict[str, Any], table: _ValueTable, uses: set[int]) -> dict[s
     return shape
 
 
-def _fill(shape: dict[str, Any], values: Values) -> dict[str, Any]:
-    return {key: values[i] if isinstance(i, int) else _fill(i, values) for key, i in shape.items()}
+def _filler(shape: dict[str, Any]) -> Callable[[Values], dict[str, Any]]:
+    """The function filling ``shape`` (key -> value index, or a nested shape) from the values, keys in
+    shape order. A flat map (a logentry's variables) is one ``dict(zip(keys, itemgetter(...)))``."""
+    keys = tuple(shape)
+    if all(isinstance(i, int) for i in shape.values()):
+        get_all = _tuple_getter(list(shape.values()))
+        return lambda values: dict(zip(keys, get_all(values)))
+    parts = [itemgetter(i) if isinstance(i, int) else _filler(i) for i in shape.values()]
+    return lambda values: dict(zip(keys, [part(values) for part in parts]))
 
