@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	@# xds-protos ships its own (older) copy of the opentelemetry/proto modules; whichever package
+	@# pip unpacks last wins. Lay opentelemetry-proto's files down again so the OTLP exporter finds
+	@# the messages it imports (the newer protos are a superset of what Envoy's configs use).
+	$(PY) -m pip install --quiet --force-reinstall --no-deps \
+	  "opentelemetry-proto==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $(STAMP)
 
 # Debian packages the tests start for real: Prometheus and Redis; Java and Maven fetch and run Kafka.
