@@ -9,26 +9,15 @@ import yaml
 
 from adapters.otlp import OtlpAdapter
 from adapters.otlp.config import OtlpParams
-from mixer.sdk import ParamsError
+from tests.adapters.support import assert_names_every_problem, bad_params_files
 
 TESTDATA = Path(__file__).parent / "testdata"
 DEFAULT_CONFIG = Path(__file__).parents[3] / "mixer" / "defaultconfig" / "istio-tracing.yaml"
 
 
-def expectations(path: Path) -> list[str]:
-    return [line.split(":", 1)[1].strip() for line in path.read_text().splitlines() if line.startswith("# expect:")]
-
-
-@pytest.mark.parametrize("path", sorted(TESTDATA.glob("bad_*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bad_params_files(TESTDATA), ids=lambda p: p.stem)
 def test_bad_params_name_every_problem(path: Path) -> None:
-    expected = expectations(path)
-    assert expected, f"{path.name} has no '# expect:' line"
-    with pytest.raises(ParamsError) as err:
-        OtlpAdapter().parse_params(yaml.safe_load(path.read_text()))
-    reported = [f"{where}: {message}" for where, message in err.value.problems]
-    for want in expected:
-        assert any(line.startswith(want) for line in reported), f"{want!r} not in {reported}"
-    assert len(reported) == len(expected), reported
+    assert_names_every_problem(OtlpAdapter(), path)
 
 
 def test_defaults_and_the_default_config() -> None:
