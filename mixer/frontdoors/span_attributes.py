@@ -44,6 +44,7 @@ _RESPONSE_SIZE_KEYS = ("http.response.body.size", "response_size")
 _REQUEST_ID_KEY = "guid:x-request-id"  # Envoy's
 _FLAGS_KEY = "response_flags"  # Envoy's short codes
 
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")  # a request id (a UUID without its dashes) that can be one
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 
 
@@ -255,7 +256,7 @@ def request_span(bag: Bag, kind: str) -> Bag:
         trace_id, parent = match.group(1), match.group(2)
     else:
         trace_id = request_id.replace("-", "").lower()
-        if len(trace_id) != 32 or not all(c in "0123456789abcdef" for c in trace_id):
+        if _TRACE_ID.fullmatch(trace_id) is None:
             return bag
     client_id = _span_id(request_id, bag.get("request.method", ""), bag.get("request.host", ""),
                          bag.get("request.path", ""))

@@ -113,3 +113,5 @@ def test_without_a_request_id_no_span_is_derived() -> None:
     assert not any(key.startswith("span.") for key in (*client, *server))
     not_a_uuid, _ = _als_pair(request_id="req-7")
     assert not any(key.startswith("span.") for key in not_a_uuid)
+    not_hex, _ = _als_pair(request_id="c271dfd2-24b7-4d3a-975b-5b19a8061f1g")  # 32 digits, one not hex
+    assert not any(key.startswith("span.") for key in not_hex)
