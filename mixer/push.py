@@ -407,6 +407,12 @@ class PushHandler(Handler, Generic[T]):
     async def close(self) -> None:
         await self.queue.close()
 
+    def report_room(self, template: str) -> int | None:
+        return self.queue.room()
+
+    def refuse_reports(self, template: str, count: int) -> None:
+        self.queue.refuse(count)
+
 
 # --- the shared ``delivery:`` params block ------------------------------------------------------
 

@@ -147,6 +147,18 @@ class Handler:
         in-flight work drains. Default: nothing carried."""
         return None
 
+    def report_room(self, template: str) -> int | None:
+        """How many ``template`` instances this handler would take now; None (the default): no bound.
+        At 0 (a push handler whose queue is full while its backend is down) the runtime builds none
+        for a rule whose every action comes here: it only evaluates the rule's ``match`` and hands
+        over how many matched (``refuse_reports``), so a backlog costs no instance building."""
+        return None
+
+    def refuse_reports(self, template: str, count: int) -> None:
+        """``count`` instances of ``template`` were not built because ``report_room`` said 0: count
+        them as dropped, as the handler would have had it received them. Default: nothing."""
+        return None
+
 
 # Report protocols: called once per batch with every instance of that template; must not block
 # (a push adapter only enqueues).

@@ -51,6 +51,15 @@ class OtlpHandler(PushHandler[SpanItem]):
         await self.logs.close()
         await self.transport.close()
 
+    def _queue_for(self, template: str) -> PushQueue[Any]:
+        return self.logs if template == "logentry" else self.queue
+
+    def report_room(self, template: str) -> int | None:
+        return self._queue_for(template).room()
+
+    def refuse_reports(self, template: str, count: int) -> None:
+        self._queue_for(template).refuse(count)
+
     def handle_tracespan(self, instances: Sequence[Instance]) -> None:
         ratio = self.params.sampling_ratio
         spans: list[SpanItem] = []

@@ -236,8 +236,12 @@ async def test_a_full_queue_encodes_nothing_it_would_drop(receiver: Receiver, mo
                               span(span_id="0000000000000005"), span(span_id="0000000000000006")])
     assert encoded == [f"{i:016x}" for i in range(1, 5)]
     assert dropped(the_env, "queue_full") == 2 and dropped(the_env, "invalid_instance") == 1
+    # what the runtime asks before building: no room for spans (log records have their own queue)
+    assert handler.report_room("tracespan") == 0 and handler.report_room("logentry") == 4
+    handler.refuse_reports("tracespan", 3)  # the runtime matched three more it did not build
+    assert dropped(the_env, "queue_full") == 5
     await handler.queue.flush()
     await handler.close()
     assert sorted(s.span_id.hex() for _, s in receiver.spans()) == [f"{i:016x}" for i in range(1, 5)]
     queue = handler.queue
-    assert queue.offered == 6 and queue.sent == 4 and queue.dropped["queue_full"] == 2
+    assert queue.offered == 9 and queue.sent == 4 and queue.dropped["queue_full"] == 5
