@@ -8,14 +8,15 @@ own (the kernel spreads connections over the workers, SO_REUSEPORT), as fast as 
 lets it: enough to keep every worker busy. The mixer runs the default config (as in mesh_cost: its
 prometheus handler on a free port, spans to 127.0.0.1:4317 where nothing listens).
 
-Per run: entries/s from the first message until every stream's answer (which comes after the mixer
-has dispatched all it was sent), the mixer's CPU (its process and workers, from /proc) as cores busy
-and as vCPU per 1,000 entries/s, and the check that ``istio_requests_total`` summed over
-``/metrics`` (any worker's scrape returns the sum over all of them) grew by exactly the number of
-entries sent. Where the machine has fewer free cores than workers (other work, the client), the
-throughput can only grow with the cores the workers get: "entries per mixer CPU second" tells whether
-each worker stays as efficient as one alone. The client is one process sending pre-serialized messages (a few µs per message,
-against ~100 µs per entry in the mixer).
+Per run, over its steady part (from one second in to the end of sending): entries/s, counted from
+the streams' answers (an answer comes once the mixer has dispatched the stream's entries; streams of
+``--stream-messages`` messages follow one another on each connection, so little waits unanswered),
+the mixer's CPU (its process and workers, from /proc) as cores busy and as vCPU per 1,000 entries/s,
+and entries per mixer CPU second: where the machine has fewer free cores than workers (other work,
+the client), throughput can only grow with the cores the workers get, and this tells whether each
+worker stays as efficient as one alone. After the run, ``istio_requests_total`` summed over
+``/metrics`` (any worker's scrape returns the sum over all of them) must have grown by exactly the
+number of entries sent. The client is one process sending pre-serialized messages (~0.05 of a core).
 
     .venv/bin/python bench/workers_scaling.py [--duration 10] [--rounds 3] [--streams 16] [--batch-size 20]
 """
