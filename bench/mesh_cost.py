@@ -18,6 +18,10 @@ measured window, as are the two sidecars'. vCPU per 1,000 req/s = CPU seconds / 
 Because CPU per request through Envoy varies by half from run to run here, each is also given as a
 ratio to the two sidecars' own CPU over the same window (Istio 1.4's Mixer: 0.6x).
 
+``--workers N`` runs the mixer with N processes, but here the Envoys and wrk saturate the machine
+long before one mixer worker is: how ``--workers 2`` scales at saturation is
+``bench/workers_scaling.py``'s (the access log door driven directly).
+
     .venv/bin/python bench/mesh_cost.py [--duration 5] [--rounds 3] [--only default,quota]
         [--static-bootstrap] [--workers N] [--log-buffer-bytes N] [--append]
 """
