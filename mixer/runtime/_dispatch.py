@@ -151,8 +151,8 @@ def build_instances(
 def _refuse_for_full_sinks(
     plans: Sequence[RulePlan], full: list[bool], report_sinks: Sequence[ReportSink], bags: Sequence[Bag],
     errors: ErrorLog,
-) -> list[RulePlan]:
-    """The plans still to build. A rule whose every instance goes to a handler with no room (a push
+) -> tuple[list[RulePlan], int]:
+    """The plans still to build, and how many instances the others would have built. A rule whose every instance goes to a handler with no room (a push
     queue full while its backend is down) builds nothing: its ``match`` is evaluated and each handler
     told how many instances it did not get (``Handler.refuse_reports``), which counts them dropped."""
     building: list[RulePlan] = []
@@ -167,7 +167,7 @@ def _refuse_for_full_sinks(
     for sink, count in zip(report_sinks, refused):
         if count:
             sink.slot.handler.refuse_reports(sink.template, count)
-    return building
+    return building, sum(refused)
 
 
 def _matches(plan: RulePlan, bag: Bag, errors: ErrorLog) -> bool:
@@ -230,10 +230,10 @@ def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors
     sinks: list[list[Any]] = [[] for _ in snapshot.report_sinks]
     plans = snapshot.report_plans
     full = [sink.slot.handler.report_room(sink.template) == 0 for sink in snapshot.report_sinks]
+    dispatched = 0  # refused instances count too: a report's answer does not depend on a backend's health
     if True in full:
-        plans = _refuse_for_full_sinks(plans, full, snapshot.report_sinks, bags, errors)
+        plans, dispatched = _refuse_for_full_sinks(plans, full, snapshot.report_sinks, bags, errors)
     build_instances(plans, sinks, bags, errors)
-    dispatched = 0
     for sink, instances in zip(snapshot.report_sinks, sinks):
         if instances:
             _call_report_handler(sink, instances, metrics, errors)

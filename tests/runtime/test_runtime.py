@@ -310,7 +310,7 @@ async def test_a_handler_without_room_gets_no_instances_built_only_counted() -> 
     registry = AdapterRegistry({"full": _FakeAdapter(full, frozenset({"metric"}))})
     runtime = await runtime_for(telemetry, full_as_prometheus, registry=registry)
     probe = {**HTTP_BAG, "request.useragent": "kube-probe/1.29"}  # the rule does not match it
-    assert runtime.report([HTTP_BAG, probe, HTTP_BAG]) == 0
+    assert runtime.report([HTTP_BAG, probe, HTTP_BAG]) == 8  # as many as would have been built
     assert full.received == [] and full.refused == [("metric", 2 * 4)]  # two matching bags, four metrics
     full.room = None
     assert runtime.report([HTTP_BAG]) == 4 and len(full.received) == 4
