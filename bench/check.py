@@ -337,9 +337,11 @@ def bench_envoy(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict[
 
 def bench_cache(checks: int, rounds: int) -> dict[str, list[dict[str, float]]]:
     """CPU microseconds per Runtime.check (no quota asked: the cached part), answered from the cache
-    or by rbac, in interleaved rounds."""
+    ("hit") or by rbac ("miss"); and per whole native Check in process (JSON in, rbac + a memquota
+    allocation, JSON out: what the server does per call besides gRPC), cache on and off. Interleaved."""
     from mixer.attributes import bag_from_json
     from mixer.config import compile_config
+    from mixer.frontdoors.native import check_response_json, parse_check
     from mixer.runtime import Runtime
 
     async def build(cache_size: int) -> tuple[Runtime, list[Any]]:
@@ -354,11 +356,18 @@ def bench_cache(checks: int, rounds: int) -> dict[str, list[dict[str, float]]]:
     loop = asyncio.new_event_loop()
     try:
         built = {"hit": loop.run_until_complete(build(10_000)), "miss": loop.run_until_complete(build(0))}
+        requests = [native_request() for _ in range(1000)]
 
         def measure(name: str) -> Callable[[], dict[str, float]]:
-            runtime, bags = built[name]
+            runtime, bags = built[name.removeprefix("native ")]
 
             async def run_checks() -> None:
+                if name.startswith("native "):
+                    manifest = runtime.manifest
+                    for i in range(checks):
+                        bag, quotas = parse_check(orjson.loads(requests[i % len(requests)]), manifest)
+                        orjson.dumps(check_response_json(await runtime.check(bag, quotas, "native_grpc")))
+                    return
                 for i in range(checks):
                     await runtime.check(bags[i % len(bags)])
 
@@ -368,7 +377,7 @@ def bench_cache(checks: int, rounds: int) -> dict[str, list[dict[str, float]]]:
                 return {"cpu_us": (time.process_time() - started) / checks * 1e6}
             return once
 
-        runs = interleave({name: measure(name) for name in built}, rounds)
+        runs = interleave({name: measure(name) for name in ("hit", "miss", "native hit", "native miss")}, rounds)
         assert built["hit"][0].metrics.check_cache.labels("hit")._value.get() >= rounds * checks - 1
         for runtime, _ in built.values():
             loop.run_until_complete(runtime.close())
@@ -540,9 +549,12 @@ def main() -> int:
             cache = bench_cache(args.cache_checks, args.rounds)
             cheaper = ratios(cache["miss"], cache["hit"])["cpu_us"]
             hit, miss = medians(cache["hit"])["cpu_us"], medians(cache["miss"])["cpu_us"]
+            native_hit, native_miss = medians(cache["native hit"])["cpu_us"], medians(cache["native miss"])["cpu_us"]
             lines += ["", f"Check cache, in process (`Runtime.check`, rbac, no quota asked; CPU time): a hit "
                           f"{hit:.1f} µs, a miss {miss:.1f} µs: a hit is {spread(cheaper)} cheaper (median "
-                          f"and range over {args.rounds} interleaved rounds)."]
+                          f"and range over {args.rounds} interleaved rounds). A whole native Check in process "
+                          f"(JSON in, rbac + memquota, JSON out): {native_hit:.1f} µs with the cache, "
+                          f"{native_miss:.1f} µs without."]
             print(lines[-1], flush=True)
     load_after = os.getloadavg()
     lines += ["", f"Ratios are the subject's cost over the same-run baseline (>1: dearer): checks/s as baseline "
