@@ -122,7 +122,8 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of ``pid`` so far (/proc/PID/stat fields 14 and 15)."""
+    """utime + stime of every thread of ``pid`` so far (/proc/PID/stat fields 14 and 15), in clock
+    ticks (10 ms): a round must run long enough for the figure to be many ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
@@ -489,7 +490,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds; medians and spreads are reported")
     parser.add_argument("--connections", type=int, default=8, help="requests in flight (gRPC and Envoy)")
     parser.add_argument("--cache-checks", type=int, default=5_000, help="checks per cache round")
-    parser.add_argument("--redis-ops", type=int, default=4_000, help="operations per Redis round")
+    parser.add_argument("--redis-ops", type=int, default=10_000,
+                        help="operations per Redis round (enough 10 ms CPU ticks for redis-server's few µs per op)")
     parser.add_argument("--redis-concurrency", type=int, default=8)
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin servers and clients to CPUs")
     parser.add_argument("--only", choices=("cache", "native", "envoy", "redis"), action="append",
