@@ -8,7 +8,6 @@ sidecar has a tracer) lets a rule take a request's spans from exactly one of the
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import functools
 import hashlib
@@ -17,10 +16,9 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from mixer.attributes import Bag, BagError, ValueType, value_from_text
 from mixer.envoy_attributes.names import PEER_NAMESPACE_HEADER, PEER_WORKLOAD_HEADER
+from mixer.frontdoors.otlp_wire import any_value_text, as_wire_span, span_attributes
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _ZERO_TRACE = bytes(16)
@@ -45,42 +43,6 @@ _REQUEST_ID_KEY = "guid:x-request-id"  # Envoy's
 _FLAGS_KEY = "response_flags"  # Envoy's short codes
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
-
-
-def any_value_text(value: Any) -> str:
-    """An OTLP AnyValue as text: strings as they are, numbers and booleans as JSON writes them,
-    bytes as base64, arrays and key-value lists as JSON."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return str(value.string_value)
-    if which == "bool_value":
-        return "true" if value.bool_value else "false"
-    if which == "int_value":
-        return str(value.int_value)
-    if which == "double_value":
-        return repr(value.double_value)
-    if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode("ascii")
-    return orjson.dumps(_any_value_json(value)).decode()
-
-
-def _any_value_json(value: Any) -> Any:
-    which = value.WhichOneof("value")
-    if which == "array_value":
-        return [_any_value_json(v) for v in value.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: _any_value_json(kv.value) for kv in value.kvlist_value.values}
-    if which is None:
-        return None
-    if which == "string_value":
-        return value.string_value
-    if which == "bool_value":
-        return value.bool_value
-    if which == "int_value":
-        return value.int_value
-    if which == "double_value":
-        return value.double_value
-    return base64.b64encode(value.bytes_value).decode("ascii")
 
 
 def key_values_text(key_values: Any) -> dict[str, str]:
@@ -132,6 +94,7 @@ def otlp_span_bag(
     are copied typed by the manifest (as access log custom tags are: the sidecar generator writes
     the reporting workload's identity that way); the HTTP facts map to ``request.*``/``response.*``.
     """
+    span = as_wire_span(span)
     trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         raise BagError("span.trace_id", f"must be 16 bytes, not all zero; got {trace_id.hex() or 'none'}")
@@ -143,13 +106,11 @@ def otlp_span_bag(
     if end_ns < start_ns:
         raise BagError("span.end_time", "ends before it starts")
     bag = dict(base)
-    attributes = key_values_text(span.attributes)
-    for key, text in attributes.items():
-        kind = manifest.get(key)
-        if kind is not None:
-            bag[key] = _typed(key, kind, text)
+    attributes = span_attributes(span.attributes)
+    for key in attributes.keys() & manifest.keys():  # in C: most keys are not attribute names
+        bag[key] = _typed(key, manifest[key], attributes[key])
     _http_facts(attributes, bag)
-    span_kind = SPAN_KINDS[span.kind] if span.kind < len(SPAN_KINDS) else "unspecified"
+    span_kind = SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "unspecified"
     if trust_peer_headers:
         _peer(attributes, span_kind, bag)
     if reporter := _REPORTER_KIND.get(span_kind):
@@ -163,7 +124,8 @@ def otlp_span_bag(
     bag["span.kind"] = span_kind
     bag["span.start_time"] = start
     bag["span.end_time"] = end
-    bag["span.status_code"] = STATUS_CODES[span.status.code] if span.status.code < 3 else "UNSET"
+    status_code = span.status.code
+    bag["span.status_code"] = STATUS_CODES[status_code] if 0 <= status_code < len(STATUS_CODES) else "UNSET"
     if span.status.message:
         bag["span.status_message"] = span.status.message
     bag["span.attributes"] = attributes
