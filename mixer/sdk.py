@@ -64,9 +64,9 @@ class EncodedAttributes(dict[str, str]):
 
     __slots__ = ("wire",)
 
-    def __init__(self, entries: Mapping[str, str], wire: Mapping[str, bytes]) -> None:
-        super().__init__(entries)
-        self.wire = wire
+    def __init__(self, entries: Mapping[str, str] | None = None, wire: Mapping[str, bytes] | None = None) -> None:
+        super().__init__(entries or {})
+        self.wire: Mapping[str, bytes] = wire or {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,7 +90,7 @@ _read: dict[bytes, Attribute] = {}  # a memo of ``attribute``: most attributes r
 def span_attributes(encoded: Sequence[bytes]) -> EncodedAttributes:
     """A span's attributes (``Span.attributes`` as this module decodes it) as a STRING_MAP that
     keeps each non-empty entry's encoding. A repeated key: the last one counts, as in a map."""
-    entries: dict[str, str] = {}
+    entries = EncodedAttributes()
     wire: dict[str, bytes] = {}
     get = _read.get
     for one in encoded:
@@ -104,7 +104,8 @@ def span_attributes(encoded: Sequence[bytes]) -> EncodedAttributes:
             del wire[key]
     if len(entries) != len(encoded):  # a repeated key: the map's order is where the key came first
         wire = {key: wire[key] for key in entries if key in wire}
-    return EncodedAttributes(entries, wire)
+    entries.wire = wire
+    return entries
 
 
 def _learn(encoded: bytes) -> Attribute:
