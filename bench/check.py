@@ -2,7 +2,7 @@
 against a bare allow-all handler in the same run; the check cache (hit vs miss); redisquota against
 a raw Redis INCR round trip. Loopback only; every server is a child process stopped by its PID.
 
-    .venv/bin/python bench/check.py [--duration 3] [--rounds 2] [--connections 8] [--append]
+    .venv/bin/python bench/check.py [--duration 2] [--rounds 8] [--connections 8] [--no-pin] [--append]
 
 Baselines, measured in the same run:
 - native gRPC: a grpc.aio server answering ``mixer.v1.Mixer/Check`` with a constant allow (no
@@ -12,12 +12,21 @@ Baselines, measured in the same run:
 - cache: ``Runtime.check`` in process, the same bags answered from the cache or by the handlers;
 - redisquota: one ``allocate_quota`` (an EVALSHA of the window script) against one ``INCR`` on the
   same client, both through redis.asyncio against the same redis-server.
+
+How it keeps a shared machine's noise out: baseline and subject are measured by the same client in
+short interleaved rounds whose order alternates (A B, B A, ...), so drift hits both alike; each round
+gives a ratio, and the median ratio is reported with its spread (min to max over the rounds). Besides
+wall figures (checks/s, p50, p99) each server's CPU time per check is read from /proc
+(utime + stime of all its threads), which other jobs' load disturbs far less. With two or more
+CPUs the servers are pinned to the last one and the load generator, Envoy and wrk to the first, so
+client and server do not take turns on one core (``--no-pin`` leaves scheduling alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import shutil
@@ -26,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +116,81 @@ def medians(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
+# -- CPU time and pinning -----------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of ``pid`` so far (/proc/PID/stat fields 14 and 15), in clock
+    ticks (10 ms): a round must run long enough for the figure to be many ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class Pinning:
+    """Servers on the last CPU, this process (the load generator, and Envoy and wrk, its children)
+    on the first; nothing when off or on one CPU."""
+
+    def __init__(self, enabled: bool) -> None:
+        cpus = sorted(os.sched_getaffinity(0))
+        self.enabled = enabled and len(cpus) >= 2
+        self.client, self.server = {cpus[0]}, {cpus[-1]}
+        if self.enabled:
+            os.sched_setaffinity(0, self.client)
+
+    def serve(self, pid: int) -> None:
+        """Move every thread of ``pid`` (a started server) to the server CPU."""
+        if not self.enabled:
+            return
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), self.server)
+            except ProcessLookupError:  # a thread that just ended
+                pass
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Every CPU for this process and what it starts meanwhile: with Envoy, wrk and the server
+        three busy processes share two CPUs, and pinning two of them to one starves them."""
+        if not self.enabled:
+            yield
+            return
+        os.sched_setaffinity(0, self.client | self.server | set(range(os.cpu_count() or 1)))
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, self.client)
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "not pinned"
+        return (f"native gRPC and Redis: servers pinned to cpu {min(self.server)}, the client to cpu "
+                f"{min(self.client)}; Envoy part not pinned")
+
+
+def interleave(measure: dict[str, Callable[[], dict[str, float]]], rounds: int) -> dict[str, list[dict[str, float]]]:
+    """``rounds`` rounds of every measurement, in an order that reverses each round."""
+    names = list(measure)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else reversed(names):
+            runs[name].append(measure[name]())
+    return runs
+
+
+def ratios(subject: list[dict[str, float]], baseline: list[dict[str, float]]) -> dict[str, tuple[float, float, float]]:
+    """Per round, what the subject costs over the baseline (>1: dearer): checks/s as baseline over
+    subject, latencies and CPU per check as subject over baseline; median, min and max over rounds."""
+    out: dict[str, tuple[float, float, float]] = {}
+    for key in ("rps", "p50", "p99", "cpu_us"):
+        if key not in subject[0] or key not in baseline[0]:
+            continue
+        each = [(b[key] / s[key]) if key == "rps" else (s[key] / b[key]) for s, b in zip(subject, baseline)]
+        out[key] = (statistics.median(each), min(each), max(each))
+    return out
+
+
 # -- the bare native Check server ---------------------------------------------------------------
 
 
@@ -138,6 +222,14 @@ def native_request() -> bytes:
     })
 
 
+def with_server_cpu(pid: int, load: Callable[[], dict[str, float]], count_key: str = "checks") -> dict[str, float]:
+    """``load()``'s figures plus the server's CPU microseconds per check during it."""
+    before = cpu_seconds(pid)
+    figures = load()
+    figures["cpu_us"] = (cpu_seconds(pid) - before) / max(figures[count_key], 1) * 1e6
+    return figures
+
+
 async def native_load(port: int, seconds: float, connections: int) -> dict[str, float]:
     import grpc
 
@@ -158,7 +250,7 @@ async def native_load(port: int, seconds: float, connections: int) -> dict[str, 
                 index += connections
 
         await asyncio.gather(*(worker(i) for i in range(connections)))
-    return percentiles(latencies, seconds)
+    return {**percentiles(latencies, seconds), "checks": float(len(latencies))}
 
 
 def mixer_command(config: Path, grpc_port: int, *extra: str) -> list[str]:
@@ -166,7 +258,7 @@ def mixer_command(config: Path, grpc_port: int, *extra: str) -> list[str]:
             "--grpc-port", str(grpc_port), "--watch-interval", "0", "--log-level", "WARNING", *extra]
 
 
-def bench_native(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, float]]:
+def bench_native(args: argparse.Namespace, workdir: Path, pinning: Pinning) -> dict[str, list[dict[str, float]]]:
     config = workdir / "policy.yaml"
     config.write_text(POLICY)
     ports = {"bare": free_port(), "cached": free_port(), "uncached": free_port()}
@@ -180,19 +272,21 @@ def bench_native(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str,
     try:
         for name, port in ports.items():
             wait_for_port(port, 30, procs[name])
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
-        for name, port in ports.items():  # warm up
+        for name, port in ports.items():  # warm up, then pin every thread the server has made by now
             asyncio.run(native_load(port, 1, args.connections))
-        for _ in range(args.rounds):  # alternate, so drift on a shared machine hits all alike
-            for name, port in ports.items():
-                runs[name].append(asyncio.run(native_load(port, args.duration, args.connections)))
-        return {name: medians(results) for name, results in runs.items()}
+            pinning.serve(procs[name].pid)
+
+        def measure(name: str) -> Callable[[], dict[str, float]]:
+            return lambda: with_server_cpu(procs[name].pid, lambda: asyncio.run(
+                native_load(ports[name], args.duration, args.connections)))
+
+        return interleave({name: measure(name) for name in ports}, args.rounds)
     finally:
         for proc in procs.values():
             stop(proc)
 
 
-def bench_envoy(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, float]]:
+def bench_envoy(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict[str, float]]]:
     import yaml
 
     from proxy import EnvoyProcess
@@ -218,14 +312,20 @@ def bench_envoy(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, 
             envoys[name].start()
         for envoy in envoys.values():
             envoy.wait_ready()
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name in authz}
-        for name in runs:
+        for index, name in enumerate(authz):
             warm = envoy_check.load(listen[name], 1, args.connections)
             assert warm["non2xx"] == 0, f"{name}: {warm}"  # the policy allows a-v1 -> b GET /bench
-        for _ in range(args.rounds):
-            for name in runs:
-                runs[name].append(envoy_check.load(listen[name], args.duration, args.connections))
-        return {name: medians(results) for name, results in runs.items()}
+
+        def measure(index: int, name: str) -> Callable[[], dict[str, float]]:
+            def run() -> dict[str, float]:
+                figures = envoy_check.load(listen[name], args.duration, args.connections)
+                if figures["non2xx"]:  # a Check past its 0.5 s timeout is refused: counted, shown
+                    print(f"  {name}: {figures['non2xx']:.0f} of {figures['requests']:.0f} requests not 200", flush=True)
+                figures["checks"] = figures["requests"]  # one Check per request
+                return figures
+            return lambda: with_server_cpu(procs[index].pid, run)
+
+        return interleave({name: measure(index, name) for index, name in enumerate(authz)}, args.rounds)
     finally:
         for envoy in envoys.values():
             envoy.close()
@@ -236,36 +336,63 @@ def bench_envoy(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, 
 # -- the cache in process -----------------------------------------------------------------------
 
 
-def bench_cache(checks: int) -> dict[str, float]:
-    """Microseconds per Runtime.check (no quota asked: the cached part), from the cache vs by rbac."""
+def bench_cache(checks: int, rounds: int) -> dict[str, list[dict[str, float]]]:
+    """CPU microseconds per Runtime.check (no quota asked: the cached part), answered from the cache
+    ("hit") or by rbac ("miss"); and per whole native Check in process (JSON in, rbac + a memquota
+    allocation, JSON out: what the server does per call besides gRPC), cache on and off. Interleaved."""
     from mixer.attributes import bag_from_json
     from mixer.config import compile_config
+    from mixer.frontdoors.native import check_response_json, parse_check
     from mixer.runtime import Runtime
 
-    async def per_check(cache_size: int) -> float:
+    async def build(cache_size: int) -> tuple[Runtime, list[Any]]:
         runtime = Runtime(check_cache_size=cache_size)
         await runtime.apply(compile_config([("policy.yaml", POLICY)], runtime.registry))
         manifest = runtime.manifest
         bags = [bag_from_json(orjson.loads(native_request())["attributes"], manifest) for _ in range(1000)]
         for bag in bags[:10]:
             assert (await runtime.check(bag)).result.ok
-        started = time.perf_counter()
-        for i in range(checks):
-            await runtime.check(bags[i % len(bags)])
-        elapsed = time.perf_counter() - started
-        if cache_size:
-            assert runtime.metrics.check_cache.labels("hit")._value.get() >= checks - 1
-        await runtime.close()
-        return elapsed / checks * 1e6
+        return runtime, bags
 
-    return {"hit_us": min(asyncio.run(per_check(10_000)) for _ in range(3)),
-            "miss_us": min(asyncio.run(per_check(0)) for _ in range(3))}
+    loop = asyncio.new_event_loop()
+    try:
+        built = {"hit": loop.run_until_complete(build(10_000)), "miss": loop.run_until_complete(build(0))}
+        requests = [native_request() for _ in range(1000)]
+
+        def measure(name: str) -> Callable[[], dict[str, float]]:
+            runtime, bags = built[name.removeprefix("native ")]
+
+            async def run_checks() -> None:
+                if name.startswith("native "):
+                    manifest = runtime.manifest
+                    for i in range(checks):
+                        bag, quotas = parse_check(orjson.loads(requests[i % len(requests)]), manifest)
+                        orjson.dumps(check_response_json(await runtime.check(bag, quotas, "native_grpc")))
+                    return
+                for i in range(checks):
+                    await runtime.check(bags[i % len(bags)])
+
+            def once() -> dict[str, float]:
+                started = time.process_time()
+                loop.run_until_complete(run_checks())
+                return {"cpu_us": (time.process_time() - started) / checks * 1e6}
+            return once
+
+        runs = interleave({name: measure(name) for name in ("hit", "miss", "native hit", "native miss")}, rounds)
+        assert built["hit"][0].metrics.check_cache.labels("hit")._value.get() >= rounds * checks - 1
+        for runtime, _ in built.values():
+            loop.run_until_complete(runtime.close())
+        return runs
+    finally:
+        loop.close()
 
 
 # -- redisquota against INCR --------------------------------------------------------------------
 
 
-async def _timed(op: Callable[[], Awaitable[Any]], count: int, concurrency: int) -> dict[str, float]:
+async def _timed(op: Callable[[], Awaitable[Any]], count: int, concurrency: int, server_pid: int) -> dict[str, float]:
+    """``count`` ops, ``concurrency`` in flight: wall figures, and CPU per op of this process (the
+    client) and of the server."""
     latencies: list[float] = []
 
     async def worker(n: int) -> None:
@@ -274,12 +401,18 @@ async def _timed(op: Callable[[], Awaitable[Any]], count: int, concurrency: int)
             await op()
             latencies.append((time.perf_counter() - started) * 1e3)
 
+    server_before, client_before = cpu_seconds(server_pid), time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
-    return percentiles(latencies, time.perf_counter() - started)
+    figures = percentiles(latencies, time.perf_counter() - started)
+    done = len(latencies)
+    figures["cpu_us"] = (time.process_time() - client_before) / done * 1e6
+    figures["server_cpu_us"] = (cpu_seconds(server_pid) - server_before) / done * 1e6
+    return figures
 
 
-def bench_redis(workdir: Path, count: int, concurrency: int, rounds: int) -> dict[str, dict[str, float]]:
+def bench_redis(workdir: Path, count: int, concurrency: int, rounds: int,
+                pinning: Pinning) -> dict[str, list[dict[str, float]]]:
     import logging
 
     from adapters.redisquota import RedisQuotaAdapter
@@ -294,8 +427,9 @@ def bench_redis(workdir: Path, count: int, concurrency: int, rounds: int) -> dic
                   "--dir", str(workdir)], log_path=str(workdir / "redis.log"))
     try:
         wait_for_port(port, 15, proc)
+        pinning.serve(proc.pid)
 
-        async def run() -> dict[str, dict[str, float]]:
+        async def run() -> dict[str, list[dict[str, float]]]:
             adapter = RedisQuotaAdapter()
             params = adapter.parse_params({"redisServerUrl": f"127.0.0.1:{port}", "connectionPoolSize": concurrency,
                                            "quotas": [{"name": "requestcount", "maxAmount": 10**12,
@@ -315,14 +449,15 @@ def bench_redis(workdir: Path, count: int, concurrency: int, rounds: int) -> dic
             async def incr() -> None:
                 await client.incr("bench:incr")
 
-            runs: dict[str, list[dict[str, float]]] = {"incr": [], "redisquota": []}
-            await _timed(incr, 1000, concurrency)
-            await _timed(allocate, 1000, concurrency)
-            for _ in range(rounds):
-                runs["incr"].append(await _timed(incr, count, concurrency))
-                runs["redisquota"].append(await _timed(allocate, count, concurrency))
+            ops = {"incr": incr, "redisquota": allocate}
+            for op in ops.values():  # warm up: connections open, script loaded
+                await _timed(op, 1000, concurrency, proc.pid)
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in ops}
+            for index in range(rounds):  # interleaved as ``interleave`` does, on this event loop
+                for name in ops if index % 2 == 0 else reversed(list(ops)):
+                    runs[name].append(await _timed(ops[name], count, concurrency, proc.pid))
             await handler.close()
-            return {name: medians(results) for name, results in runs.items()}
+            return runs
 
         return asyncio.run(run())
     finally:
@@ -332,23 +467,35 @@ def bench_redis(workdir: Path, count: int, concurrency: int, rounds: int) -> dic
 # -- main ---------------------------------------------------------------------------------------
 
 
-def row(label: str, figures: dict[str, float]) -> str:
-    return f"| {label} | {figures['rps']:,.0f} | {figures['p50']:.2f} | {figures['p99']:.2f} |"
+def row(label: str, runs: list[dict[str, float]], cpu_key: str = "cpu_us") -> str:
+    figures = medians(runs)
+    return (f"| {label} | {figures['rps']:,.0f} | {figures['p50']:.2f} | {figures['p99']:.2f} | "
+            f"{figures[cpu_key]:.0f} |")
 
 
-def ratio_row(label: str, slow: dict[str, float], fast: dict[str, float]) -> str:
-    return (f"| {label} | {fast['rps'] / slow['rps']:.2f}x | {slow['p50'] / fast['p50']:.2f}x | "
-            f"{slow['p99'] / fast['p99']:.2f}x |")
+def spread(value: tuple[float, float, float]) -> str:
+    return f"{value[0]:.2f}x ({value[1]:.2f}-{value[2]:.2f})"
+
+
+def ratio_row(label: str, subject: list[dict[str, float]], baseline: list[dict[str, float]],
+              cpu_key: str = "cpu_us") -> str:
+    cost = ratios([{**run, "cpu_us": run[cpu_key]} for run in subject],
+                  [{**run, "cpu_us": run[cpu_key]} for run in baseline])
+    return f"| {label} | {spread(cost['rps'])} | {spread(cost['p50'])} | {spread(cost['p99'])} | {spread(cost['cpu_us'])} |"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per gRPC/Envoy measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; medians are reported")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per gRPC/Envoy measurement")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds; medians and spreads are reported")
     parser.add_argument("--connections", type=int, default=8, help="requests in flight (gRPC and Envoy)")
-    parser.add_argument("--cache-checks", type=int, default=20_000)
-    parser.add_argument("--redis-ops", type=int, default=5_000)
+    parser.add_argument("--cache-checks", type=int, default=5_000, help="checks per cache round")
+    parser.add_argument("--redis-ops", type=int, default=10_000,
+                        help="operations per Redis round (enough 10 ms CPU ticks for redis-server's few µs per op)")
     parser.add_argument("--redis-concurrency", type=int, default=8)
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin servers and clients to CPUs")
+    parser.add_argument("--only", choices=("cache", "native", "envoy", "redis"), action="append",
+                        help="run only these parts (repeatable)")
     parser.add_argument("--append", action="store_true", help="append the results to BENCHMARKS.md")
     parser.add_argument("--bare-native", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -356,44 +503,71 @@ def main() -> int:
         serve_bare_native(args.bare_native)
         return 0
 
+    parts = set(args.only or ("cache", "native", "envoy", "redis"))
+    pinning = Pinning(args.pin)
     machine = (f"{platform.machine()}, {os.cpu_count()} cpus shared with other jobs, Python "
-               f"{platform.python_version()}, Envoy load: {'wrk' if shutil.which('wrk') else 'aiohttp'}")
-    print(f"machine: {machine}", flush=True)
+               f"{platform.python_version()}, Envoy load: {'wrk' if shutil.which('wrk') else 'aiohttp'}, "
+               f"{pinning.describe()}")
+    load_before = os.getloadavg()
+    print(f"machine: {machine}; load average {load_before[0]:.1f}", flush=True)
+    lines = ["| path | checks/s | p50 ms | p99 ms | server CPU µs per check |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         workdir = Path(tmp)
-        cache = bench_cache(args.cache_checks)
-        print(f"cache: hit {cache['hit_us']:.1f} us, miss {cache['miss_us']:.1f} us", flush=True)
-        native = bench_native(args, workdir)
-        print(f"native: {native}", flush=True)
-        envoy = bench_envoy(args, workdir)
-        print(f"envoy: {envoy}", flush=True)
-        redis_figures = bench_redis(workdir, args.redis_ops, args.redis_concurrency, args.rounds)
-        print(f"redis: {redis_figures}", flush=True)
-
-    lines = [
-        "| path | checks/s | p50 ms | p99 ms |",
-        "|---|---|---|---|",
-        row("native gRPC Check -> bare allow-all server", native["bare"]),
-        row("native gRPC Check -> mixer rbac + memquota, check cache on", native["cached"]),
-        row("native gRPC Check -> mixer rbac + memquota, check cache off", native["uncached"]),
-        ratio_row("cost vs bare (cache on): rps / p50 / p99", native["cached"], native["bare"]),
-        ratio_row("cost vs bare (cache off): rps / p50 / p99", native["uncached"], native["bare"]),
-        row("Envoy ext_authz -> bare grpc.aio allow", envoy["bare"]),
-        row("Envoy ext_authz -> mixer rbac + memquota (cache on)", envoy["mixer"]),
-        ratio_row("cost vs bare: rps / p50 / p99", envoy["mixer"], envoy["bare"]),
-        row(f"raw Redis INCR ({args.redis_concurrency} in flight)", redis_figures["incr"]),
-        row(f"redisquota allocate_quota ({args.redis_concurrency} in flight)", redis_figures["redisquota"]),
-        ratio_row("cost vs INCR: rps / p50 / p99", redis_figures["redisquota"], redis_figures["incr"]),
-        "",
-        f"Check cache, in process (`Runtime.check`, rbac, no quota asked): a hit {cache['hit_us']:.1f} µs, "
-        f"a miss {cache['miss_us']:.1f} µs: a hit is {cache['miss_us'] / cache['hit_us']:.1f}x cheaper.",
-    ]
+        if "native" in parts:
+            native = bench_native(args, workdir, pinning)
+            lines += [
+                row("native gRPC Check -> bare allow-all server", native["bare"]),
+                row("native gRPC Check -> mixer rbac + memquota, check cache on", native["cached"]),
+                row("native gRPC Check -> mixer rbac + memquota, check cache off", native["uncached"]),
+                ratio_row("cost vs bare (cache on): median (min-max)", native["cached"], native["bare"]),
+                ratio_row("cost vs bare (cache off): median (min-max)", native["uncached"], native["bare"]),
+            ]
+            print("\n".join(lines[-5:]), flush=True)
+        if "envoy" in parts:
+            with pinning.released():
+                envoy = bench_envoy(args, workdir)
+            lines += [
+                row("Envoy ext_authz -> bare grpc.aio allow", envoy["bare"]),
+                row("Envoy ext_authz -> mixer rbac + memquota (cache on)", envoy["mixer"]),
+                ratio_row("cost vs bare: median (min-max)", envoy["mixer"], envoy["bare"]),
+            ]
+            print("\n".join(lines[-3:]), flush=True)
+        if "redis" in parts:
+            redis_runs = bench_redis(workdir, args.redis_ops, args.redis_concurrency, args.rounds, pinning)
+            conc = args.redis_concurrency
+            lines += [
+                row(f"raw Redis INCR ({conc} in flight; client CPU)", redis_runs["incr"]),
+                row(f"redisquota allocate_quota ({conc} in flight; client CPU)", redis_runs["redisquota"]),
+                ratio_row("cost vs INCR, client CPU: median (min-max)", redis_runs["redisquota"], redis_runs["incr"]),
+                row("  the same, redis-server CPU", redis_runs["incr"], "server_cpu_us").replace(
+                    "the same", "raw Redis INCR"),
+                row("  the same, redis-server CPU", redis_runs["redisquota"], "server_cpu_us").replace(
+                    "the same", "redisquota allocate_quota"),
+                ratio_row("cost vs INCR, redis-server CPU: median (min-max)", redis_runs["redisquota"],
+                          redis_runs["incr"], "server_cpu_us"),
+            ]
+            print("\n".join(lines[-6:]), flush=True)
+        if "cache" in parts:
+            cache = bench_cache(args.cache_checks, args.rounds)
+            cheaper = ratios(cache["miss"], cache["hit"])["cpu_us"]
+            hit, miss = medians(cache["hit"])["cpu_us"], medians(cache["miss"])["cpu_us"]
+            native_hit, native_miss = medians(cache["native hit"])["cpu_us"], medians(cache["native miss"])["cpu_us"]
+            lines += ["", f"Check cache, in process (`Runtime.check`, rbac, no quota asked; CPU time): a hit "
+                          f"{hit:.1f} µs, a miss {miss:.1f} µs: a hit is {spread(cheaper)} cheaper (median "
+                          f"and range over {args.rounds} interleaved rounds). A whole native Check in process "
+                          f"(JSON in, rbac + memquota, JSON out): {native_hit:.1f} µs with the cache, "
+                          f"{native_miss:.1f} µs without."]
+            print(lines[-1], flush=True)
+    load_after = os.getloadavg()
+    lines += ["", f"Ratios are the subject's cost over the same-run baseline (>1: dearer): checks/s as baseline "
+                  f"over subject, p50, p99 and CPU per check as subject over baseline, one ratio per round. "
+                  f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after."]
     print("\n".join(lines))
     if args.append:
         command = ".venv/bin/python bench/check.py " + " ".join(a for a in sys.argv[1:] if a != "--append")
         section = ["", "## bench/check.py", "",
                    f"`{command.strip()}` ({time.strftime('%Y-%m-%d')}; {machine}; {args.connections} in flight, "
-                   f"{args.rounds} alternating rounds of {args.duration:g}s, medians)", "", *lines, ""]
+                   f"{args.rounds} interleaved rounds of {args.duration:g}s, medians)", "", *lines, ""]
         with open(ROOT / "BENCHMARKS.md", "a") as handle:
             handle.write("\n".join(section))
     return 0

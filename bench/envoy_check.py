@@ -94,7 +94,8 @@ def wrk(port: int, seconds: float, connections: int) -> dict[str, float]:
          "-H", "x-mixer-workload: a-v1", f"http://127.0.0.1:{port}/bench"],
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     ).stdout
-    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+               "requests": float(re.search(r"(\d+) requests in", out).group(1))}  # type: ignore[union-attr]
     for label, key in (("50%", "p50"), ("99%", "p99")):
         match = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         assert match, out
@@ -126,7 +127,7 @@ async def _aiohttp_load(port: int, seconds: float, connections: int) -> dict[str
         await asyncio.gather(*(worker(session) for _ in range(connections)))
     latencies.sort()
     return {"rps": len(latencies) / seconds, "p50": latencies[len(latencies) // 2],
-            "p99": latencies[int(len(latencies) * 0.99)], "non2xx": float(bad)}
+            "p99": latencies[int(len(latencies) * 0.99)], "non2xx": float(bad), "requests": float(len(latencies))}
 
 
 def load(port: int, seconds: float, connections: int) -> dict[str, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import enum
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -215,6 +216,7 @@ def duration_from_seconds(seconds: float, nanos: int = 0) -> dt.timedelta:
 _MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
 
 
+@functools.lru_cache(maxsize=1024)  # answers repeat the same few durations (valid_duration, windows)
 def format_duration(value: dt.timedelta) -> str:
     """Format like Go's time.Duration.String(): "1.5s", "250ms", "1m30s", "0s"."""
     micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
@@ -368,11 +370,15 @@ def bag_from_json(raw: Any, manifest: Mapping[str, ValueType]) -> Bag:
     if not isinstance(raw, dict):
         raise BagError("<bag>", f"expected a JSON object of attributes, got {_describe(raw)}")
     bag: Bag = {}
+    string = ValueType.STRING
     for name, value in raw.items():
         kind = manifest.get(name)
-        if kind is None:
+        if kind is string and value.__class__ is str:  # most attributes: no conversion, no enum hash
+            bag[name] = value
+        elif kind is None:
             raise BagError(name, "not in the attribute manifest")
-        bag[name] = value_from_json(name, kind, value)
+        else:
+            bag[name] = value_from_json(name, kind, value)
     return bag
 
 

@@ -53,6 +53,22 @@ class Instance(NamedTuple):
     fields: Mapping[str, Any]
 
 
+class EncodedAttributes(dict[str, str]):
+    """A STRING_MAP value that also carries the OTLP encoding its entries arrived in, so an adapter
+    sending them on as OTLP span attributes copies bytes instead of encoding each entry again.
+
+    ``wire`` maps each key whose text is not empty to its ``Span.attributes`` field (tag, length,
+    KeyValue), in the map's order. Read it as a plain map anywhere else; like every bag value it is
+    never mutated (a rule that wants other entries builds another map, which has no ``wire``).
+    """
+
+    __slots__ = ("wire",)
+
+    def __init__(self, entries: Mapping[str, str] | None = None, wire: Mapping[str, bytes] | None = None) -> None:
+        super().__init__(entries or {})
+        self.wire: Mapping[str, bytes] = wire or {}
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceSchema:
     """What a handler learns at build time about an instance it will receive."""

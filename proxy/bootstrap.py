@@ -26,6 +26,7 @@ from mixer.envoy_attributes.names import (
     PEER_WORKLOAD_HEADER,
     QUOTAS_KEY,
     RBAC_FILTER,
+    TCP_AUTHZ_FILTER,
 )
 
 MIXER_CLUSTER = "mixer"
@@ -231,7 +232,8 @@ def _tcp_listener(spec: SidecarSpec, direction: str, port: int, cluster: str, ta
         "common_config": log["typed_config"]["common_config"],
     }
     # Inbound connections are checked first, with the connection's attributes; a denial closes it.
-    checks = [_tcp_ext_authz(spec)] if direction == "inbound" else []
+    # With served policy the mixer switches the check off where no rule can fire for a TCP connection.
+    checks = [_tcp_check_filter(spec)] if direction == "inbound" else []
     return {
         "name": f"tcp_{direction}_{port}",
         "address": _address(spec.listen_host, port),
@@ -254,19 +256,23 @@ def _tcp_listener(spec: SidecarSpec, direction: str, port: int, cluster: str, ta
     }
 
 
-def _tcp_ext_authz(spec: SidecarSpec) -> dict[str, Any]:
+def _tcp_ext_authz_config(spec: SidecarSpec) -> dict[str, Any]:
     return {
-        "name": "envoy.filters.network.ext_authz",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz",
-            "stat_prefix": "tcp_ext_authz",
-            "transport_api_version": "V3",
-            "grpc_service": _grpc_service(spec, spec.check_timeout),
-            "failure_mode_allow": spec.fail_open,
-            "include_peer_certificate": True,
-            "bootstrap_metadata_labels_key": META_LABELS,
-        },
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz",
+        "stat_prefix": "tcp_ext_authz",
+        "transport_api_version": "V3",
+        "grpc_service": _grpc_service(spec, spec.check_timeout),
+        "failure_mode_allow": spec.fail_open,
+        "include_peer_certificate": True,
+        "bootstrap_metadata_labels_key": META_LABELS,
     }
+
+
+def _tcp_check_filter(spec: SidecarSpec) -> dict[str, Any]:
+    """The network ext_authz filter, static or (``policy_discovery``) served by the mixer."""
+    if spec.policy_discovery:
+        return _served_filter(spec, TCP_AUTHZ_FILTER, _tcp_ext_authz_config(spec))
+    return {"name": "envoy.filters.network.ext_authz", "typed_config": _tcp_ext_authz_config(spec)}
 
 
 def _outbound_tags(spec: SidecarSpec, outbound: Outbound) -> dict[str, str]:
@@ -383,7 +389,7 @@ def _ext_authz_http_config(spec: SidecarSpec) -> dict[str, Any]:
 
 
 def _served_filter(spec: SidecarSpec, name: str, default: dict[str, Any]) -> dict[str, Any]:
-    """An HTTP filter whose config the mixer serves (ECDS); ``default`` runs until it answers."""
+    """An HTTP or network filter whose config the mixer serves (ECDS); ``default`` runs until it answers."""
     return {
         "name": name,
         "config_discovery": {
@@ -522,6 +528,8 @@ def render_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
         metadata[META_SERVICE_ACCOUNT] = spec.service_account
     if spec.policy_discovery:  # what the mixer needs to serve this sidecar's check filters
         metadata[META_POLICY] = {"authz": _ext_authz_config(spec), "check_extensions": _check_extensions(spec)}
+        if spec.tcp_inbound:
+            metadata[META_POLICY]["tcp_authz"] = _tcp_ext_authz_config(spec)
     clusters = [_static_cluster(MIXER_CLUSTER, spec.mixer_host, spec.mixer_port, http2=True)]
     if spec.check_http_port:
         check_cluster = _static_cluster(CHECK_HTTP_CLUSTER, spec.mixer_host, spec.check_http_port)

@@ -53,9 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(mixer serve --check-http-port): a cheaper round trip, without addresses, "
                              "times and certificates in the Check")
     parser.add_argument("--policy-discovery", action="store_true",
-                        help="let the mixer serve the inbound ext_authz and RBAC filters (ECDS): no Check "
-                             "where no rule can fire, identity deny rules enforced by Envoy; without it, "
-                             "ext_authz is static and checks every request")
+                        help="let the mixer serve the inbound ext_authz and RBAC filters and the TCP inbound "
+                             "listeners' network ext_authz (ECDS): no Check where no rule can fire, identity "
+                             "deny rules enforced by Envoy; without it, ext_authz is static and checks every "
+                             "request and connection")
     parser.add_argument("--output", "-o", default="", help="write the bootstrap here (default: stdout)")
     parser.add_argument("--run", dest="run_envoy", action="store_true",
                         help="start Envoy with it and keep it running (restarted after a crash) until "

@@ -31,7 +31,8 @@ from mixer.sdk import (
     unknown_fields,
 )
 
-__all__ = ["MemQuotaAdapter", "MemQuotaHandler", "QuotaLimit", "Window", "grant", "duration_param", "parse_limits", "window_for"]
+__all__ = ["MemQuotaAdapter", "MemQuotaHandler", "QuotaLimit", "Window", "WindowResolver", "grant", "duration_param",
+           "parse_limits", "window_for"]
 
 # Bound on distinct (quota, dimensions) windows kept; expired ones are swept first.
 MAX_WINDOWS = 100_000
@@ -77,6 +78,35 @@ def window_for(limits: Mapping[str, QuotaLimit], instance: Instance) -> Window |
     return Window(limit, tuple(sorted(dimensions.items())), max_amount, duration)
 
 
+class WindowResolver:
+    """``window_for`` with its answers kept per instance and dimension values: a check allocates on
+    every request, and the same few dimension sets recur. At most ``capacity`` answers are kept
+    (all are dropped when full: recomputing one is cheap, an unbounded dict is not).
+
+    A dimension's type is fixed by its expression, so equal values of different types (1 and True)
+    never share a key.
+    """
+
+    def __init__(self, limits: Mapping[str, QuotaLimit], capacity: int = 10_000) -> None:
+        self._limits = dict(limits)
+        self._capacity = capacity
+        self._known: dict[tuple[str, tuple[tuple[str, Any], ...]], Window | None] = {}
+
+    def __call__(self, instance: Instance) -> Window | None:
+        dimensions = instance.fields.get("dimensions") or {}
+        key = (instance.name, tuple(dimensions.items()))
+        try:
+            return self._known[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable dimension value: work it out each time
+            return window_for(self._limits, instance)
+        if len(self._known) >= self._capacity:
+            self._known.clear()
+        window = self._known[key] = window_for(self._limits, instance)
+        return window
+
+
 def grant(asked: int, left: int, best_effort: bool) -> int:
     """How much of ``asked`` a window with ``left`` grants: best effort takes what is left,
     otherwise all or nothing."""
@@ -99,10 +129,11 @@ class MemQuotaHandler(Handler):
         self.env = env
         self._clock = clock or env.clock
         self._limits = {limit.name: limit for limit in params.quotas}
+        self._resolve = WindowResolver(self._limits)
         self._windows: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}  # key -> [start, used]
 
     async def allocate_quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
-        window = window_for(self._limits, instance)
+        window = self._resolve(instance)
         if window is None:
             return QuotaResult(args.amount)  # not configured here: unlimited
         now = self._clock()

@@ -57,6 +57,7 @@ class RbacHandler(Handler):
         self.authorizer = Authorizer(params.policy)
         self.cache_duration = params.cache_duration
         self.log = env.logger
+        self._allowed = CheckResult(OK, "", self.cache_duration, VALID_USE_COUNT)  # immutable: one for all
 
     def decide(self, instance: Instance) -> Verdict:
         return self.authorizer.check(Request.from_fields(instance.fields))
@@ -64,7 +65,7 @@ class RbacHandler(Handler):
     async def check_authorization(self, instance: Instance) -> CheckResult:
         verdict = self.decide(instance)
         if verdict.allowed:
-            return CheckResult(OK, "", self.cache_duration, VALID_USE_COUNT)
+            return self._allowed
         self.log.debug("rbac denied %s: %s", instance.name, verdict.reason)
         return CheckResult(PERMISSION_DENIED, f"RBAC: permission denied: {verdict.reason}", self.cache_duration,
                            VALID_USE_COUNT)

@@ -109,6 +109,7 @@ class Authorizer:
             else:
                 self._by_pattern[role.namespace].append(role)
         self._bindings: dict[tuple[str, str], list[ServiceRoleBinding]] = defaultdict(list)
+        self._allow_verdicts: dict[tuple[str, str, str], Verdict] = {}  # bounded by the policy's bindings
         for binding in policy.bindings:
             self._bindings[(binding.namespace, binding.role)].append(binding)
 
@@ -120,31 +121,43 @@ class Authorizer:
         return sorted({id(role): role for role in (*named, *patterned)}.values(), key=lambda role: role.name)
 
     def check(self, request: Request) -> Verdict:
-        missing = request.missing()
-        if missing:
-            return Verdict(False, f"the authorization instance has no {', '.join(missing)}")
+        if not (request.namespace and request.service and request.method and request.path):
+            return Verdict(False, f"the authorization instance has no {', '.join(request.missing())}")
         names = self._role_names.get(request.namespace)
-        action = f"{request.method} {request.path} on service {request.service}"
         if names is None:
             return Verdict(False, f"no ServiceRole in namespace {request.namespace!r}")
         eligible = [role for role in self._candidates(request)
                     if any(rule_matches(rule, request) for rule in role.rules)]
         if not eligible:
-            return Verdict(False, f"no ServiceRole in namespace {request.namespace!r} allows {action} "
+            return Verdict(False, f"no ServiceRole in namespace {request.namespace!r} allows {_action(request)} "
                                   f"(roles: {names})")
-        who = f"user {request.user!r}" + (f" (group {request.groups!r})" if request.groups else "")
         considered: list[str] = []
         for role in eligible:
             bindings = self._bindings.get((role.namespace, role.name), [])
             for binding in bindings:
                 if any(subject_matches(subject, request) for subject in binding.subjects):
-                    return Verdict(True, f"ServiceRole {role.name!r} bound by {binding.name!r}")
-            considered.append(_why_not(role, bindings, action, who))
+                    return self._allowed(role, binding)
+            considered.append(_why_not(role, bindings, request))
         return Verdict(False, "; ".join(considered))
 
+    def _allowed(self, role: ServiceRole, binding: ServiceRoleBinding) -> Verdict:
+        """The allowing verdict of a role and binding, made once: most checks are allowed."""
+        key = (role.namespace, role.name, binding.name)
+        verdict = self._allow_verdicts.get(key)
+        if verdict is None:
+            verdict = self._allow_verdicts[key] = Verdict(True, f"ServiceRole {role.name!r} bound by {binding.name!r}")
+        return verdict
 
-def _why_not(role: ServiceRole, bindings: Sequence[ServiceRoleBinding], action: str, who: str) -> str:
-    allows = f"ServiceRole {role.name!r} allows {action}"
+
+def _action(request: Request) -> str:
+    return f"{request.method} {request.path} on service {request.service}"
+
+
+def _why_not(role: ServiceRole, bindings: Sequence[ServiceRoleBinding], request: Request) -> str:
+    """Why ``role``, which allows the action, does not allow this subject (denials only: formatting
+    waits until it is needed)."""
+    who = f"user {request.user!r}" + (f" (group {request.groups!r})" if request.groups else "")
+    allows = f"ServiceRole {role.name!r} allows {_action(request)}"
     if not bindings:
         return f"{allows} but no ServiceRoleBinding refers to it"
     if len(bindings) == 1:

@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
 
-from adapters.memquota import QuotaLimit, Window, duration_param, parse_limits, window_for
+from adapters.memquota import QuotaLimit, Window, WindowResolver, duration_param, parse_limits
 from mixer.sdk import (
     OK,
     RESOURCE_EXHAUSTED,
@@ -82,6 +82,8 @@ class RedisQuotaHandler(Handler):
         self.env = env
         self.params = params
         self._limits = {limit.name: limit for limit in params.quotas}
+        self._resolve = WindowResolver(self._limits)
+        self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # window -> its Redis key
         self._client: aioredis.Redis | None = None
 
     async def start(self) -> None:
@@ -107,13 +109,13 @@ class RedisQuotaHandler(Handler):
             await client.connection_pool.disconnect()
 
     async def allocate_quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
-        window = window_for(self._limits, instance)
+        window = self._resolve(instance)
         if window is None:
             return QuotaResult(args.amount)  # not configured here: unlimited
         if self._client is None:
             raise RuntimeError("redisquota handler used before start or after close")
         now = int(self.env.clock() * 1_000_000)
-        key = KEY_PREFIX + orjson.dumps([window.limit.name, window.dimensions]).decode()
+        key = self._key(window)
         best_effort = "1" if args.best_effort else "0"
         algorithm, bucket = self.params.algorithms.get(window.limit.name, (Algorithm.FIXED_WINDOW, window.duration))
         if algorithm is Algorithm.FIXED_WINDOW:
@@ -124,6 +126,17 @@ class RedisQuotaHandler(Handler):
                                         args=[window.max_amount, _micros(window.duration), _micros(bucket),
                                               args.amount, best_effort, now])
         return _result(window, args, *(int(v) for v in reply))
+
+
+    def _key(self, window: Window) -> str:
+        """The window's Redis key, made once per window (bounded as the resolver is)."""
+        name = (window.limit.name, window.dimensions)
+        key = self._keys.get(name)
+        if key is None:
+            if len(self._keys) >= 10_000:
+                self._keys.clear()
+            key = self._keys[name] = KEY_PREFIX + orjson.dumps([window.limit.name, window.dimensions]).decode()
+        return key
 
 
 def _result(window: Window, args: QuotaArgs, granted: int, remaining: int, frees_in: int) -> QuotaResult:

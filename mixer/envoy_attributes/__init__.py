@@ -20,9 +20,11 @@ from mixer.envoy_attributes.access_log import (
 )
 from mixer.envoy_attributes.check_request import (
     HEADER_ONLY_ATTRIBUTES,
+    TCP_CHECK_VARYING,
     check_request_bag,
     http_check_bag,
     inbound_check_facts,
+    inbound_tcp_check_facts,
 )
 from mixer.envoy_attributes.identity import MappingOptions, Workload, principal_from_uri, workload_from_node
 from mixer.envoy_attributes.rate_limit import descriptor_bag
@@ -31,12 +33,14 @@ from mixer.envoy_attributes.values import quota_names
 __all__ = [
     "HEADER_ONLY_ATTRIBUTES",
     "MappingOptions",
+    "TCP_CHECK_VARYING",
     "Workload",
     "check_request_bag",
     "descriptor_bag",
     "http_check_bag",
     "http_entry_bag",
     "inbound_check_facts",
+    "inbound_tcp_check_facts",
     "principal_from_uri",
     "proxy_error_code",
     "quota_names",

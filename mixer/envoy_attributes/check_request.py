@@ -111,6 +111,25 @@ def inbound_check_facts(
     return facts
 
 
+# Everything ``check_request_bag`` may add to a network ext_authz Check (a TCP connection) beyond the
+# listener's fixed facts (``inbound_tcp_check_facts``): the connection's addresses and peers. Any other
+# attribute is surely absent from such a Check, so served policy decides rules on it (request.path...).
+TCP_CHECK_VARYING = frozenset({
+    "source.ip", "source.port", "destination.ip", "destination.port",
+    "source.principal", "source.namespace", "source.workload.namespace",
+    "destination.principal", "destination.namespace", "destination.workload.namespace",
+    "connection.mtls", "connection.requested_server_name",
+})
+
+
+def inbound_tcp_check_facts(labels: Mapping[str, str], manifest: Mapping[str, ValueType]) -> Bag:
+    """The attributes every network ext_authz Check of one inbound TCP listener carries: the sidecar's
+    labels and ``context.protocol`` "tcp" (that filter sends no context extensions)."""
+    facts = inbound_check_facts(labels, {}, manifest)
+    facts["context.protocol"] = "tcp"
+    return facts
+
+
 def http_check_bag(
     method: str, path: str, headers: Mapping[str, str], facts: Bag, options: MappingOptions
 ) -> Bag:

@@ -34,8 +34,12 @@ IDENTITY_LABELS = frozenset({META_WORKLOAD, META_NAMESPACE, META_SERVICE, META_S
 # serves over Envoy's extension config discovery (ECDS), by these resource (filter) names.
 AUTHZ_FILTER = "mixer.authz"  # ext_authz: the sidecar's own config, switched off where no rule can fire
 RBAC_FILTER = "mixer.rbac"  # Envoy's RBAC filter: the deny rules the proxy can enforce by itself
+# The inbound TCP listeners' network ext_authz filter, served the same way: on where a check or quota
+# rule can fire for a TCP connection to this workload, else switched off (no Check per connection).
+TCP_AUTHZ_FILTER = "mixer.tcp_authz"
 # Node metadata key under which such a sidecar states its ext_authz config ("authz", served back as is
-# or switched off) and its inbound context extensions ("check_extensions", fixed attributes of a Check).
+# or switched off), its inbound context extensions ("check_extensions", fixed attributes of a Check)
+# and, with TCP inbound listeners, its network ext_authz config ("tcp_authz").
 META_POLICY = "MIXER_POLICY"
 
 # ext_authz over HTTP (``mixer sidecar --check-http-port``): the header the sidecar adds to each

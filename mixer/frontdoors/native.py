@@ -34,13 +34,15 @@ def report_items(body: Any) -> list[Any]:
     return items
 
 
+_CHECK_FIELDS = frozenset({"attributes", "quotas", "deduplication_id"})
+
+
 def parse_check(body: Any, manifest: Mapping[str, ValueType]) -> tuple[Bag, dict[str, QuotaArgs]]:
     """``{"attributes": {...}, "quotas": {"name": {"amount": N, "best_effort": bool}}}``."""
     if not isinstance(body, dict) or not isinstance(body.get("attributes", {}), dict):
         raise BadRequest('expected {"attributes": {...}, "quotas": {...}}')
-    unknown = set(body) - {"attributes", "quotas", "deduplication_id"}
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")
+    if not _CHECK_FIELDS.issuperset(body):
+        raise BadRequest(f"unknown fields: {', '.join(sorted(set(body) - _CHECK_FIELDS))}")
     try:
         bag = bag_from_json(body.get("attributes", {}), manifest)
     except BagError as exc:

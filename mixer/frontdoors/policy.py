@@ -9,7 +9,10 @@ A sidecar written with ``mixer sidecar --policy-discovery`` asks for two filter 
 - ``mixer.rbac``: Envoy's RBAC filter, denying every request when a rule denies this workload
   whatever the request, or every request whose caller header names the workload a rule denies
   (with ``--trust-peer-headers``); the denial is still reported through the access log (403,
-  ``rbac_access_denied...`` details).
+  ``rbac_access_denied...`` details);
+- ``mixer.tcp_authz``: the network ext_authz filter of its inbound TCP listeners (stated in its node
+  metadata too), served back where a check or quota rule can fire for a TCP connection to it, and
+  switched off where none can: then no connection waits for a Check.
 
 Which rules can fire is decided per workload from the attributes fixed for its Checks
 (``mixer.runtime.listener_policy``). Every config swap pushes the new answers to every stream; until
@@ -26,12 +29,18 @@ import grpc
 from envoy.config.core.v3 import extension_pb2
 from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
+from envoy.extensions.filters.network.ext_authz.v3 import ext_authz_pb2 as network_ext_authz_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from mixer.attributes import AttributeManifest, Bag, BagError
-from mixer.envoy_attributes import HEADER_ONLY_ATTRIBUTES, inbound_check_facts
-from mixer.envoy_attributes.names import AUTHZ_FILTER, META_LABELS, META_POLICY, RBAC_FILTER
+from mixer.envoy_attributes import (
+    HEADER_ONLY_ATTRIBUTES,
+    TCP_CHECK_VARYING,
+    inbound_check_facts,
+    inbound_tcp_check_facts,
+)
+from mixer.envoy_attributes.names import AUTHZ_FILTER, META_LABELS, META_POLICY, RBAC_FILTER, TCP_AUTHZ_FILTER
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, log
 from mixer.frontdoors.intake import decode_proto
 from mixer.runtime import Denial, ListenerPolicy, Snapshot, listener_policy
@@ -60,15 +69,17 @@ class _Sidecar:
         stated = metadata.get(META_POLICY) or {}
         self.name = node.id or "(unnamed node)"
         self.authz: dict[str, Any] | None = stated.get("authz")
+        self.tcp_authz: dict[str, Any] | None = stated.get("tcp_authz")
         extensions = stated.get("check_extensions") or {}
+        string_labels = {k: str(v) for k, v in labels.items() if isinstance(v, str)}
         self.facts: Bag | None
+        self.tcp_facts: Bag | None
         try:
-            self.facts = inbound_check_facts(
-                {k: str(v) for k, v in labels.items() if isinstance(v, str)},
-                {k: str(v) for k, v in extensions.items()}, manifest)
+            self.facts = inbound_check_facts(string_labels, {k: str(v) for k, v in extensions.items()}, manifest)
+            self.tcp_facts = inbound_tcp_check_facts(string_labels, manifest)
         except BagError as exc:  # a bad literal in its bootstrap: its Checks fail too; keep checking
             log.warning("%s: its fixed attributes do not fit the manifest (%s); ext_authz stays on", self.name, exc)
-            self.facts = None
+            self.facts = self.tcp_facts = None
 
 
 def authz_config(stated: Mapping[str, Any], on: bool) -> any_pb2.Any:
@@ -77,6 +88,25 @@ def authz_config(stated: Mapping[str, Any], on: bool) -> any_pb2.Any:
     if not on:
         config.filter_enabled.default_value.numerator = 0
         config.filter_enabled.runtime_key = "mixer.authz.served_off"  # an operator may override it
+    packed = any_pb2.Any()
+    packed.Pack(config)
+    return packed
+
+
+# A connection metadata key nothing sets: the network ext_authz filter has no enabled fraction, only
+# ``filter_enabled_metadata``, and a matcher that never holds switches it off (counted as ``disabled``).
+_NEVER_SET = ("mixer", "tcp_authz_served_off")
+
+
+def tcp_authz_config(stated: Mapping[str, Any], on: bool) -> any_pb2.Any:
+    """The sidecar's own network ext_authz config, or the same switched off."""
+    config = json_format.ParseDict({k: v for k, v in stated.items() if k != "@type"},
+                                   network_ext_authz_pb2.ExtAuthz())
+    if not on:
+        matcher = config.filter_enabled_metadata
+        matcher.filter = _NEVER_SET[0]
+        matcher.path.add().key = _NEVER_SET[1]
+        matcher.value.present_match = True
     packed = any_pb2.Any()
     packed.Pack(config)
     return packed
@@ -135,13 +165,17 @@ class PolicyDiscoveryFrontDoor(FrontDoor):
         for wake in self._wakeups:
             wake.set()
 
-    def policy_for(self, facts: Bag | None) -> ListenerPolicy:
+    def policy_for(self, facts: Bag | None, tcp: bool = False) -> ListenerPolicy:
+        """The policy of a listener whose Checks carry ``facts``: an HTTP listener's (any other
+        attribute may vary), or (``tcp``) a TCP listener's, whose Checks carry no request attributes."""
         if facts is None:
             return ListenerPolicy(check=True)
-        key = tuple(sorted((k, repr(v)) for k, v in facts.items()))
+        key = (tcp, *sorted((k, repr(v)) for k, v in facts.items()))
         policy = self._policies.get(key)
         if policy is None:
-            policy = self._policies[key] = listener_policy(self._runtime.snapshot.config, facts, self._header_only)
+            config = self._runtime.snapshot.config
+            policy = self._policies[key] = (listener_policy(config, facts, {}, TCP_CHECK_VARYING) if tcp
+                                            else listener_policy(config, facts, self._header_only))
         return policy
 
     def response(self, sidecar: _Sidecar, names: frozenset[str], nonce: int) -> discovery_pb2.DiscoveryResponse:
@@ -153,6 +187,11 @@ class PolicyDiscoveryFrontDoor(FrontDoor):
                 typed = authz_config(sidecar.authz, policy.check)
             elif name == RBAC_FILTER:
                 typed = rbac_config(policy.deny)
+            elif name == TCP_AUTHZ_FILTER and sidecar.tcp_authz is not None:
+                # No RBAC filter on TCP listeners: a rule that denies every connection is the mixer's
+                # to answer, so a denial switches the check on rather than off.
+                tcp = self.policy_for(sidecar.tcp_facts, tcp=True)
+                typed = tcp_authz_config(sidecar.tcp_authz, tcp.check or bool(tcp.deny))
             else:
                 continue  # not ours (or no stated ext_authz config): Envoy keeps its default
             reply.resources.add().Pack(extension_pb2.TypedExtensionConfig(name=name, typed_config=typed))

@@ -108,7 +108,7 @@ class CheckCache:
             self._entries.move_to_end(key)
         self._hits.inc()
         cached = entry.result
-        return CheckResult(cached.status_code, cached.message, dt.timedelta(seconds=left), entry.uses_left + 1,
+        return CheckResult(cached.status_code, cached.message, dt.timedelta(0, left), entry.uses_left + 1,
                            cached.http_status, cached.headers, cached.body)
 
     def put(self, key: Key, result: CheckResult) -> None:

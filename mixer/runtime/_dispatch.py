@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import itertools
 import logging
@@ -207,22 +206,29 @@ def _build_partial(plan: RulePlan, sinks: list[list[Any]], bag: Bag, errors: Err
             sinks[output.sink].append(output.make(values))
 
 
-@contextlib.contextmanager
-def _accounted(sink: Sink, metrics: SelfMetrics, errors: ErrorLog) -> Iterator[None]:
-    """Count one handler call and its duration; count (and re-raise) a failure."""
-    slot = sink.slot
-    series = metrics.dispatch_series(slot.name, slot.adapter_name, sink.template)
-    started = time.perf_counter()
-    failed = False
-    try:
-        yield
-    except Exception as exc:
-        failed = True
-        series.failed()
-        errors.handler_failed(slot.name, sink.template, exc)
-        raise
-    finally:
-        series.dispatched(time.perf_counter() - started, failed)
+class _accounted:  # noqa: N801 - used as a context manager, like contextlib's
+    """Count one handler call and its duration; count (and re-raise) a failure. A class rather
+    than a generator context manager: it is entered for every handler call of every check."""
+
+    __slots__ = ("sink", "series", "errors", "started")
+
+    def __init__(self, sink: Sink, metrics: SelfMetrics, errors: ErrorLog) -> None:
+        slot = sink.slot
+        self.sink = sink
+        self.series = metrics.dispatch_series(slot.name, slot.adapter_name, sink.template)
+        self.errors = errors
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        failed = False
+        if isinstance(exc, Exception):  # not a cancellation: that is no failure of the handler
+            failed = True
+            self.series.failed()
+            self.errors.handler_failed(self.sink.slot.name, self.sink.template, exc)
+        self.series.dispatched(time.perf_counter() - self.started, failed)
 
 
 def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors: ErrorLog) -> int:
@@ -271,7 +277,9 @@ async def check(
             for sink, instances in zip(snapshot.check_sinks, sinks)
             for instance in instances
         ]
-        results = await asyncio.gather(*calls) if calls else []
+        # One call (the common case) is awaited in place: gather would make it a task and cost the
+        # check an extra turn of the event loop. Several run concurrently (remote policy backends).
+        results = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls) if calls else []
         combined = combine(results)
         if cache is not None and key is not None:
             cache.put(key, combined)

@@ -10,7 +10,7 @@ can refuse those requests itself).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,26 +24,38 @@ _NOT_A_403 = frozenset({OK, UNAUTHENTICATED, RESOURCE_EXHAUSTED})
 
 
 class StaticFacts(Mapping[str, Any]):
-    """The attributes fixed for a listener; any other attribute is ``UnknownValue``, never absent."""
+    """The attributes fixed for a listener; any other attribute is ``UnknownValue``, never absent,
+    unless ``varying`` names all that a Check may carry besides: then the rest are surely absent."""
 
-    __slots__ = ("_known",)
+    __slots__ = ("_known", "_varying")
 
-    def __init__(self, known: Mapping[str, Any]) -> None:
+    def __init__(self, known: Mapping[str, Any], varying: Collection[str] | None = None) -> None:
         self._known = dict(known)
+        self._varying = None if varying is None else frozenset(varying)
+
+    def _unknown(self, name: str) -> bool:
+        return self._varying is None or name in self._varying
 
     def __getitem__(self, name: str) -> Any:
         try:
             return self._known[name]
         except KeyError:
-            raise UnknownValue(name) from None
+            if self._unknown(name):
+                raise UnknownValue(name) from None
+            raise
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self[name]
+        try:
+            return self[name]
+        except KeyError:
+            return default
 
     def __contains__(self, name: object) -> bool:
         if name in self._known:
             return True
-        raise UnknownValue(str(name))
+        if self._unknown(str(name)):
+            raise UnknownValue(str(name))
+        return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._known)
@@ -75,9 +87,15 @@ class ListenerPolicy:
 
 
 def listener_policy(
-    config: CompiledConfig, facts: Mapping[str, Any], header_only: Mapping[str, str] | None = None
+    config: CompiledConfig,
+    facts: Mapping[str, Any],
+    header_only: Mapping[str, str] | None = None,
+    varying: Collection[str] | None = None,
 ) -> ListenerPolicy:
     """The policy of a listener whose Checks all carry ``facts``.
+
+    ``varying``: every other attribute such a Check may carry (a TCP connection's Check carries no
+    request attributes, so a rule on ``request.path`` is decided for it); None: it may carry any.
 
     ``header_only`` maps attributes that only a request header sets to that header (the mapping's
     ``HEADER_ONLY_ATTRIBUTES``, when the mixer trusts peer headers): a rule testing such an attribute
@@ -87,7 +105,7 @@ def listener_policy(
     server's ``--authz-quota``) and a quota no rule builds is granted anyway, so only a quota rule
     that can fire needs the call.
     """
-    static = StaticFacts(facts)
+    static = StaticFacts(facts, varying)
     needs_check = False
     denials: list[Denial] = []
     for rule in config.rules:

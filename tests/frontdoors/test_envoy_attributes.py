@@ -16,10 +16,12 @@ from google.protobuf import json_format
 
 from mixer.attributes import BagError, ValueType, default_manifest, value_from_text
 from mixer.envoy_attributes import (
+    TCP_CHECK_VARYING,
     MappingOptions,
     check_request_bag,
     descriptor_bag,
     http_entry_bag,
+    inbound_tcp_check_facts,
     principal_from_uri,
     proxy_error_code,
     stream_base_bag,
@@ -255,6 +257,22 @@ def test_tcp_check_request_maps_the_connection() -> None:
         "connection.mtls": False,
     }
     assert quotas == []
+
+
+def test_a_tcp_check_carries_only_its_listeners_facts_and_the_varying_attributes() -> None:
+    # Served policy decides rules on anything else as absent from TCP Checks: this is what makes that
+    # sound. The recorded request, with everything a connection can add: certificates on both sides, SNI.
+    request = json_format.Parse(json.dumps(_lines("ext_authz_tcp_check_requests.jsonl")[1]),
+                                external_auth_pb2.CheckRequest())
+    request.attributes.source.principal = "spiffe://cluster.local/ns/shop/sa/frontend"
+    request.attributes.destination.principal = "spiffe://cluster.local/ns/default/sa/db"
+    request.attributes.source.certificate = "-----BEGIN CERTIFICATE-----"
+    request.attributes.tls_session.sni = "db.default.svc.cluster.local"
+    bag, _ = check_request_bag(request, MANIFEST, TRUSTING)
+    facts = inbound_tcp_check_facts(dict(request.attributes.destination.labels), MANIFEST)
+    assert {name: bag[name] for name in facts} == facts
+    assert set(bag) - set(facts) <= TCP_CHECK_VARYING
+    assert {"source.principal", "destination.principal", "connection.requested_server_name"} <= set(bag)
 
 
 def test_rls_descriptor() -> None:

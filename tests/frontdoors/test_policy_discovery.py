@@ -13,6 +13,7 @@ import pytest
 from envoy.config.core.v3 import extension_pb2
 from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
+from envoy.extensions.filters.network.ext_authz.v3 import ext_authz_pb2 as network_ext_authz_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format, struct_pb2
 
@@ -49,8 +50,9 @@ spec:
 
 
 def node(workload: str) -> Any:
-    """The node a ``policy_discovery`` sidecar bootstrap declares."""
-    spec = SidecarSpec(workload=workload, inbound=(Inbound(15006, 8080),), policy_discovery=True, fail_open=True)
+    """The node a ``policy_discovery`` sidecar bootstrap declares (an HTTP and a TCP inbound listener)."""
+    spec = SidecarSpec(workload=workload, inbound=(Inbound(15006, 8080),), tcp_inbound=(Inbound(15007, 5432),),
+                       policy_discovery=True, fail_open=True)
     declared = render_bootstrap(spec)["node"]
     message = discovery_pb2.DiscoveryRequest().node
     message.id, message.cluster = declared["id"], declared["cluster"]
@@ -85,7 +87,8 @@ class Stream:
         for packed in reply.resources:
             typed = extension_pb2.TypedExtensionConfig()
             assert packed.Unpack(typed)
-            target = ext_authz_pb2.ExtAuthz() if typed.name == "mixer.authz" else rbac_pb2.RBAC()
+            target = {"mixer.authz": ext_authz_pb2.ExtAuthz, "mixer.tcp_authz": network_ext_authz_pb2.ExtAuthz,
+                      "mixer.rbac": rbac_pb2.RBAC}[typed.name]()
             assert typed.typed_config.Unpack(target)
             configs[typed.name] = target
         return reply, configs
@@ -156,6 +159,32 @@ async def test_a_swap_pushes_rbac_to_the_denied_workload_and_nothing_else_change
     _, configs = await to_c.served()
     assert not configs["mixer.authz"].HasField("filter_enabled")
     assert not configs["mixer.rbac"].HasField("rules")
+
+
+async def test_the_tcp_check_is_served_off_unless_a_rule_can_fire_for_a_connection(served: Any) -> None:
+    runtime, channel = served
+    stream = open_stream(channel)
+    await stream.ask(["mixer.tcp_authz"], node_of="c-v1")
+    _, configs = await stream.served()
+    tcp = configs["mixer.tcp_authz"]
+    assert tcp.HasField("filter_enabled_metadata")  # a matcher nothing sets: off
+    assert tcp.failure_mode_allow is True and tcp.grpc_service.envoy_grpc.cluster_name == "mixer"
+    # a rule only an HTTP request can match: still off for TCP, while HTTP checks come on
+    on_path = CLOSED.replace('destination.workload.name == "c-v1"', '(request.path | "").startsWith("/admin")')
+    await swap(runtime, TELEMETRY + on_path)
+    _, configs = await stream.served()
+    assert configs["mixer.tcp_authz"].HasField("filter_enabled_metadata")
+    await stream.ask(["mixer.tcp_authz", "mixer.authz"])
+    _, configs = await stream.served()
+    assert not configs["mixer.authz"].HasField("filter_enabled")
+    # a rule that denies every connection to c-v1: on (no RBAC filter on TCP: the mixer answers)
+    await swap(runtime, TELEMETRY + CLOSED)
+    _, configs = await stream.served()
+    assert not configs["mixer.tcp_authz"].HasField("filter_enabled_metadata")
+    assert configs["mixer.tcp_authz"] == network_ext_authz_pb2.ExtAuthz(
+        stat_prefix="tcp_ext_authz", grpc_service=tcp.grpc_service, failure_mode_allow=True,
+        include_peer_certificate=True, transport_api_version=tcp.transport_api_version,
+        bootstrap_metadata_labels_key="labels")  # the sidecar's own config, served back as stated
 
 
 async def test_an_ack_or_a_nack_is_not_answered_again(served: Any) -> None:

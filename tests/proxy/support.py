@@ -1,14 +1,17 @@
-"""Test helpers for real meshes: a threaded upstream app, HTTP GETs, the mixer as a process."""
+"""Test helpers for real meshes: a threaded upstream app, HTTP GETs, a TCP echo app, the mixer as a process."""
 
 from __future__ import annotations
 
 import http.client
 import http.server
 import json
+import socket
+import socketserver
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +64,53 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[in
         return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
     finally:
         conn.close()
+
+
+@dataclass
+class Echo:
+    """A TCP echo app recording, per finished connection, how many bytes reached it."""
+
+    received: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        echo = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                total = 0
+                try:
+                    while data := self.request.recv(4096):
+                        total += len(data)
+                        self.request.sendall(data)
+                except OSError:
+                    pass
+                echo.received.append(total)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def exchange(source_ip: str, port: int, payload: bytes) -> bytes:
+    """Connect from ``source_ip``, send ``payload``, return what comes back before the peer closes
+    or 5 s pass (b"" when the connection is closed or reset without an answer)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source_ip, 0)) as sock:
+        try:
+            sock.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            return got
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
 
 
 def wait_until(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
@@ -123,3 +173,9 @@ def tracing_config(endpoint: str, delivery: str = "{batchTimeout: 200ms}") -> st
     assert "endpoint: 127.0.0.1:4317" in text
     text = text.replace("endpoint: 127.0.0.1:4317", f"endpoint: {endpoint}")
     return text.replace("    samplingRatio: 1.0", f"    samplingRatio: 1.0\n    delivery: {delivery}")
+
+
+def capture_only(capture: Path) -> str:
+    """The test mesh config's capture part: every bag recorded to ``capture``, no check rule at all."""
+    return MESH_CONFIG.read_text().replace("CAPTURE_PATH", str(capture)).split(
+        "\n---\napiVersion: config.istio.io/v1alpha2\nkind: handler\nmetadata: {name: deny")[0]

@@ -133,6 +133,21 @@ def test_served_policy_declares_its_check_filters_and_states_their_inputs() -> N
         "context_extensions"]
 
 
+def test_served_policy_serves_the_tcp_check_too(tmp_path: Path) -> None:
+    spec = SidecarSpec(workload="db-v1", tcp_inbound=(Inbound(15010, 5432),), policy_discovery=True)
+    bootstrap = render_bootstrap(spec)
+    (listener,) = bootstrap["static_resources"]["listeners"]
+    check, proxy = listener["filter_chains"][0]["filters"]
+    assert (check["name"], proxy["name"]) == ("mixer.tcp_authz", "envoy.filters.network.tcp_proxy")
+    default = check["config_discovery"]["default_config"]
+    assert default["@type"].endswith("filters.network.ext_authz.v3.ExtAuthz")
+    assert check["config_discovery"]["apply_default_config_without_warming"] is True  # checks until served
+    assert bootstrap["node"]["metadata"]["MIXER_POLICY"]["tcp_authz"] == default
+    path = tmp_path / "tcp.yaml"
+    path.write_text(yaml.safe_dump(bootstrap))
+    validate_config(path)  # envoy --mode validate: ECDS for a network filter
+
+
 def test_http_check_sends_the_fixed_inputs_in_a_header() -> None:
     bootstrap = render_bootstrap(SidecarSpec(workload="c-v1", inbound=(Inbound(1, 2),), check_http_port=9092))
     config = _hcm(bootstrap, 0)["http_filters"][0]["typed_config"]

@@ -16,13 +16,9 @@ import pytest
 
 from mixer.processes import free_port, http_get
 from proxy import EnvoyProcess, Inbound, Outbound, SidecarSpec, write_bootstrap
-from tests.proxy.support import MESH_CONFIG, MixerProcess, Upstream, get, wait_until
+from tests.proxy.support import MixerProcess, Upstream, capture_only, get, wait_until
 
 WATCH_INTERVAL = 1.0
-
-# The capture part of the test mesh config: every bag recorded, no check rule at all.
-CAPTURE = MESH_CONFIG.read_text().split("\n---\napiVersion: config.istio.io/v1alpha2\nkind: handler\n"
-                                        "metadata: {name: deny")[0]
 
 DENY_HANDLER = """
 ---
@@ -59,7 +55,7 @@ class Mesh:
 
     def set_rules(self, extra: str) -> float:
         """Rewrite the mixer's config; returns when it was written (time.monotonic)."""
-        self.mixer.config.write_text(CAPTURE.replace("CAPTURE_PATH", str(self.mixer.capture)) + extra)
+        self.mixer.config.write_text(capture_only(self.mixer.capture) + extra)
         return time.monotonic()
 
     def envoy_stat(self, workload: str, suffix: str) -> int:
@@ -74,7 +70,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     workdir: Path = tmp_path_factory.mktemp("served-policy")
     app = Upstream()
     mixer = MixerProcess(workdir, ("--trust-peer-headers", "--watch-interval", str(WATCH_INTERVAL)))
-    mixer.config.write_text(CAPTURE.replace("CAPTURE_PATH", str(mixer.capture)))
+    mixer.config.write_text(capture_only(mixer.capture))
     mixer.start()
     ports = {name: free_port() for name in ("b", "c", "a_b", "a_c")}
     specs = [

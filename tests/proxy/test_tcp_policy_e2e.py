@@ -4,50 +4,17 @@ before any of its data reaches the app."""
 
 from __future__ import annotations
 
-import socket
-import socketserver
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mixer.processes import free_port
 from proxy import EnvoyProcess, Inbound, SidecarSpec, write_bootstrap
-from tests.proxy.support import MixerProcess, wait_until
+from tests.proxy.support import Echo, MixerProcess, exchange, wait_until
 
 POLICY = Path(__file__).parent / "testdata" / "tcp_policy.yaml"
-
-
-@dataclass
-class Echo:
-    """A TCP echo app recording, per finished connection, how many bytes reached it."""
-
-    received: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        echo = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                total = 0
-                try:
-                    while data := self.request.recv(4096):
-                        total += len(data)
-                        self.request.sendall(data)
-                except OSError:
-                    pass
-                echo.received.append(total)
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @dataclass
@@ -75,23 +42,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TcpMesh]:
         envoy.close()
         mixer.stop()
         echo.close()
-
-
-def exchange(source_ip: str, port: int, payload: bytes) -> bytes:
-    """Connect from ``source_ip``, send ``payload``, return what comes back before the peer closes
-    or 5 s pass (b"" when the connection is closed or reset without an answer)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source_ip, 0)) as sock:
-        try:
-            sock.sendall(payload)
-            got = b""
-            while len(got) < len(payload):
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
-            return got
-        except (ConnectionResetError, BrokenPipeError):
-            return b""
 
 
 def test_an_allowed_connection_reaches_the_app(mesh: TcpMesh) -> None:

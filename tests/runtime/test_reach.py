@@ -9,7 +9,7 @@ import pytest
 
 from mixer.attributes import default_manifest
 from mixer.config import compile_config
-from mixer.envoy_attributes import inbound_check_facts
+from mixer.envoy_attributes import TCP_CHECK_VARYING, inbound_check_facts, inbound_tcp_check_facts
 from mixer.expr import EvaluationError, UnknownValue, compile_expression
 from mixer.registry import AdapterRegistry
 from mixer.envoy_attributes import HEADER_ONLY_ATTRIBUTES
@@ -208,3 +208,38 @@ def test_quota_rules_need_a_check_only_where_they_can_fire() -> None:
 
 def test_unknown_facts_are_always_checked() -> None:
     assert _policy(CAPTURE + _denier("closed", 'destination.workload.name == "c-v1"'), {}) == ListenerPolicy(True)
+
+
+# A TCP listener's Checks (Envoy's network ext_authz) carry no request attributes: only what may
+# vary per connection (TCP_CHECK_VARYING) is unknown, anything else is surely absent.
+DB_FACTS = inbound_tcp_check_facts(
+    {"app": "db", "version": "v1", "WORKLOAD_NAME": "db-v1", "NAMESPACE": "default", "SERVICE_NAME": "db"}, MANIFEST)
+
+
+def _tcp_policy(text: str) -> ListenerPolicy:
+    return listener_policy(compile_config([("c.yaml", text)], AdapterRegistry()), DB_FACTS, {}, TCP_CHECK_VARYING)
+
+
+@pytest.mark.parametrize(("match", "expected"), [
+    ('(request.path | "").startsWith("/admin")', ListenerPolicy(check=False)),  # absent on TCP: never fires
+    ('request.method == "GET"', ListenerPolicy(check=False)),  # absent without a default: fails, never fires
+    ('context.protocol == "http"', ListenerPolicy(check=False)),
+    ('destination.workload.name == "c-v1"', ListenerPolicy(check=False)),
+    ('source.ip == ip("127.0.0.2")', ListenerPolicy(check=True)),  # per connection: ask
+    ('(source.principal | "") == "x"', ListenerPolicy(check=True)),
+    ('(source.workload.name | "") == "a-v1"', ListenerPolicy(check=False)),  # no header on TCP: the default
+    ('destination.service.host == "db.default.svc.cluster.local"',
+     ListenerPolicy(check=False, deny=(Denial("r.rule.istio-system"),))),
+])
+def test_tcp_listener_policy(match: str, expected: ListenerPolicy) -> None:
+    assert _tcp_policy(CAPTURE + _denier("r", match)) == expected
+
+
+def test_static_facts_with_varying_attributes_make_the_rest_absent() -> None:
+    facts = StaticFacts({"a": 1}, varying={"b"})
+    for access in (lambda: facts["b"], lambda: facts.get("b", 0), lambda: "b" in facts):
+        with pytest.raises(UnknownValue):
+            access()
+    assert "c" not in facts and facts.get("c", 5) == 5
+    with pytest.raises(KeyError):
+        facts["c"]

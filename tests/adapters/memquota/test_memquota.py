@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from adapters.memquota import MemQuotaAdapter, MemQuotaHandler
+from adapters.memquota import MemQuotaAdapter, MemQuotaHandler, WindowResolver, window_for
 from mixer.sdk import OK, RESOURCE_EXHAUSTED, Env, Instance, ParamsError, QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
@@ -67,3 +67,19 @@ def test_params_errors_name_every_problem() -> None:
         MemQuotaAdapter().parse_params({"quotas": [{"maxAmount": -1, "validDuration": "soon"}], "extra": 1})
     paths = [path for path, _ in caught.value.problems]
     assert paths == ["extra", "quotas[0].name", "quotas[0].maxAmount", "quotas[0].validDuration"]
+
+
+def test_window_resolver_answers_as_window_for_and_stays_bounded() -> None:
+    limits = MemQuotaAdapter().parse_params({"quotas": [
+        {"name": "requestcount", "maxAmount": 5, "validDuration": "10s",
+         "overrides": [{"dimensions": {"path": "/vip"}, "maxAmount": 50}]}]}).quotas
+    by_name = {limit.name: limit for limit in limits}
+    resolve = WindowResolver(by_name, capacity=3)
+    instances = [_instance(f"/p{i}") for i in range(5)] + [_instance("/vip"), _instance(name="other.instance.ns")]
+    for _ in range(2):  # the second pass answers from what the first kept (and from recomputing past capacity)
+        assert [resolve(i) for i in instances] == [window_for(by_name, i) for i in instances]
+    assert resolve(_instance("/vip")).max_amount == 50  # type: ignore[union-attr]
+    assert resolve(_instance(name="other.instance.ns")) is None
+    assert len(resolve._known) <= 3
+    unhashable = Instance("requestcount.instance.istio-system", "quota", {"dimensions": {"path": ["a"]}})
+    assert resolve(unhashable) == window_for(by_name, unhashable)
