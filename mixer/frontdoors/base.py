@@ -112,6 +112,11 @@ class FrontDoor:
     """
 
     name: ClassVar[str] = ""
+    # gRPC methods that answer checks: run on the listener's loop (the check loop in ``mixer serve``).
+    # The others carry reports and are handed to the report loop when the listener is given one.
+    check_methods: ClassVar[frozenset[str]] = frozenset()
+    # ``start`` and ``stop`` run on the check loop: the door answers checks on I/O of its own.
+    on_check_loop: ClassVar[bool] = False
 
     def grpc_services(self) -> Mapping[str, Mapping[str, grpc.RpcMethodHandler]]:
         """``{"package.Service": {"Method": handler}}``; handlers take and return raw bytes."""

@@ -41,6 +41,7 @@ class HttpCheckFrontDoor(FrontDoor):
     """Serves Envoy's ext_authz HTTP service on ``FrontDoorOptions.check_http_port`` (0: off)."""
 
     name = FRONT_DOOR
+    on_check_loop = True
 
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
         self._runtime = runtime

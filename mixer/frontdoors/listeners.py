@@ -22,6 +22,7 @@ from prometheus_client.exposition import generate_latest
 from mixer.frontdoors.admission import Admission
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpHandler, HttpRoute, Limits, RuntimeLike, log
 from mixer.frontdoors.intake import BadRequest, Unavailable
+from mixer.frontdoors.lanes import handed_over
 from mixer.sharedmetrics import PUBLISH_INTERVAL, MergedRegistry, SharedMetrics
 
 GrpcCall = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]
@@ -139,9 +140,17 @@ class GrpcListener:
     name = "grpc"
 
     def __init__(
-        self, runtime: RuntimeLike, doors: Sequence[FrontDoor], options: FrontDoorOptions, grace: float = 2.0
+        self,
+        runtime: RuntimeLike,
+        doors: Sequence[FrontDoor],
+        options: FrontDoorOptions,
+        grace: float = 2.0,
+        report_loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.runtime = runtime
+        # Where report methods run when this listener runs on the check loop (``mixer serve``):
+        # started there, it answers checks itself and hands every other method over.
+        self.report_loop = report_loop
         self.grace = grace  # seconds ``stop`` lets calls in flight finish
         self.doors = list(doors)
         self.options = options
@@ -170,7 +179,7 @@ class GrpcListener:
         guard = _GrpcGuard(self.runtime, limits)
         for door in self.doors:
             for service, methods in door.grpc_services().items():
-                guarded = {name: guard.method(h, door.name) for name, h in methods.items()}
+                guarded = {name: guard.method(self._placed(door, name, h), door.name) for name, h in methods.items()}
                 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, guarded),))
                 # Registered methods skip the per-call walk over generic handlers (as generated stubs do).
                 server.add_registered_method_handlers(service, guarded)
@@ -184,6 +193,11 @@ class GrpcListener:
         await server.start()
         self._server = server
         log.info("gRPC front doors on %s:%d", opts.host, self.port)
+
+    def _placed(self, door: FrontDoor, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if self.report_loop is None or method in door.check_methods:
+            return handler
+        return handed_over(handler, self.report_loop)
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight calls finish for ``grace`` seconds (streams are then
