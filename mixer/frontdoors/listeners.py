@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client.exposition import generate_latest
 
 from mixer.frontdoors.admission import Admission
+from mixer.frontdoors.connections import capped
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpHandler, HttpRoute, Limits, RuntimeLike, log
 from mixer.frontdoors.intake import BadRequest, Unavailable
 from mixer.frontdoors.lanes import handed_over
@@ -289,6 +290,7 @@ class HttpListener:
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
+        self.limits = limits
         self.app = web.Application(client_max_size=limits.max_body_bytes)
         self.admission = Admission(limits.max_inflight_bytes, limits.max_inflight_requests)
         for door in doors:
@@ -299,6 +301,7 @@ class HttpListener:
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics)
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         # lingering_time=0: a request answered without reading its body (shed, too large, wrong type)
@@ -306,15 +309,18 @@ class HttpListener:
         # under a flood of large reports costs the event loop as much as serving them would.
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0, lingering_time=0.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_port=self.reuse_port or None)
+        connections = runner.server
+        assert connections is not None
+        shed = self.runtime.metrics.shed_requests.labels(self.name, "connections")
+        factory = capped(connections, lambda: len(connections.connections), self.limits.max_connections, shed.inc)
         try:
-            await site.start()
+            server = await asyncio.get_running_loop().create_server(
+                factory, self.host, self.port, reuse_port=self.reuse_port or None)
         except OSError:
             await runner.cleanup()
-        if self._publishing is not None:
-            self._publishing.cancel()
-            self._publisher()()  # the last counts stay in the sum after this worker is gone
             raise
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
         self._runner = runner
         if self.shared is not None:
             self._publishing = asyncio.create_task(self._publish_every(PUBLISH_INTERVAL))
@@ -329,8 +335,9 @@ class HttpListener:
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        for site in list(runner.sites):
-            await site.stop()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.grace
         while self.admission.requests and loop.time() < deadline:
