@@ -74,9 +74,9 @@ class Limits:
 
 
 def report_lane(limits: Limits) -> asyncio.Semaphore:
-    """What the report doors share: at most ``concurrent_reports`` reports use the event loop at
-    once, so a check waits behind a few report slices (~1 ms each), never behind every report in
-    flight."""
+    """What the report doors share: at most ``concurrent_reports`` reports use the report loop at
+    once, so its other requests wait behind a few report slices (~1 ms each), never behind every
+    report in flight (checks have a loop of their own: ``mixer.frontdoors.lanes``)."""
     return asyncio.Semaphore(limits.concurrent_reports)
 
 

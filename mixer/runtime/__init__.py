@@ -37,7 +37,7 @@ __all__ = [
 _DRAIN_TIMEOUT = 10.0
 # The one report batching knob: a report is dispatched in slices of at most this many bags (each
 # handler is called once per slice), and the front doors yield to the event loop between slices.
-# It bounds the instances held at once and how long a report can hold up a check (~2 ms at 128).
+# It bounds the instances held at once and how long a report holds up its loop (~2 ms at 128).
 REPORT_BATCH_SIZE = 128
 
 
