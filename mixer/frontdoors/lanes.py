@@ -64,6 +64,7 @@ class CheckThread:
             loop.run_forever()
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
+            grpc.aio.shutdown_grpc_aio()  # gRPC's poller may bind to another loop once this one is gone
             loop.close()
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
