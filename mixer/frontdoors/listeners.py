@@ -38,22 +38,23 @@ class _GrpcGuard:
         self.admission = Admission(limits.max_inflight_bytes, max_requests=2**62)  # counts: gRPC's own limit
         self.streams = 0
 
-    def method(self, handler: grpc.RpcMethodHandler, front_door: str) -> grpc.RpcMethodHandler:
+    def method(self, handler: grpc.RpcMethodHandler, front_door: str, check: bool) -> grpc.RpcMethodHandler:
+        """``check``: the method answers checks, so a small request of it is never refused for bytes."""
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, front_door))
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, front_door, check))
         if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(self._stream(handler.stream_unary, front_door))
+            return grpc.stream_unary_rpc_method_handler(self._stream(handler.stream_unary, front_door, check))
         if handler.stream_stream is not None:
             # A server-pushing stream (served policy): one per Envoy, idle by design between pushes,
             # so neither the access log streams' limit nor their idle timeout applies.
             return grpc.stream_stream_rpc_method_handler(self._pushing(handler.stream_stream, front_door))
         raise TypeError(f"{front_door}: only unary, client-streaming and bidirectional methods are supported")
 
-    def _unary(self, call: GrpcCall, front_door: str) -> GrpcCall:
+    def _unary(self, call: GrpcCall, front_door: str, check: bool) -> GrpcCall:
         @functools.wraps(call)
         async def guarded(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             size = len(request)
-            refused = self.admission.try_enter(size)
+            refused = self.admission.try_enter(size, small_pass=check)
             if refused is not None:
                 await self._shed(context, front_door, refused)
             try:
@@ -63,14 +64,14 @@ class _GrpcGuard:
 
         return guarded
 
-    def _stream(self, call: GrpcCall, front_door: str) -> GrpcCall:
+    def _stream(self, call: GrpcCall, front_door: str, check: bool) -> GrpcCall:
         @functools.wraps(call)
         async def guarded(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             if self.streams >= self.limits.max_streams:
                 await self._shed(context, front_door, "streams")
             self.streams += 1
             try:
-                async with contextlib.aclosing(self._messages(requests, front_door)) as messages:
+                async with contextlib.aclosing(self._messages(requests, front_door, check)) as messages:
                     return await self._answer(call, messages, context, front_door)
             finally:
                 self.streams -= 1
@@ -84,7 +85,9 @@ class _GrpcGuard:
 
         return guarded
 
-    async def _messages(self, requests: AsyncIterator[bytes], front_door: str) -> AsyncGenerator[bytes, None]:
+    async def _messages(
+        self, requests: AsyncIterator[bytes], front_door: str, check: bool
+    ) -> AsyncGenerator[bytes, None]:
         """The stream's messages, each admitted while the door handles it; ends a stream that stays silent."""
         source = aiter(requests)
         while True:
@@ -96,7 +99,7 @@ class _GrpcGuard:
                 log.debug("%s: ending a stream idle for %ss", front_door, self.limits.stream_idle_seconds)
                 return
             size = len(raw)
-            refused = self.admission.try_enter(size)
+            refused = self.admission.try_enter(size, small_pass=check)
             if refused is not None:
                 raise _Shed(refused)
             try:
@@ -180,7 +183,10 @@ class GrpcListener:
         guard = _GrpcGuard(self.runtime, limits)
         for door in self.doors:
             for service, methods in door.grpc_services().items():
-                guarded = {name: guard.method(self._placed(door, name, h), door.name) for name, h in methods.items()}
+                guarded = {
+                    name: guard.method(self._placed(door, name, h), door.name, name in door.check_methods)
+                    for name, h in methods.items()
+                }
                 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, guarded),))
                 # Registered methods skip the per-call walk over generic handlers (as generated stubs do).
                 server.add_registered_method_handlers(service, guarded)
