@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from adapters.prometheus import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS
 from adapters.prometheus import PrometheusAdapter
 from mixer.config import ConfigError
 from mixer.frontdoors import FrontDoor, FrontDoorOptions, GrpcListener, HttpListener, ServingRuntime, standard_doors
-from mixer.frontdoors.lanes import CheckThread
+from mixer.frontdoors.lanes import CHECK_SWITCH_INTERVAL, CheckThread
 from mixer.kafka import KafkaOptions, KafkaPublisher, KafkaWorker, Mode, PublishingRuntime
 from mixer.push import PushHandler
 from mixer.registry import AdapterRegistry
@@ -136,9 +137,12 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
     """
     checks = CheckThread()
     checks.start()  # first: grpc.aio delivers its events through the first loop that uses it
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(CHECK_SWITCH_INTERVAL)
     try:
         await _serve(options, checks, stop)
     finally:
+        sys.setswitchinterval(switch_interval)
         checks.stop()
 
 
