@@ -63,7 +63,9 @@ class Limits:
     max_body_bytes: int = 4 * 1024 * 1024  # one HTTP body or gRPC message
     max_inflight_bytes: int = 64 * 1024 * 1024  # bodies and messages being handled, per listener
     max_inflight_requests: int = 1024  # HTTP requests being handled
-    max_connections: int = 256  # open HTTP connections, per HTTP listener and the HTTP ext_authz door
+    # Open HTTP connections, per HTTP listener and the HTTP ext_authz door. Not lower: each sidecar
+    # checking over HTTP holds a few, and a check refused for want of a connection denies a request.
+    max_connections: int = 1024
     max_streams: int = 1024  # access log streams open at once; ext_authz and RLS never wait on them
     stream_idle_seconds: float = 300.0  # an access log stream silent this long is ended (Envoy reopens it)
     keepalive_seconds: float = 60.0  # gRPC pings idle connections so dead peers' streams are freed
