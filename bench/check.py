@@ -1,14 +1,20 @@
 """The check path: rbac + memquota through the native gRPC Check and through Envoy's ext_authz, each
-against a bare allow-all handler in the same run; the check cache (hit vs miss); redisquota against
-a raw Redis INCR round trip. Loopback only; every server is a child process stopped by its PID.
+against two allow-all baselines in the same run (the mixer with an allow-all handler, and a bare
+grpc.aio server); the check cache (hit vs miss); redisquota against a raw Redis INCR round trip.
+Loopback only; every server is a child process stopped by its PID.
 
     .venv/bin/python bench/check.py [--duration 2] [--rounds 8] [--connections 8] [--no-pin] [--append]
 
 Baselines, measured in the same run:
-- native gRPC: a grpc.aio server answering ``mixer.v1.Mixer/Check`` with a constant allow (no
-  decoding, no policy), against ``mixer serve`` checking rbac and allocating a memquota quota per call
-  (check cache on, and off);
-- Envoy ext_authz: the same Envoy bootstrap pointed at a bare grpc.aio allow server or at the mixer;
+- native gRPC: ``mixer serve`` checking rbac and allocating a memquota quota per call (check cache
+  on, and off) against two allow-all servers: ``mixer serve`` whose one rule sends a ``checknothing``
+  instance to the ``noop`` handler (the allow-all handler: the same front door, runtime and one
+  handler call per check, with the check cache off so every check really calls it; the quota the
+  request names is granted in full, no rule building it), which isolates what rbac + memquota cost;
+  and a bare grpc.aio server answering ``mixer.v1.Mixer/Check`` with a constant allow (no decoding,
+  no runtime), which shows what the whole mixer costs;
+- Envoy ext_authz: the same Envoy bootstrap pointed at a bare grpc.aio allow server, at the mixer
+  with the allow-all handler, or at the mixer with rbac + memquota (same ``mixer serve`` flags);
 - cache: ``Runtime.check`` in process, the same bags answered from the cache or by the handlers;
 - redisquota: one ``allocate_quota`` (an EVALSHA of the window script) against one ``INCR`` on the
   same client, both through redis.asyncio against the same redis-server.
@@ -31,6 +37,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,6 +107,22 @@ metadata: {name: bind-b-reader, namespace: default}
 spec:
   subjects: [{user: a-v1}]
   roleRef: {kind: ServiceRole, name: b-reader}
+"""
+
+# The allow-all handler: one check rule, no match, calling the noop adapter (the registry's cheapest
+# allow) with a checknothing instance (no expressions to evaluate).
+ALLOW_ALL = HEADER + """kind: handler
+metadata: {name: allowall, namespace: istio-system}
+spec: {compiledAdapter: noop}
+---
+""" + HEADER + """kind: instance
+metadata: {name: nothing, namespace: istio-system}
+spec: {compiledTemplate: checknothing}
+---
+""" + HEADER + """kind: rule
+metadata: {name: allowall, namespace: istio-system}
+spec:
+  actions: [{handler: allowall, instances: [nothing]}]
 """
 
 ALLOW_JSON = orjson.dumps({"status": {"code": 0, "message": ""}, "valid_duration": "60s",
@@ -253,18 +276,41 @@ async def native_load(port: int, seconds: float, connections: int) -> dict[str, 
     return {**percentiles(latencies, seconds), "checks": float(len(latencies))}
 
 
-def mixer_command(config: Path, grpc_port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mixer.cli", "serve", "--config", str(config), "--port", str(free_port()),
-            "--grpc-port", str(grpc_port), "--watch-interval", "0", "--log-level", "WARNING", *extra]
+def mixer_command(config: Path, grpc_port: int, *extra: str, http_port: int | None = None) -> list[str]:
+    return [sys.executable, "-m", "mixer.cli", "serve", "--config", str(config), "--port",
+            str(http_port or free_port()), "--grpc-port", str(grpc_port), "--watch-interval", "0",
+            "--log-level", "WARNING", *extra]
+
+
+def allow_all_server(workdir: Path, grpc_port: int, http_port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """``mixer serve`` with the allow-all handler, check cache off: every check calls the handler."""
+    config = workdir / "allow-all.yaml"
+    config.write_text(ALLOW_ALL)
+    return start(mixer_command(config, grpc_port, "--check-cache-size", "0", *extra, http_port=http_port),
+                 log_path=str(workdir / f"allow-all-{grpc_port}.log"), cwd=str(ROOT))
+
+
+def assert_handler_called(http_port: int, checks: float) -> None:
+    """The allow-all server's noop handler was called at least once per measured check (its
+    ``mixer_dispatches_total``), so that baseline really went through the runtime and a handler."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    calls = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("mixer_dispatches_total{") and 'adapter="noop"' in line)
+    assert calls >= checks, f"the allow-all handler was called {calls:.0f} times for {checks:.0f} checks"
 
 
 def bench_native(args: argparse.Namespace, workdir: Path, pinning: Pinning) -> dict[str, list[dict[str, float]]]:
     config = workdir / "policy.yaml"
     config.write_text(POLICY)
-    ports = {"bare": free_port(), "cached": free_port(), "uncached": free_port()}
+    ports = {"bare": free_port(), "allowall": free_port(), "cached": free_port(), "uncached": free_port()}
+    allow_all_http = free_port()
     procs = {
         "bare": start([sys.executable, str(Path(__file__).resolve()), "--bare-native", str(ports["bare"])],
                       log_path=str(workdir / "bare-native.log"), cwd=str(ROOT)),
+        "allowall": allow_all_server(workdir, ports["allowall"], allow_all_http),
         "cached": start(mixer_command(config, ports["cached"]), log_path=str(workdir / "cached.log"), cwd=str(ROOT)),
         "uncached": start(mixer_command(config, ports["uncached"], "--check-cache-size", "0"),
                           log_path=str(workdir / "uncached.log"), cwd=str(ROOT)),
@@ -280,7 +326,9 @@ def bench_native(args: argparse.Namespace, workdir: Path, pinning: Pinning) -> d
             return lambda: with_server_cpu(procs[name].pid, lambda: asyncio.run(
                 native_load(ports[name], args.duration, args.connections)))
 
-        return interleave({name: measure(name) for name in ports}, args.rounds)
+        runs = interleave({name: measure(name) for name in ports}, args.rounds)
+        assert_handler_called(allow_all_http, sum(run["checks"] for run in runs["allowall"]))
+        return runs
     finally:
         for proc in procs.values():
             stop(proc)
@@ -293,18 +341,21 @@ def bench_envoy(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict[
 
     config = workdir / "policy.yaml"
     config.write_text(POLICY)
-    authz = {"bare": free_port(), "mixer": free_port()}
-    procs = [
-        start([sys.executable, str(ROOT / "bench" / "envoy_check.py"), "--bare-server", str(authz["bare"])],
-              log_path=str(workdir / "bare-authz.log"), cwd=str(ROOT)),
-        start(mixer_command(config, authz["mixer"], "--trust-peer-headers", "--authz-quota", "requestcount"),
-              log_path=str(workdir / "mixer-authz.log"), cwd=str(ROOT)),
-    ]
+    authz = {"bare": free_port(), "allowall": free_port(), "mixer": free_port()}
+    flags = ("--trust-peer-headers", "--authz-quota", "requestcount")  # the same for both mixers
+    allow_all_http = free_port()
+    procs = {
+        "bare": start([sys.executable, str(ROOT / "bench" / "envoy_check.py"), "--bare-server", str(authz["bare"])],
+                      log_path=str(workdir / "bare-authz.log"), cwd=str(ROOT)),
+        "allowall": allow_all_server(workdir, authz["allowall"], allow_all_http, *flags),
+        "mixer": start(mixer_command(config, authz["mixer"], *flags),
+                       log_path=str(workdir / "mixer-authz.log"), cwd=str(ROOT)),
+    }
     envoys: dict[str, EnvoyProcess] = {}
-    listen = {"bare": free_port(), "mixer": free_port()}
+    listen = {name: free_port() for name in authz}
     try:
-        wait_for_port(authz["bare"], 30, procs[0])
-        wait_for_port(authz["mixer"], 30, procs[1])
+        for name, port in authz.items():
+            wait_for_port(port, 30, procs[name])
         for name in authz:
             path = workdir / f"envoy-{name}.yaml"
             path.write_text(yaml.safe_dump(envoy_check.check_only_bootstrap("b-v1", listen[name], authz[name])))
@@ -312,24 +363,26 @@ def bench_envoy(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict[
             envoys[name].start()
         for envoy in envoys.values():
             envoy.wait_ready()
-        for index, name in enumerate(authz):
+        for name in authz:
             warm = envoy_check.load(listen[name], 1, args.connections)
             assert warm["non2xx"] == 0, f"{name}: {warm}"  # the policy allows a-v1 -> b GET /bench
 
-        def measure(index: int, name: str) -> Callable[[], dict[str, float]]:
+        def measure(name: str) -> Callable[[], dict[str, float]]:
             def run() -> dict[str, float]:
                 figures = envoy_check.load(listen[name], args.duration, args.connections)
                 if figures["non2xx"]:  # a Check past its 0.5 s timeout is refused: counted, shown
                     print(f"  {name}: {figures['non2xx']:.0f} of {figures['requests']:.0f} requests not 200", flush=True)
                 figures["checks"] = figures["requests"]  # one Check per request
                 return figures
-            return lambda: with_server_cpu(procs[index].pid, run)
+            return lambda: with_server_cpu(procs[name].pid, run)
 
-        return interleave({name: measure(index, name) for index, name in enumerate(authz)}, args.rounds)
+        runs = interleave({name: measure(name) for name in authz}, args.rounds)
+        assert_handler_called(allow_all_http, sum(run["checks"] for run in runs["allowall"]))
+        return runs
     finally:
         for envoy in envoys.values():
             envoy.close()
-        for proc in procs:
+        for proc in procs.values():
             stop(proc)
 
 
@@ -516,22 +569,31 @@ def main() -> int:
         if "native" in parts:
             native = bench_native(args, workdir, pinning)
             lines += [
-                row("native gRPC Check -> bare allow-all server", native["bare"]),
+                row("native gRPC Check -> bare grpc.aio allow-all server", native["bare"]),
+                row("native gRPC Check -> mixer, allow-all handler (noop), check cache off", native["allowall"]),
                 row("native gRPC Check -> mixer rbac + memquota, check cache on", native["cached"]),
                 row("native gRPC Check -> mixer rbac + memquota, check cache off", native["uncached"]),
-                ratio_row("cost vs bare (cache on): median (min-max)", native["cached"], native["bare"]),
-                ratio_row("cost vs bare (cache off): median (min-max)", native["uncached"], native["bare"]),
+                ratio_row("rbac + memquota (cache on) vs allow-all handler: median (min-max)",
+                          native["cached"], native["allowall"]),
+                ratio_row("rbac + memquota (cache off) vs allow-all handler: median (min-max)",
+                          native["uncached"], native["allowall"]),
+                ratio_row("rbac + memquota (cache on) vs bare: median (min-max)", native["cached"], native["bare"]),
+                ratio_row("rbac + memquota (cache off) vs bare: median (min-max)", native["uncached"], native["bare"]),
+                ratio_row("allow-all handler vs bare: median (min-max)", native["allowall"], native["bare"]),
             ]
-            print("\n".join(lines[-5:]), flush=True)
+            print("\n".join(lines[-9:]), flush=True)
         if "envoy" in parts:
             with pinning.released():
                 envoy = bench_envoy(args, workdir)
             lines += [
                 row("Envoy ext_authz -> bare grpc.aio allow", envoy["bare"]),
+                row("Envoy ext_authz -> mixer, allow-all handler (noop), check cache off", envoy["allowall"]),
                 row("Envoy ext_authz -> mixer rbac + memquota (cache on)", envoy["mixer"]),
-                ratio_row("cost vs bare: median (min-max)", envoy["mixer"], envoy["bare"]),
+                ratio_row("rbac + memquota vs allow-all handler: median (min-max)", envoy["mixer"], envoy["allowall"]),
+                ratio_row("rbac + memquota vs bare: median (min-max)", envoy["mixer"], envoy["bare"]),
+                ratio_row("allow-all handler vs bare: median (min-max)", envoy["allowall"], envoy["bare"]),
             ]
-            print("\n".join(lines[-3:]), flush=True)
+            print("\n".join(lines[-6:]), flush=True)
         if "redis" in parts:
             redis_runs = bench_redis(workdir, args.redis_ops, args.redis_concurrency, args.rounds, pinning)
             conc = args.redis_concurrency
