@@ -7,8 +7,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from prometheus_client import Counter
-
 from mixer.attributes import AttributeManifest, Bag
 from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
@@ -61,7 +59,6 @@ class Runtime:
         self.errors = ErrorLog(self.metrics, self.logger)
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
-        self._check_counters: dict[tuple[str, bool], Counter] = {}
         self._retiring: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
         self._on_swap: list[Callable[[Snapshot], None]] = []
 
@@ -170,17 +167,12 @@ class Runtime:
         snapshot.inflight += 1
         snapshot.drained.clear()
         try:
-            response = await check(snapshot, bag, quotas or {}, self.metrics, self.errors)
+            response = await check(snapshot, bag, quotas or {}, self.errors)
         finally:
             snapshot.inflight -= 1
             if snapshot.inflight == 0:
                 snapshot.drained.set()
-        outcome = (front_door, response.result.ok)
-        counter = self._check_counters.get(outcome)
-        if counter is None:  # labels() costs a lock and a tuple build: once per front door and outcome
-            counter = self._check_counters[outcome] = self.metrics.checks.labels(
-                front_door, "ok" if response.result.ok else "denied")
-        counter.inc()
+        self.metrics.checks.labels(front_door, "ok" if response.result.ok else "denied").inc()
         return response
 
     async def close(self) -> None:
