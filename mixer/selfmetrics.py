@@ -49,7 +49,7 @@ class DispatchSeries:
         series.observe(seconds)
 
     def _first_call(self) -> HistogramSeries:
-        # error="false" is made by the first call even when it fails, as Mixer's series always were
+        # error="false" is made by the first call even when that call fails: the series /metrics has always shown
         self._ok = self._durations.labels(*self._labels, "false")
         return self._ok
 
