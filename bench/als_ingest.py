@@ -7,8 +7,12 @@ entries at a time (Envoy's 16 KiB log buffer holds ~20 of them), and prints per 
 - ``decode``: ``StreamAccessLogsMessage.FromString`` and touching each entry;
 - ``map``: decode + entry -> attribute bag, as the door does it for the default config;
 - ``rules->noop``: decode + map + the default config's rules and instances, every handler a noop;
-- ``default``: the full default config: prometheus and the stdio access log (stdout to /dev/null);
-- ``telemetry``: the default config without the access logs (Istio's metrics into prometheus only).
+- ``default``: the full default config: prometheus, the stdio access log (stdout to /dev/null) and
+  the spans from access log entries (the otlp handler sending to 127.0.0.1:4317, where nothing
+  listens: as in ``bench/mesh_cost.py`` after its first seconds, the handler's queue is full, so
+  new spans are dropped and counted (``queue_full``); its queue is 10 spans here, full after warm-up);
+- ``no-spans``: the default config without the tracing rule (prometheus and the access log);
+- ``telemetry``: Istio's metrics into prometheus only (no access log, no spans).
 
 Two figures per stage: the best of ``--repeats`` timings (µs per entry; noisy on a shared machine,
 the best is the least disturbed), and with ``--instructions`` the CPU instructions per entry counted
@@ -50,9 +54,11 @@ from mixer.selfmetrics import SelfMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "frontdoors" / "testdata" / "envoy-probe"
-STAGES = ("decode", "map", "rules->noop", "default", "telemetry")
-# What each stage adds to: the handlers' cost is default - rules->noop; telemetry is measured against map.
-BASES = {"map": "decode", "rules->noop": "map", "default": "rules->noop", "telemetry": "map"}
+STAGES = ("decode", "map", "rules->noop", "default", "no-spans", "telemetry")
+# What each stage adds to: the handlers' cost is default - rules->noop; the others are measured against map.
+BASES = {"map": "decode", "rules->noop": "map", "default": "rules->noop", "no-spans": "map", "telemetry": "map"}
+# The shipped config files each stage leaves out.
+LEFT_OUT = {"no-spans": {"istio-tracing.yaml"}, "telemetry": {"istio-tracing.yaml", "istio-accesslog.yaml"}}
 
 
 def recorded_message(batch_size: int) -> tuple[bytes, als_pb2.StreamAccessLogsMessage]:
@@ -69,10 +75,8 @@ def recorded_message(batch_size: int) -> tuple[bytes, als_pb2.StreamAccessLogsMe
 
 def config_files(workdir: Path, stage: str) -> list[str]:
     """The default config for ``stage``: as shipped (the prometheus handler on a free port, so that
-    runs can overlap), without the access logs, or with noop handlers."""
-    shipped = sorted(DEFAULT_CONFIG_DIR.glob("*.yaml"))
-    if stage == "telemetry":
-        shipped = [p for p in shipped if p.name != "istio-accesslog.yaml"]
+    runs can overlap), less the files the stage leaves out, or with noop handlers."""
+    shipped = [p for p in sorted(DEFAULT_CONFIG_DIR.glob("*.yaml")) if p.name not in LEFT_OUT.get(stage, ())]
     docs = [d for p in shipped for d in yaml.safe_load_all(p.read_text()) if d]
     for doc in docs:
         if doc.get("kind") != "handler":
@@ -81,6 +85,10 @@ def config_files(workdir: Path, stage: str) -> list[str]:
             doc["spec"] = {"compiledAdapter": "noop"}
         elif doc["spec"]["compiledAdapter"] == "prometheus":
             doc["spec"]["params"]["address"] = "127.0.0.1:0"
+        elif doc["spec"]["compiledAdapter"] == "otlp":
+            # Nothing listens at its endpoint, as in bench/mesh_cost.py, where the queue is full after
+            # the first seconds (10,000 spans at 4,000 a second): a queue of 10 is full after warm-up.
+            doc["spec"]["params"]["delivery"] = {"queueSize": 10, "batchSize": 10}
     out = workdir / "config.yaml"
     out.write_text(yaml.safe_dump_all(docs))
     return [str(out)]
@@ -104,6 +112,9 @@ class MapOnly:
 
     def report(self, bags: Sequence[Bag], front_door: str) -> int:
         return 0
+
+    async def submit(self, bags: Sequence[Bag], front_door: str) -> int:
+        return 0  # the doors hand bags over here (RuntimeLike.submit): dropped, as report does
 
 
 @contextlib.contextmanager

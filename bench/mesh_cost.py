@@ -6,7 +6,13 @@ rounds so that drift on a shared machine hits each alike:
 
 - ``plain``: the two Envoys with no ext_authz, no access log: the latency and CPU baseline;
 - ``default``: the mixer on its default config (Istio 1.4's telemetry), sidecars as ``mixer sidecar``
-  writes them (tracing off): ext_authz on the inbound listener, an access log on both;
+  writes them (tracing off): ext_authz on the inbound listener, an access log on both; the config's
+  ``otlp`` handler sends the spans it builds from access log entries to 127.0.0.1:4317, where nothing
+  listens here, so its queue is full a few seconds in and the rest are counted dropped unbuilt;
+- ``default-traced``: the same with the ``otlp`` handler pointed at a real OTLP receiver (the
+  OpenTelemetry Collector: otlp receiver -> debug exporter, spans counted by its own metrics), so every span is
+  built, encoded and sent. The receiver's CPU is given apart from the mixer's; at the end the spans it
+  got plus the handler's counted drops are checked against the access log entries the mixer took in;
 - ``deny``: the default config plus a denier rule "a-v1 may not call c-v1" (the traffic is a -> b);
 - ``quota``: the default config plus a memquota quota every inbound request allocates (gRPC Check);
 - ``quota-http``: the same, with the sidecar's ext_authz asking over plain HTTP (``--check-http-port``);
@@ -17,6 +23,10 @@ The mixer's (or the collector's) CPU is read from /proc (the process and its des
 measured window, as are the two sidecars'. vCPU per 1,000 req/s = CPU seconds / window / (req/s / 1000).
 Because CPU per request through Envoy varies by half from run to run here, each is also given as a
 ratio to the two sidecars' own CPU over the same window (Istio 1.4's Mixer: 0.6x).
+
+``--workers N`` runs the mixer with N processes, but here the Envoys and wrk saturate the machine
+long before one mixer worker is: how ``--workers 2`` scales at saturation is
+``bench/workers_scaling.py``'s (the access log door driven directly).
 
     .venv/bin/python bench/mesh_cost.py [--duration 5] [--rounds 3] [--only default,quota]
         [--static-bootstrap] [--workers N] [--log-buffer-bytes N] [--append]
@@ -43,7 +53,7 @@ from typing import Any
 import yaml
 
 from mixer.config import DEFAULT_CONFIG_DIR
-from mixer.processes import free_port, start, stop, wait_for_port
+from mixer.processes import free_port, http_get, start, stop, wait_for_port
 from proxy import EnvoyProcess, Inbound, Outbound, SidecarSpec, render_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,14 +202,22 @@ def plain(bootstrap: dict[str, Any]) -> dict[str, Any]:
     return bootstrap
 
 
-def mixer_config(workdir: Path, extra: str) -> Path:
-    """The default config (its Prometheus handler on a free loopback port) plus ``extra``."""
+DEFAULT_OTLP_ENDPOINT = "endpoint: 127.0.0.1:4317"  # the otlp handler's, as the default config ships it
+
+
+def mixer_config(workdir: Path, extra: str, otlp_endpoint: str = "") -> Path:
+    """The default config (its Prometheus handler on a free loopback port; its otlp handler sending to
+    ``otlp_endpoint`` when given) plus ``extra``."""
     folder = workdir / "config"
     folder.mkdir()
     for source in sorted(Path(DEFAULT_CONFIG_DIR).glob("*.yaml")):
         text = source.read_text()
         if "compiledAdapter: prometheus" in text:
             text = text.replace("  params:\n", f"  params:\n    address: 127.0.0.1:{free_port()}\n", 1)
+        if otlp_endpoint and "compiledAdapter: otlp" in text:
+            if DEFAULT_OTLP_ENDPOINT not in text:
+                raise SystemExit(f"{source}: no '{DEFAULT_OTLP_ENDPOINT}' to point at the receiver")
+            text = text.replace(DEFAULT_OTLP_ENDPOINT, f"endpoint: {otlp_endpoint}", 1)
         (folder / source.name).write_text(text)
     if extra:
         (folder / "extra.yaml").write_text(extra)
@@ -214,22 +232,27 @@ class Stack:
     entry_port: int  # a-v1's outbound listener for b
     sidecars: list[EnvoyProcess]
     collector_pid: int | None  # the mixer's or collector's process (its descendants count too)
+    receiver: SpanReceiver | None = None  # where the mixer's spans go, measured apart
     runs: list[dict[str, float]] = field(default_factory=list)
 
     def measure(self, seconds: float, connections: int) -> dict[str, float]:
-        def cpu() -> tuple[float, float]:
+        def cpu() -> tuple[float, float, float]:
             envoys = sum(tree_cpu_seconds(e.pid or 0) for e in self.sidecars)
-            return envoys, tree_cpu_seconds(self.collector_pid) if self.collector_pid else 0.0
+            receiver = tree_cpu_seconds(self.receiver.pid) if self.receiver else 0.0
+            return envoys, tree_cpu_seconds(self.collector_pid) if self.collector_pid else 0.0, receiver
 
-        envoys0, collector0 = cpu()
+        envoys0, collector0, receiver0 = cpu()
         started = time.monotonic()
         figures = wrk(self.entry_port, seconds, connections)
         elapsed = time.monotonic() - started
-        envoys1, collector1 = cpu()
+        envoys1, collector1, receiver1 = cpu()
         kilo_rps = figures["rps"] / 1000
         figures["envoy_vcpu_per_krps"] = (envoys1 - envoys0) / elapsed / kilo_rps
         figures["vcpu_per_krps"] = (collector1 - collector0) / elapsed / kilo_rps
         figures["ratio"] = (collector1 - collector0) / max(envoys1 - envoys0, 1e-9)
+        if self.receiver:
+            figures["receiver_vcpu_per_krps"] = (receiver1 - receiver0) / elapsed / kilo_rps
+            figures["receiver_ratio"] = (receiver1 - receiver0) / max(envoys1 - envoys0, 1e-9)
         return figures
 
 
@@ -259,17 +282,19 @@ def start_envoys(bootstraps: dict[str, dict[str, Any]], workdir: Path, stack: Ex
     return envoys
 
 
-def start_mixer(workdir: Path, extra: str, workers: int, stack: ExitStack, check_http_port: int = 0) -> tuple[int, int]:
-    """``mixer serve`` on the default config plus ``extra``; returns (gRPC port, its PID)."""
-    grpc_port = free_port()
-    proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(mixer_config(workdir, extra)),
-                  "--port", str(free_port()), "--grpc-port", str(grpc_port), "--watch-interval", "1",
+def start_mixer(workdir: Path, extra: str, workers: int, stack: ExitStack, check_http_port: int = 0,
+                otlp_endpoint: str = "") -> tuple[int, int, int]:
+    """``mixer serve`` on the default config plus ``extra``; returns (gRPC port, HTTP port, its PID)."""
+    grpc_port, http_port = free_port(), free_port()
+    config = mixer_config(workdir, extra, otlp_endpoint)
+    proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(config),
+                  "--port", str(http_port), "--grpc-port", str(grpc_port), "--watch-interval", "1",
                   "--log-level", "WARNING", "--trust-peer-headers", "--workers", str(workers),
                   "--check-http-port", str(check_http_port)],
                  log_path=str(workdir / "mixer.log"), cwd=str(ROOT))
     stack.callback(stop, proc)
     wait_for_port(grpc_port, 60, proc)
-    return grpc_port, proc.pid
+    return grpc_port, http_port, proc.pid
 
 
 def build_stack(name: str, args: argparse.Namespace, upstream_port: int, workdir: Path,
@@ -284,17 +309,23 @@ def build_stack(name: str, args: argparse.Namespace, upstream_port: int, workdir
         return Stack(name, a_port, envoys, None)
     if name == "otelcol":
         return start_collector_stack(args, upstream_port, workdir, stack, a_port, b_port)
-    base, _, transport = name.partition("-")
+    base, _, variant = name.partition("-")
     extra = {"default": "", "deny": DENY_RULE, "quota": QUOTA_RULE}[base]
     quotas = ("requestquota",) if base == "quota" else ()
-    check_http_port = free_port() if transport == "http" else 0
-    grpc_port, pid = start_mixer(workdir, extra, args.workers, stack, check_http_port)
+    check_http_port = free_port() if variant == "http" else 0
+    receiver = start_span_receiver(workdir, stack) if variant == "traced" else None
+    if isinstance(receiver, str):
+        return receiver
+    grpc_port, http_port, pid = start_mixer(workdir, extra, args.workers, stack, check_http_port,
+                                            receiver.otlp_endpoint if receiver else "")
+    if receiver:
+        receiver.mixer_port = http_port
     if check_http_port:
         wait_for_port(check_http_port, 30)
     specs = sidecar_specs(grpc_port, b_port, a_port, upstream_port, quotas, discovery, args.log_buffer_bytes,
                           check_http_port)
     envoys = start_envoys({s.workload: render_bootstrap(s) for s in specs}, workdir, stack)
-    return Stack(name, a_port, envoys, pid)
+    return Stack(name, a_port, envoys, pid, receiver)
 
 
 def telemetry_only(bootstrap: dict[str, Any]) -> dict[str, Any]:
@@ -341,10 +372,73 @@ def start_collector_stack(args: argparse.Namespace, upstream_port: int, workdir:
     return Stack("otelcol", a_port, envoys, collector.pid)
 
 
+# -- the span receiver ---------------------------------------------------------------------------
+
+
+# The receiver's pipeline: OTLP traces in, discarded by the debug exporter (one short log line per
+# batch): the cheapest real OTLP backend. The collector's own metrics count what its receiver accepted.
+SPAN_SINK_PIPELINE = {
+    "exporters": {"debug/spans": {"verbosity": "basic"}},
+    "service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["debug/spans"]}}},
+}
+ACCEPTED_SPANS = re.compile(r"^otelcol_receiver_accepted_spans(?:_total)?(?:\{[^}]*\})? (\S+)$", re.M)
+
+
+def metric_sum(url: str, pattern: re.Pattern[str]) -> float:
+    """The sum of every sample ``pattern`` matches in the Prometheus text at ``url``."""
+    answer = http_get(url, timeout=10)
+    if answer is None or answer[0] != 200:
+        raise RuntimeError(f"no metrics at {url}: {answer}")
+    return sum(float(value) for value in pattern.findall(answer[1].decode()))
+
+
+@dataclass
+class SpanReceiver:
+    """The collector the ``otlp`` handler sends to, and the two /metrics that account for the spans."""
+
+    pid: int
+    otlp_endpoint: str
+    metrics_url: str  # the collector's own metrics: otelcol_receiver_accepted_spans_total
+    mixer_port: int = 0  # the mixer's HTTP port (/metrics), set once it runs
+
+    def accounting(self, handler: str = "otlp.handler.istio-system", timeout: float = 30.0) -> dict[str, float]:
+        """Spans the receiver got, the handler sent and dropped, and the access log entries the mixer
+        took in (the tracing rule builds one span from each), once the handler's queue has drained."""
+        quoted = re.escape(f'"{handler}"')
+        sent = re.compile(rf"^mixer_sent_instances_total\{{handler={quoted}\}} (\S+)$", re.M)
+        dropped = re.compile(rf"^mixer_dropped_instances_total\{{handler={quoted},reason=\"[^\"]+\"\}} (\S+)$", re.M)
+        entries = re.compile(r"^mixer_reports_total\{[^}]*\} (\S+)$", re.M)
+        deadline = time.monotonic() + timeout
+        while True:
+            mixer = f"http://127.0.0.1:{self.mixer_port}/metrics"
+            figures = {"received": metric_sum(self.metrics_url, ACCEPTED_SPANS), "sent": metric_sum(mixer, sent),
+                       "dropped": metric_sum(mixer, dropped), "entries": metric_sum(mixer, entries)}
+            settled = figures["received"] == figures["sent"] and figures["sent"] + figures["dropped"] == figures["entries"]
+            if settled or time.monotonic() > deadline:
+                return figures
+            time.sleep(1)
+
+
+def start_span_receiver(workdir: Path, stack: ExitStack) -> SpanReceiver | str:
+    """The OpenTelemetry Collector counting the OTLP spans it receives, or why it cannot be had."""
+    from mixer import thirdparty
+
+    try:
+        binary = thirdparty.ensure("otelcol")
+    except thirdparty.BuildError as exc:
+        return f"the collector could not be built: {exc}"
+    collector = thirdparty.CollectorServer(binary, workdir / "otelcol", extra=SPAN_SINK_PIPELINE, self_metrics=True)
+    collector.start()
+    stack.callback(collector.stop)
+    collector.wait_ready()
+    assert collector.pid
+    return SpanReceiver(collector.pid, collector.otlp_grpc_endpoint, collector.self_metrics_url)
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
-NAMES = ("plain", "default", "deny", "quota", "quota-http", "otelcol")
+NAMES = ("plain", "default", "default-traced", "deny", "quota", "quota-http", "otelcol")
 
 
 def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -369,6 +463,25 @@ def table(stacks: dict[str, Stack], skipped: dict[str, str]) -> list[str]:
                      f"{added} | {s['non2xx']:.0f} | {s['envoy_vcpu_per_krps']:.3f} |")
     for name, why in skipped.items():
         lines.append(f"| {name} | not measured: {why} | | | | | | | |")
+    return lines
+
+
+def receiver_lines(stacks: dict[str, Stack], accounts: dict[str, dict[str, float]]) -> list[str]:
+    """For each stack with a span receiver: its CPU (not in the mixer's figure) and whether every span
+    the mixer built is accounted for: received by the receiver or counted dropped by the handler."""
+    lines = []
+    for name, spans in accounts.items():
+        runs = stacks[name].runs
+        s = summarize(runs)
+        low = min(r["receiver_vcpu_per_krps"] for r in runs)
+        high = max(r["receiver_vcpu_per_krps"] for r in runs)
+        balanced = spans["received"] == spans["sent"] and spans["received"] + spans["dropped"] == spans["entries"]
+        lines.append(
+            f"- {name}: the span receiver (OpenTelemetry Collector, OTLP/gRPC) took {s['receiver_vcpu_per_krps']:.3f} "
+            f"({low:.3f}-{high:.3f}) vCPU / 1k req/s, {s['receiver_ratio']:.2f}x the sidecars' CPU, not in the "
+            f"mixer's figure. Spans: {spans['received']:.0f} received + {spans['dropped']:.0f} counted dropped = "
+            f"{spans['received'] + spans['dropped']:.0f}, for {spans['entries']:.0f} access log entries (one span "
+            f"each) and {spans['sent']:.0f} counted sent: {'all accounted for' if balanced else 'NOT BALANCED'}.")
     return lines
 
 
@@ -415,7 +528,9 @@ def main() -> int:
                 each.runs.append(run)
                 print(f"round {round_no + 1} {name}: {run['rps']:.0f} req/s, p50 {run['p50']:.2f} ms, "
                       f"{run['vcpu_per_krps']:.3f} vCPU/1k req/s ({run['ratio']:.2f}x sidecars)", flush=True)
-    lines = table(stacks, skipped)
+        accounts = {name: each.receiver.accounting() for name, each in stacks.items() if each.receiver}
+    notes = receiver_lines(stacks, accounts)
+    lines = table(stacks, skipped) + ([""] + notes if notes else [])
     print("\n".join(lines))
     if args.append:
         command = ".venv/bin/python bench/mesh_cost.py " + " ".join(a for a in sys.argv[1:] if a != "--append")
@@ -423,7 +538,7 @@ def main() -> int:
             handle.write("\n".join(["", f"`{command.strip()}` ({time.strftime('%Y-%m-%d %H:%M')} UTC; {machine}; "
                                     f"{args.connections} connections, {args.rounds} alternating rounds of "
                                     f"{args.duration:g}s, medians)", "", *lines, ""]))
-    return 0
+    return 0 if all(note.endswith("all accounted for.") for note in notes) else 1
 
 
 def _rotated(stacks: dict[str, Stack], shift: int) -> Iterator[tuple[str, Stack]]:

@@ -71,6 +71,13 @@ def check_request() -> bytes:
     return data
 
 
+def rss_margin(limits: Limits) -> float:
+    """Bytes README's Limits section allows above idle + max_inflight_bytes: each open HTTP
+    connection's read buffer (aiohttp stops reading at 2 x 64 KiB) and the objects of the reports
+    being decoded (about 10x a body's bytes)."""
+    return limits.max_connections * 128 * 1024 + limits.concurrent_reports * 10 * limits.max_body_bytes
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -275,6 +282,7 @@ def main() -> None:
     parser.add_argument("--check-timeout", type=float, default=0.5)
     parser.add_argument("--generator-cap", type=int, default=4000, help="reports waiting here at most")
     parser.add_argument("--max-inflight-bytes", type=int, default=Limits().max_inflight_bytes)
+    parser.add_argument("--max-connections", type=int, default=Limits().max_connections)
     parser.add_argument("--append", action="store_true", help="append the result row to BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -283,7 +291,8 @@ def main() -> None:
         proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(DEFAULT_CONFIG_DIR),
                       "--port", str(http_port), "--grpc-port", str(grpc_port), "--log-level", "WARNING",
                       "--metrics-address", f"127.0.0.1:{free_port()}", "--watch-interval", "0",
-                      "--max-inflight-bytes", str(args.max_inflight_bytes)],
+                      "--max-inflight-bytes", str(args.max_inflight_bytes),
+                      "--max-connections", str(args.max_connections)],
                      log_path=os.path.join(folder, "mixer.log"), cwd=str(ROOT))
         try:
             wait_for_port(http_port, timeout=30, proc=proc)
@@ -292,7 +301,9 @@ def main() -> None:
             alive = proc.poll() is None
         finally:
             stop(proc)
-    bound = out["idle_rss"] + args.max_inflight_bytes / 2**20
+    limits = Limits(max_inflight_bytes=args.max_inflight_bytes, max_connections=args.max_connections)
+    bound = out["idle_rss"] + limits.max_inflight_bytes / 2**20
+    margin = rss_margin(limits) / 2**20
     client_429 = out["statuses"].get("429", 0)
     machine = f"{platform.machine()}, {os.cpu_count()} cpus (shared by client and mixer), Python {platform.python_version()}"
     print(f"machine: {machine}")
@@ -303,7 +314,8 @@ def main() -> None:
     print(f"overload: offered {out['offered']:.0f} reports/s ({args.factor:g}x) for {args.duration:g} s, sent "
           f"{out['sent_rate']:.0f}/s (unsent, generator cap: {out['unsent']}); answers {out['statuses']}")
     print(f"overload: RSS peak {out['rss_peak']:.0f} MiB, end {out['rss_end']:.0f} MiB "
-          f"(idle + max_inflight_bytes = {bound:.0f} MiB); {out['overload_checks']}")
+          f"(idle + max_inflight_bytes = {bound:.0f} MiB, + the README's margin {margin:.0f} MiB = "
+          f"{bound + margin:.0f} MiB); {out['overload_checks']}")
     print(f"shed: the mixer counted {out['shed_counted']:.0f}, the clients saw {client_429} x 429")
     print(f"recovery: {out['recovered']:.1f} reports/s ({out['recovered'] / out['capacity']:.0%} of capacity); "
           f"{out['recovered_checks']}")
@@ -313,7 +325,7 @@ def main() -> None:
     if args.append:
         row = (f"| {time.strftime('%Y-%m-%d')} | {machine} | {args.bags} bags | {out['capacity']:.0f}/s | "
                f"{out['offered']:.0f}/s offered, {out['sent_rate']:.0f}/s sent | {out['statuses']} | "
-               f"{out['shed_counted']:.0f} / {client_429} | {out['rss_peak']:.0f} MiB (bound {bound:.0f}) | "
+               f"{out['shed_counted']:.0f} / {client_429} | {out['rss_peak']:.0f} MiB (bound {bound + margin:.0f}) | "
                f"{out['capacity_checks']} | {out['overload_checks']} | {out['maximal_checks']} | "
                f"{out['recovered'] / out['capacity']:.0%} |\n")
         with (ROOT / "BENCHMARKS.md").open("a") as f:

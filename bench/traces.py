@@ -9,7 +9,13 @@ calls in flight) over gRPC; a receiver process answers each export with success.
 first request until the adapter has every span acknowledged by the receiver; the CPU seconds this
 process spent in that time are reported too (spans per CPU-second is the one-core figure).
 
+With ``--stages``, also where a span's CPU time goes, in this process without gRPC (best of
+``--repeats``): decoding (the door's reading of the request), mapping to bags, the rules and
+instances (the config's handler replaced by the core's noop), and the otlp adapter's encoding of
+those instances (as ``OtlpHandler.handle_tracespan`` and ``send`` do, without the queue).
+
     .venv/bin/python bench/traces.py [--spans 200000] [--spans-per-request 100] [--concurrency 8]
+                                     [--stages] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
@@ -32,6 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.otlp import OtlpHandler  # noqa: E402
+from adapters.otlp.convert import span_ids, traces_request, tracespan_to_span  # noqa: E402
+from mixer.frontdoors.otlp_wire import ExportTraceServiceRequest as WireRequest  # noqa: E402
+from mixer.frontdoors.span_attributes import otlp_span_bag, resource_base_bag  # noqa: E402
 from mixer.frontdoors import FrontDoorOptions, GrpcListener, standard_doors  # noqa: E402
 from mixer.processes import free_port, start, stop, wait_for_port  # noqa: E402
 from mixer.runtime import Runtime  # noqa: E402
@@ -169,11 +179,69 @@ async def through_the_mixer(args: argparse.Namespace, workdir: Path) -> tuple[in
         stop(receiver)
 
 
+def _stage_config(workdir: Path, adapter: str) -> Path:
+    """The tracing config with its handler replaced by ``adapter`` (noop, or memory to keep the instances)."""
+    params = "{maxInstances: 100000}" if adapter == "memory" else "{}"
+    config = TRACING.read_text().replace("compiledAdapter: otlp", f"compiledAdapter: {adapter}")
+    head, _, rest = config.partition("  params:\n    protocol: grpc")
+    rest = rest.split("\n---", 1)[1]
+    path = workdir / f"{adapter}.yaml"
+    path.write_text(f"{head}  params: {params}\n---{rest}")
+    return path
+
+
+async def stage_costs(requests: list[bytes], repeats: int) -> dict[str, float]:
+    """CPU microseconds per span of each stage, best of ``repeats``, in this process."""
+    with tempfile.TemporaryDirectory(prefix="bench-traces-stages-") as tmp:
+        noop = await Runtime.load([_stage_config(Path(tmp), "noop")])
+        memory = await Runtime.load([_stage_config(Path(tmp), "memory")])
+    manifest = noop.manifest
+    capture = memory.snapshot.slots["otlp.handler.istio-system"].handler
+    pending: list[Any] = []
+    spans = 0
+    best = dict.fromkeys(("decode", "bags", "rules -> noop", "otlp encode"), float("inf"))
+    for _ in range(repeats):
+        # Request by request, as the door works: what a request leaves behind is garbage at once
+        # (holding every bag of the run would make the collector's passes a cost of their own).
+        took = dict.fromkeys(best, 0.0)
+        spans = 0
+        for raw in requests:
+            started = time.process_time()
+            request = WireRequest.FromString(raw)
+            decoded = time.process_time()
+            batch = []
+            for resource_spans in request.resource_spans:
+                base = resource_base_bag(resource_spans.resource)
+                for scope_spans in resource_spans.scope_spans:
+                    batch.extend(otlp_span_bag(span, base, manifest) for span in scope_spans.spans)
+            mapped = time.process_time()
+            noop.report(batch)
+            reported = time.process_time()
+            memory.report(batch)  # the same instances, kept for the encoding below (not timed)
+            instances = list(capture.instances)  # type: ignore[attr-defined]
+            capture.instances.clear()  # type: ignore[attr-defined]
+            encoding = time.process_time()
+            pending.extend(tracespan_to_span(i.fields, span_ids(i.fields)) for i in instances)
+            if len(pending) >= 512:  # the push queue's batch
+                traces_request(pending)
+                pending.clear()
+            encoded = time.process_time()
+            spans += len(batch)
+            for stage, seconds in zip(took, (decoded - started, mapped - decoded, reported - mapped, encoded - encoding)):
+                took[stage] += seconds
+        best = {stage: min(best[stage], took[stage]) for stage in best}
+    await noop.close()
+    await memory.close()
+    return {stage: seconds / spans * 1e6 for stage, seconds in best.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--spans-per-request", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--stages", action="store_true", help="also time each stage in process")
+    parser.add_argument("--repeats", type=int, default=3, help="--stages: best of this many runs")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -189,6 +257,10 @@ def main() -> None:
           f"(wall), {sent / cpu:,.0f} spans per CPU-second of the mixer ({cpu:.3f}s CPU)")
     print(f"ratio decode-only / full path: {(spans / seconds) / (sent / wall):.1f}x wall, "
           f"{(spans / decode_cpu) / (sent / cpu):.1f}x CPU")
+    if args.stages:
+        costs = asyncio.run(stage_costs(requests[: max(len(requests) // 5, 1)], args.repeats))
+        print("in process, CPU µs per span: " + ", ".join(f"{stage} {us:.1f}" for stage, us in costs.items())
+              + f"; sum {sum(costs.values()):.1f} (the full path above: {cpu / sent * 1e6:.1f})")
 
 
 if __name__ == "__main__":

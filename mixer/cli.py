@@ -131,8 +131,9 @@ def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         ("max_body_bytes", "bytes of one HTTP body or gRPC message; more: 413 / RESOURCE_EXHAUSTED"),
         ("max_inflight_bytes", "bytes of bodies and messages handled at once, per listener; more: 429"),
         ("max_inflight_requests", "HTTP requests handled at once; more: 429"),
+        ("max_connections", "open HTTP connections, per HTTP listener and the HTTP ext_authz door; more: 429, closed"),
         ("max_streams", "access log streams open at once; more: RESOURCE_EXHAUSTED"),
-        ("concurrent_reports", "reports decoded and dispatched at once; checks wait behind at most these"),
+        ("concurrent_reports", "reports decoded and dispatched at once; the others wait, admitted"),
     ]:
         group.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
                            metavar="N", help=f"{help_text} (default %(default)s)")

@@ -198,6 +198,24 @@ class PushQueue(Generic[T]):
                 self._data.set()
         return accepted
 
+    def room(self) -> int:
+        """How many more items ``offer`` would take now (at most; with ``size_of`` the byte budget may
+        take fewer). A handler whose items are costly to build builds only this many and ``refuse``s
+        the rest: while the backend is down and the queue full, nothing is built to be dropped."""
+        if self._closing:
+            return 0
+        room = self.settings.queue_size - self._count
+        if self._bytes >= self.settings.queue_bytes:
+            return 0
+        return max(room, 0)
+
+    def refuse(self, count: int) -> None:
+        """Count ``count`` items the handler did not build because there was no ``room``: offered and
+        dropped (``queue_full``, or ``shutdown`` once closing), as ``offer`` would have counted them."""
+        if count > 0:
+            self.offered += count
+            self._drop(count, SHUTDOWN if self._closing else QUEUE_FULL)
+
     def _accept_sized(self, items: Sequence[T], room: int) -> int:
         budget = self.settings.queue_bytes - self._bytes
         size_of = self._size_of
@@ -388,6 +406,12 @@ class PushHandler(Handler, Generic[T]):
 
     async def close(self) -> None:
         await self.queue.close()
+
+    def report_room(self, template: str) -> int | None:
+        return self.queue.room()
+
+    def refuse_reports(self, template: str, count: int) -> None:
+        self.queue.refuse(count)
 
 
 # --- the shared ``delivery:`` params block ------------------------------------------------------

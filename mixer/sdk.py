@@ -53,6 +53,22 @@ class Instance(NamedTuple):
     fields: Mapping[str, Any]
 
 
+class EncodedAttributes(dict[str, str]):
+    """A STRING_MAP value that also carries the OTLP encoding its entries arrived in, so an adapter
+    sending them on as OTLP span attributes copies bytes instead of encoding each entry again.
+
+    ``wire`` maps each key whose text is not empty to its ``Span.attributes`` field (tag, length,
+    KeyValue), in the map's order. Read it as a plain map anywhere else; like every bag value it is
+    never mutated (a rule that wants other entries builds another map, which has no ``wire``).
+    """
+
+    __slots__ = ("wire",)
+
+    def __init__(self, entries: Mapping[str, str] | None = None, wire: Mapping[str, bytes] | None = None) -> None:
+        super().__init__(entries or {})
+        self.wire: Mapping[str, bytes] = wire or {}
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceSchema:
     """What a handler learns at build time about an instance it will receive."""
@@ -145,6 +161,18 @@ class Handler:
         instances changed), before ``start``. A prometheus handler keeps the series whose definition
         did not change, so a reload does not reset counters. ``previous`` is closed afterwards, once
         in-flight work drains. Default: nothing carried."""
+        return None
+
+    def report_room(self, template: str) -> int | None:
+        """How many ``template`` instances this handler would take now; None (the default): no bound.
+        At 0 (a push handler whose queue is full while its backend is down) the runtime builds none
+        for a rule whose every action comes here: it only evaluates the rule's ``match`` and hands
+        over how many matched (``refuse_reports``), so a backlog costs no instance building."""
+        return None
+
+    def refuse_reports(self, template: str, count: int) -> None:
+        """``count`` instances of ``template`` were not built because ``report_room`` said 0: count
+        them as dropped, as the handler would have had it received them. Default: nothing."""
         return None
 
 

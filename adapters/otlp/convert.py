@@ -25,6 +25,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from adapters.otlp import wire
 from mixer.attributes import format_duration, format_timestamp
+from mixer.sdk import EncodedAttributes
 
 SCOPE_NAME = "mixer"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -138,13 +139,15 @@ def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]
             span_id = rewritten_client_id(span_id)
         else:
             parent_id = rewritten_client_id(span_id)
-    write = _WRITER.write
+    write, known = _WRITER.write, _WRITER.known
     parts: list[bytes] = []
     append = parts.append
     for key, value in tags.items():
         if type(value) is str:  # most tags: checked first, without an ABC isinstance
             if value and key not in _RESERVED:
-                append(write(key, value))
+                append(known((key, value)) or write(key, value))
+        elif type(value) is EncodedAttributes:
+            append(_spread_encoded(value.wire, tags))
         elif isinstance(value, Mapping):
             for inner, text in value.items():
                 # a tag of its own wins over the same key in a spread map: OTLP keys are unique
@@ -158,8 +161,10 @@ def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]
         parts.append(write("http.response.status_code", code))
     for field_name, attribute in _NUMBERS:
         size = fields.get(field_name)
-        if isinstance(size, int) and not isinstance(size, bool):
-            parts.append(write(attribute, size))
+        if type(size) is int:
+            append(known((attribute, size)) or write(attribute, size))
+        elif isinstance(size, int) and not isinstance(size, bool):
+            append(write(attribute, size))
     for field_name, attribute in (("source_ip", "client.address"), ("destination_ip", "server.address")):
         address = fields.get(field_name)
         if isinstance(address, (ipaddress.IPv4Address, ipaddress.IPv6Address)) and not address.is_unspecified:
@@ -176,6 +181,18 @@ def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]
     )
     service = _named(tags.get("service.name")) or (source if client else destination) or "unknown"
     return service, encoded
+
+
+def _spread_encoded(wire: Mapping[str, bytes], tags: Mapping[str, Any]) -> bytes:
+    """A spread map's entries as they arrived (empty ones are not in ``wire``), less the keys a tag
+    of its own has: the same attributes the entry by entry spread writes, without encoding them."""
+    taken = [key for key in wire.keys() & tags.keys() if tags[key] not in (None, "")]
+    if not taken:
+        return b"".join(wire.values())
+    kept = dict(wire)
+    for key in taken:
+        del kept[key]
+    return b"".join(kept.values())
 
 
 def _status(tags: Mapping[str, Any], code: int, client: bool) -> tuple[int, str]:

@@ -51,10 +51,23 @@ class OtlpHandler(PushHandler[SpanItem]):
         await self.logs.close()
         await self.transport.close()
 
+    def _queue_for(self, template: str) -> PushQueue[Any]:
+        return self.logs if template == "logentry" else self.queue
+
+    def report_room(self, template: str) -> int | None:
+        return self._queue_for(template).room()
+
+    def refuse_reports(self, template: str, count: int) -> None:
+        self._queue_for(template).refuse(count)
+
     def handle_tracespan(self, instances: Sequence[Instance]) -> None:
         ratio = self.params.sampling_ratio
         spans: list[SpanItem] = []
         invalid = sampled_out = 0
+        # Encoding is most of a span's cost: while the backend is down and the queue full, the spans
+        # that would be dropped as queue_full are counted so without being encoded.
+        room = self.queue.room()
+        no_room = 0
         for instance in instances:
             fields = instance.fields
             try:
@@ -66,12 +79,16 @@ class OtlpHandler(PushHandler[SpanItem]):
             if not keeps(ids[0], ratio):
                 sampled_out += 1
                 continue
-            spans.append(tracespan_to_span(fields, ids))
+            if len(spans) < room:
+                spans.append(tracespan_to_span(fields, ids))
+            else:
+                no_room += 1
         if invalid:
             self.env.count_dropped(invalid, INVALID)
         if sampled_out:
             self.env.count_dropped(sampled_out, SAMPLED_OUT)
         self.queue.offer(spans)
+        self.queue.refuse(no_room)
 
     def handle_logentry(self, instances: Sequence[Instance]) -> None:
         now = int(self.env.clock() * 1e9)

@@ -64,14 +64,18 @@ def key_value(key: str, value: Any) -> bytes:
 
 
 class AttributeWriter:
-    """Encodes attributes as one repeated field (``tag``), caching string attributes that repeat."""
+    """Encodes attributes as one repeated field (``tag``), caching the string and integer ones that repeat."""
 
     def __init__(self, tag: int) -> None:
         self._tag = tag
-        self._cache: dict[tuple[str, str], bytes] = {}
+        self._cache: dict[tuple[str, str | int], bytes] = {}
+        # ``known((key, value))``: the cached encoding or None, without a Python call; hot loops try
+        # it before ``write``. Only for str and int values (see ``write``).
+        self.known = self._cache.get
 
     def write(self, key: str, value: Any) -> bytes:
-        if type(value) is str:
+        # str and int only: a bool equals 1 or 0 as a dict key but encodes otherwise
+        if type(value) is str or type(value) is int:
             pair = (key, value)
             encoded = self._cache.get(pair)
             if encoded is None:

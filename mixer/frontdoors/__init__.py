@@ -10,6 +10,9 @@ starts the doors and the listeners and stops them in reverse order::
     for part in (*doors, grpc_listener, http_listener):
         await part.start()
 
+``mixer serve`` runs the gRPC listener and the doors that answer checks on a loop of their own
+(``mixer.frontdoors.lanes``); a door names its check methods in ``FrontDoor.check_methods``.
+
 Adding a door: a module with a ``FrontDoor`` subclass, and one line in ``standard_doors``.
 """
 

@@ -20,11 +20,14 @@ class Admission:
     bytes: int = 0
     requests: int = 0
 
-    def try_enter(self, size: int) -> str | None:
-        """Admit a request of ``size`` bytes, or say why not (the ``reason`` label of the shed count)."""
+    def try_enter(self, size: int, *, small_pass: bool = True) -> str | None:
+        """Admit a request of ``size`` bytes, or say why not (the ``reason`` label of the shed count).
+
+        ``small_pass=False`` (a report method, which is never a check) admits even a small request
+        by bytes: a flood of small reports is bounded by bytes too."""
         if self.requests >= self.max_requests:
             return "inflight_requests"
-        if size > SMALL_REQUEST_BYTES and self.bytes + size > self.max_bytes:
+        if (size > SMALL_REQUEST_BYTES or not small_pass) and self.bytes + size > self.max_bytes:
             return "inflight_bytes"
         self.bytes += size
         self.requests += 1

@@ -71,6 +71,7 @@ class AuthorizationFrontDoor(FrontDoor):
     """Serves ext_authz Check. Quotas: ``--authz-quota`` names plus the ``mixer.quotas`` extension."""
 
     name = FRONT_DOOR
+    check_methods = frozenset({"Check"})
 
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
         self._runtime = runtime

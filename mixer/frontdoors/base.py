@@ -63,6 +63,9 @@ class Limits:
     max_body_bytes: int = 4 * 1024 * 1024  # one HTTP body or gRPC message
     max_inflight_bytes: int = 64 * 1024 * 1024  # bodies and messages being handled, per listener
     max_inflight_requests: int = 1024  # HTTP requests being handled
+    # Open HTTP connections, per HTTP listener and the HTTP ext_authz door. Not lower: each sidecar
+    # checking over HTTP holds a few, and a check refused for want of a connection denies a request.
+    max_connections: int = 1024
     max_streams: int = 1024  # access log streams open at once; ext_authz and RLS never wait on them
     stream_idle_seconds: float = 300.0  # an access log stream silent this long is ended (Envoy reopens it)
     keepalive_seconds: float = 60.0  # gRPC pings idle connections so dead peers' streams are freed
@@ -73,9 +76,9 @@ class Limits:
 
 
 def report_lane(limits: Limits) -> asyncio.Semaphore:
-    """What the report doors share: at most ``concurrent_reports`` reports use the event loop at
-    once, so a check waits behind a few report slices (~1 ms each), never behind every report in
-    flight."""
+    """What the report doors share: at most ``concurrent_reports`` reports use the report loop at
+    once, so its other requests wait behind a few report slices (~1 ms each), never behind every
+    report in flight (checks have a loop of their own: ``mixer.frontdoors.lanes``)."""
     return asyncio.Semaphore(limits.concurrent_reports)
 
 
@@ -112,6 +115,11 @@ class FrontDoor:
     """
 
     name: ClassVar[str] = ""
+    # gRPC methods that answer checks: run on the listener's loop (the check loop in ``mixer serve``).
+    # The others carry reports and are handed to the report loop when the listener is given one.
+    check_methods: ClassVar[frozenset[str]] = frozenset()
+    # ``start`` and ``stop`` run on the check loop: the door answers checks on I/O of its own.
+    on_check_loop: ClassVar[bool] = False
 
     def grpc_services(self) -> Mapping[str, Mapping[str, grpc.RpcMethodHandler]]:
         """``{"package.Service": {"Method": handler}}``; handlers take and return raw bytes."""

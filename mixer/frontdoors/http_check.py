@@ -5,7 +5,9 @@ question on a bare asyncio protocol (no HTTP framework): Envoy forwards the requ
 and headers plus ``x-mixer-check-context`` (the listener's fixed attributes, set by the sidecar
 bootstrap); the answer is ``200`` (allow) or the denial's status and message. One request at a time
 per connection, as Envoy's HTTP/1.1 pool sends them; a malformed request is answered 400 and the
-connection closed.
+connection closed. The listeners' limits hold here too: open connections (``max_connections``),
+checks in flight (``max_inflight_requests``) and a body's size (``max_body_bytes``); past them the
+answer is 429 (counted in ``mixer_shed_requests_total``) or 413.
 """
 
 from __future__ import annotations
@@ -19,16 +21,19 @@ from mixer import sdk
 from mixer.attributes import Bag, BagError
 from mixer.envoy_attributes import MappingOptions, http_check_bag, inbound_check_facts, quota_names
 from mixer.envoy_attributes.names import CHECK_CONTEXT_HEADER, QUOTAS_KEY
+from mixer.frontdoors.admission import Admission
 from mixer.frontdoors.authz import http_status_for
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, RuntimeLike, log
+from mixer.frontdoors.connections import capped
 
 FRONT_DOOR = "ext_authz_http"
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; Envoy's own default limit is 60 KiB
 _MAX_CONTEXTS = 1024  # distinct sidecar contexts kept parsed
+_MAX_PIPELINED = 16  # requests queued on one connection before it is read no further until answered
 
 _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests",
-            500: "Internal Server Error"}
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 413: "Payload Too Large",
+            429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}
 
 
 def _answer(status: int, body: str) -> bytes:
@@ -41,6 +46,7 @@ class HttpCheckFrontDoor(FrontDoor):
     """Serves Envoy's ext_authz HTTP service on ``FrontDoorOptions.check_http_port`` (0: off)."""
 
     name = FRONT_DOOR
+    on_check_loop = True
 
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
         self._runtime = runtime
@@ -49,20 +55,32 @@ class HttpCheckFrontDoor(FrontDoor):
         self._contexts: dict[str, tuple[Bag, list[str]]] = {}
         self._server: asyncio.Server | None = None
         self.port = options.check_http_port
+        limits = options.limits
+        self.admission = Admission(limits.max_inflight_bytes, limits.max_inflight_requests)
+        self.connections = 0  # open now
 
     async def start(self) -> None:
         if self._server is not None or not self._options.check_http_port:
             return
         loop = asyncio.get_running_loop()
+        shed = self._runtime.metrics.shed_requests.labels(FRONT_DOOR, "connections")
+        factory = capped(lambda: _CheckConnection(self), lambda: self.connections,
+                         self._options.limits.max_connections, shed.inc)
         self._server = await loop.create_server(
-            lambda: _CheckConnection(self), self._options.host, self._options.check_http_port,
-            reuse_port=self._options.reuse_port or None)
+            factory, self._options.host, self._options.check_http_port, reuse_port=self._options.reuse_port or None)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self._options.limits.max_body_bytes
+
+    def too_large(self) -> None:
+        self._runtime.metrics.rejected_bags.labels(FRONT_DOOR).inc()
 
     def serves(self) -> list[str]:
         return [f"HTTP ext_authz checks on {self._options.host}:{self.port}"] if self._options.check_http_port else []
@@ -86,6 +104,18 @@ class HttpCheckFrontDoor(FrontDoor):
             self._contexts.clear()  # bounded; re-parsed on next use
         self._contexts[text] = (facts, quotas)
         return facts, quotas
+
+    async def admitted(self, head: bytes) -> bytes:
+        """``answer`` within the in-flight limit; past it, 429 at once (counted)."""
+        size = len(head)
+        refused = self.admission.try_enter(size)
+        if refused is not None:
+            self._runtime.metrics.shed_requests.labels(FRONT_DOOR, refused).inc()
+            return _answer(429, f"overloaded ({refused}); retry later\n")
+        try:
+            return await self.answer(head)
+        finally:
+            self.admission.leave(size)
 
     async def answer(self, head: bytes) -> bytes:
         """One authorization request's head (request line and headers) -> the whole HTTP answer."""
@@ -132,10 +162,12 @@ class _CheckConnection(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
+        self._door.connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._heads.clear()
+        self._door.connections -= 1
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -158,14 +190,22 @@ class _CheckConnection(asyncio.Protocol):
             if self._skip < 0:
                 self._fail(400, "bad content-length\n")
                 return
+            if self._skip > self._door.max_body_bytes:
+                self._door.too_large()
+                self._fail(413, f"request body larger than the limit of {self._door.max_body_bytes} bytes\n")
+                return
             self._heads.append(head)
+            if len(self._heads) >= _MAX_PIPELINED and self._transport is not None:
+                self._transport.pause_reading()  # what it sends next waits in the kernel, not here
             if not self._busy:
                 self._next()
 
     def _next(self) -> None:
         head = self._heads.popleft()
+        if len(self._heads) == _MAX_PIPELINED - 1 and self._transport is not None:
+            self._transport.resume_reading()
         self._busy = True
-        task = asyncio.get_running_loop().create_task(self._door.answer(head))
+        task = asyncio.get_running_loop().create_task(self._door.admitted(head))
         task.add_done_callback(self._answered)
 
     def _answered(self, task: asyncio.Task[bytes]) -> None:

@@ -122,7 +122,7 @@ async def report_each(
 
     A request of more than ``limit`` items is refused whole (``Limits.max_bags_per_request``): what
     one request may cost is bounded. Works in slices of ``runtime.batch_size`` and yields to the
-    event loop between them, so a large batch does not hold up checks waiting on the same loop.
+    event loop between them, so a large batch does not hold up the loop's other requests.
     """
     if len(items) > limit:
         raise BadRequest(
@@ -143,7 +143,7 @@ async def report_each(
                 outcome.rejected.append(Rejection(index, str(exc)))
             except Exception as exc:  # noqa: BLE001 - see _unmappable
                 outcome.rejected.append(Rejection(index, _unmappable(exc)))
-        await asyncio.sleep(0)  # mapping a slice costs about what dispatching it does: let checks in between
+        await asyncio.sleep(0)  # mapping a slice costs about what dispatching it does: let others in between
         if bags:
             outcome.instances += await runtime.submit(bags, front_door)
             outcome.accepted += len(bags)

@@ -20,8 +20,10 @@ from aiohttp import web
 from prometheus_client.exposition import generate_latest
 
 from mixer.frontdoors.admission import Admission
+from mixer.frontdoors.connections import capped
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpHandler, HttpRoute, Limits, RuntimeLike, log
 from mixer.frontdoors.intake import BadRequest, Unavailable
+from mixer.frontdoors.lanes import handed_over
 from mixer.sharedmetrics import PUBLISH_INTERVAL, MergedRegistry, SharedMetrics
 
 GrpcCall = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]
@@ -36,22 +38,23 @@ class _GrpcGuard:
         self.admission = Admission(limits.max_inflight_bytes, max_requests=2**62)  # counts: gRPC's own limit
         self.streams = 0
 
-    def method(self, handler: grpc.RpcMethodHandler, front_door: str) -> grpc.RpcMethodHandler:
+    def method(self, handler: grpc.RpcMethodHandler, front_door: str, check: bool) -> grpc.RpcMethodHandler:
+        """``check``: the method answers checks, so a small request of it is never refused for bytes."""
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, front_door))
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, front_door, check))
         if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(self._stream(handler.stream_unary, front_door))
+            return grpc.stream_unary_rpc_method_handler(self._stream(handler.stream_unary, front_door, check))
         if handler.stream_stream is not None:
             # A server-pushing stream (served policy): one per Envoy, idle by design between pushes,
             # so neither the access log streams' limit nor their idle timeout applies.
             return grpc.stream_stream_rpc_method_handler(self._pushing(handler.stream_stream, front_door))
         raise TypeError(f"{front_door}: only unary, client-streaming and bidirectional methods are supported")
 
-    def _unary(self, call: GrpcCall, front_door: str) -> GrpcCall:
+    def _unary(self, call: GrpcCall, front_door: str, check: bool) -> GrpcCall:
         @functools.wraps(call)
         async def guarded(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             size = len(request)
-            refused = self.admission.try_enter(size)
+            refused = self.admission.try_enter(size, small_pass=check)
             if refused is not None:
                 await self._shed(context, front_door, refused)
             try:
@@ -61,14 +64,14 @@ class _GrpcGuard:
 
         return guarded
 
-    def _stream(self, call: GrpcCall, front_door: str) -> GrpcCall:
+    def _stream(self, call: GrpcCall, front_door: str, check: bool) -> GrpcCall:
         @functools.wraps(call)
         async def guarded(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             if self.streams >= self.limits.max_streams:
                 await self._shed(context, front_door, "streams")
             self.streams += 1
             try:
-                async with contextlib.aclosing(self._messages(requests, front_door)) as messages:
+                async with contextlib.aclosing(self._messages(requests, front_door, check)) as messages:
                     return await self._answer(call, messages, context, front_door)
             finally:
                 self.streams -= 1
@@ -82,7 +85,9 @@ class _GrpcGuard:
 
         return guarded
 
-    async def _messages(self, requests: AsyncIterator[bytes], front_door: str) -> AsyncGenerator[bytes, None]:
+    async def _messages(
+        self, requests: AsyncIterator[bytes], front_door: str, check: bool
+    ) -> AsyncGenerator[bytes, None]:
         """The stream's messages, each admitted while the door handles it; ends a stream that stays silent."""
         source = aiter(requests)
         while True:
@@ -94,7 +99,7 @@ class _GrpcGuard:
                 log.debug("%s: ending a stream idle for %ss", front_door, self.limits.stream_idle_seconds)
                 return
             size = len(raw)
-            refused = self.admission.try_enter(size)
+            refused = self.admission.try_enter(size, small_pass=check)
             if refused is not None:
                 raise _Shed(refused)
             try:
@@ -139,9 +144,17 @@ class GrpcListener:
     name = "grpc"
 
     def __init__(
-        self, runtime: RuntimeLike, doors: Sequence[FrontDoor], options: FrontDoorOptions, grace: float = 2.0
+        self,
+        runtime: RuntimeLike,
+        doors: Sequence[FrontDoor],
+        options: FrontDoorOptions,
+        grace: float = 2.0,
+        report_loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.runtime = runtime
+        # Where report methods run when this listener runs on the check loop (``mixer serve``):
+        # started there, it answers checks itself and hands every other method over.
+        self.report_loop = report_loop
         self.grace = grace  # seconds ``stop`` lets calls in flight finish
         self.doors = list(doors)
         self.options = options
@@ -170,7 +183,10 @@ class GrpcListener:
         guard = _GrpcGuard(self.runtime, limits)
         for door in self.doors:
             for service, methods in door.grpc_services().items():
-                guarded = {name: guard.method(h, door.name) for name, h in methods.items()}
+                guarded = {
+                    name: guard.method(self._placed(door, name, h), door.name, name in door.check_methods)
+                    for name, h in methods.items()
+                }
                 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, guarded),))
                 # Registered methods skip the per-call walk over generic handlers (as generated stubs do).
                 server.add_registered_method_handlers(service, guarded)
@@ -184,6 +200,11 @@ class GrpcListener:
         await server.start()
         self._server = server
         log.info("gRPC front doors on %s:%d", opts.host, self.port)
+
+    def _placed(self, door: FrontDoor, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if self.report_loop is None or method in door.check_methods:
+            return handler
+        return handed_over(handler, self.report_loop)
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight calls finish for ``grace`` seconds (streams are then
@@ -275,6 +296,7 @@ class HttpListener:
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
+        self.limits = limits
         self.app = web.Application(client_max_size=limits.max_body_bytes)
         self.admission = Admission(limits.max_inflight_bytes, limits.max_inflight_requests)
         for door in doors:
@@ -285,6 +307,7 @@ class HttpListener:
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics)
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         # lingering_time=0: a request answered without reading its body (shed, too large, wrong type)
@@ -292,15 +315,18 @@ class HttpListener:
         # under a flood of large reports costs the event loop as much as serving them would.
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0, lingering_time=0.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_port=self.reuse_port or None)
+        connections = runner.server
+        assert connections is not None
+        shed = self.runtime.metrics.shed_requests.labels(self.name, "connections")
+        factory = capped(connections, lambda: len(connections.connections), self.limits.max_connections, shed.inc)
         try:
-            await site.start()
+            server = await asyncio.get_running_loop().create_server(
+                factory, self.host, self.port, reuse_port=self.reuse_port or None)
         except OSError:
             await runner.cleanup()
-        if self._publishing is not None:
-            self._publishing.cancel()
-            self._publisher()()  # the last counts stay in the sum after this worker is gone
             raise
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
         self._runner = runner
         if self.shared is not None:
             self._publishing = asyncio.create_task(self._publish_every(PUBLISH_INTERVAL))
@@ -315,8 +341,9 @@ class HttpListener:
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        for site in list(runner.sites):
-            await site.stop()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.grace
         while self.admission.requests and loop.time() < deadline:

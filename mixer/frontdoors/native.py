@@ -135,6 +135,7 @@ class NativeHttpFrontDoor(FrontDoor):
 
 class NativeGrpcFrontDoor(FrontDoor):
     name = "native_grpc"
+    check_methods = frozenset({"Check"})
 
     def __init__(
         self, runtime: RuntimeLike, options: FrontDoorOptions, lane: asyncio.Semaphore | None = None

@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from mixer.attributes import Bag
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, RuntimeLike, log, report_lane
+from mixer.frontdoors import otlp_wire
 from mixer.frontdoors.intake import BadRequest, decode_proto, report_each
 from mixer.frontdoors.span_attributes import otlp_span_bag, resource_base_bag
 
@@ -69,7 +70,7 @@ class OtlpTraceFrontDoor(FrontDoor):
 
     async def export(self, raw: bytes) -> bytes:
         """Report every span of one ExportTraceServiceRequest; the serialized response."""
-        request = decode_proto(trace_service_pb2.ExportTraceServiceRequest, raw)
+        request = decode_proto(otlp_wire.ExportTraceServiceRequest, raw)
         runtime = self._runtime
         items: list[tuple[Bag, Any]] = []
         for resource_spans in request.resource_spans:

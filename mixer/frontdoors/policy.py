@@ -137,6 +137,10 @@ class PolicyDiscoveryFrontDoor(FrontDoor):
     """Serves ECDS streams; pushes on every config swap."""
 
     name = FRONT_DOOR
+    # Served policy is what checks look like to the sidecar: its streams and its swap subscription
+    # live on the check loop with them.
+    check_methods = frozenset({"StreamExtensionConfigs"})
+    on_check_loop = True
 
     def __init__(self, runtime: PolicySource, options: FrontDoorOptions) -> None:
         self._runtime = runtime

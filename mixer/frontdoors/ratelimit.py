@@ -48,6 +48,7 @@ class RateLimitFrontDoor(FrontDoor):
     """
 
     name = FRONT_DOOR
+    check_methods = frozenset({"ShouldRateLimit"})
 
     def __init__(self, runtime: RuntimeLike, options: FrontDoorOptions) -> None:
         self._runtime = runtime

@@ -8,7 +8,6 @@ sidecar has a tracer) lets a rule take a request's spans from exactly one of the
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import functools
 import hashlib
@@ -17,10 +16,9 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from mixer.attributes import Bag, BagError, ValueType, value_from_text
 from mixer.envoy_attributes.names import PEER_NAMESPACE_HEADER, PEER_WORKLOAD_HEADER
+from mixer.frontdoors.otlp_wire import any_value_text, as_wire_span, span_attributes
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _ZERO_TRACE = bytes(16)
@@ -33,54 +31,22 @@ STATUS_CODES = ("UNSET", "OK", "ERROR")
 # is the caller's, so its proxy reports it outbound; a server (or consumer) span the callee's, inbound.
 _REPORTER_KIND = {"client": "outbound", "producer": "outbound", "server": "inbound", "consumer": "inbound"}
 
-# Span attribute -> Istio attribute, for the HTTP facts a tracer states. The first present wins:
-# OpenTelemetry's semantic convention names, then the older ones Envoy's tracer still writes.
-_STATUS_KEYS = ("http.response.status_code", "http.status_code")
-_METHOD_KEYS = ("http.request.method", "http.method")
-_URL_KEYS = ("url.full", "http.url")
-_AGENT_KEYS = ("user_agent.original", "user_agent")
-_REQUEST_SIZE_KEYS = ("http.request.body.size", "request_size")
-_RESPONSE_SIZE_KEYS = ("http.response.body.size", "response_size")
+# The HTTP facts a tracer states, span attribute -> Istio attribute (``_http_facts``). The first
+# present wins: OpenTelemetry's semantic convention names, then the older ones Envoy's tracer writes.
+#   http.response.status_code, http.status_code -> response.code
+#   http.request.method, http.method            -> request.method
+#   url.full, http.url                          -> request.host, request.scheme, request.path, request.url_path
+#     (else url.path and url.query              -> request.url_path, request.path)
+#   user_agent.original, user_agent             -> request.useragent
+#   http.request.body.size, request_size        -> request.size
+#   http.response.body.size, response_size      -> response.size
+#   guid:x-request-id (Envoy's)                 -> request.id
+#   response_flags (Envoy's short codes)        -> response.flags, context.proxy_error_code
 _REQUEST_ID_KEY = "guid:x-request-id"  # Envoy's
 _FLAGS_KEY = "response_flags"  # Envoy's short codes
 
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")  # a request id (a UUID without its dashes) that can be one
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
-
-
-def any_value_text(value: Any) -> str:
-    """An OTLP AnyValue as text: strings as they are, numbers and booleans as JSON writes them,
-    bytes as base64, arrays and key-value lists as JSON."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return str(value.string_value)
-    if which == "bool_value":
-        return "true" if value.bool_value else "false"
-    if which == "int_value":
-        return str(value.int_value)
-    if which == "double_value":
-        return repr(value.double_value)
-    if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode("ascii")
-    return orjson.dumps(_any_value_json(value)).decode()
-
-
-def _any_value_json(value: Any) -> Any:
-    which = value.WhichOneof("value")
-    if which == "array_value":
-        return [_any_value_json(v) for v in value.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: _any_value_json(kv.value) for kv in value.kvlist_value.values}
-    if which is None:
-        return None
-    if which == "string_value":
-        return value.string_value
-    if which == "bool_value":
-        return value.bool_value
-    if which == "int_value":
-        return value.int_value
-    if which == "double_value":
-        return value.double_value
-    return base64.b64encode(value.bytes_value).decode("ascii")
 
 
 def key_values_text(key_values: Any) -> dict[str, str]:
@@ -106,13 +72,6 @@ def _time(nanos: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=nanos // 1000)
 
 
-def _first(attributes: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        if (text := attributes.get(key)) is not None:
-            return text
-    return None
-
-
 def _int(text: str | None) -> int | None:
     if text is None:
         return None
@@ -132,6 +91,7 @@ def otlp_span_bag(
     are copied typed by the manifest (as access log custom tags are: the sidecar generator writes
     the reporting workload's identity that way); the HTTP facts map to ``request.*``/``response.*``.
     """
+    span = as_wire_span(span)
     trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
         raise BagError("span.trace_id", f"must be 16 bytes, not all zero; got {trace_id.hex() or 'none'}")
@@ -143,13 +103,11 @@ def otlp_span_bag(
     if end_ns < start_ns:
         raise BagError("span.end_time", "ends before it starts")
     bag = dict(base)
-    attributes = key_values_text(span.attributes)
-    for key, text in attributes.items():
-        kind = manifest.get(key)
-        if kind is not None:
-            bag[key] = _typed(key, kind, text)
+    attributes = span_attributes(span.attributes)
+    for key in attributes.keys() & manifest.keys():  # in C: most keys are not attribute names
+        bag[key] = _typed(key, manifest[key], attributes[key])
     _http_facts(attributes, bag)
-    span_kind = SPAN_KINDS[span.kind] if span.kind < len(SPAN_KINDS) else "unspecified"
+    span_kind = SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "unspecified"
     if trust_peer_headers:
         _peer(attributes, span_kind, bag)
     if reporter := _REPORTER_KIND.get(span_kind):
@@ -163,7 +121,8 @@ def otlp_span_bag(
     bag["span.kind"] = span_kind
     bag["span.start_time"] = start
     bag["span.end_time"] = end
-    bag["span.status_code"] = STATUS_CODES[span.status.code] if span.status.code < 3 else "UNSET"
+    status_code = span.status.code
+    bag["span.status_code"] = STATUS_CODES[status_code] if 0 <= status_code < len(STATUS_CODES) else "UNSET"
     if span.status.message:
         bag["span.status_message"] = span.status.message
     bag["span.attributes"] = attributes
@@ -174,43 +133,76 @@ def otlp_span_bag(
     return bag
 
 
-@functools.lru_cache(maxsize=4096)
+_TYPED_LIMIT = 4096
+_typed_values: dict[tuple[str, str], tuple[ValueType, Any]] = {}  # a memo of value_from_text
+
+
 def _typed(key: str, kind: ValueType, text: str) -> Any:
     """``value_from_text``, remembered: a tracer repeats the same identity tags on every span (a
-    label map costs a JSON parse). Values are shared, as every bag's values are: never mutated."""
-    return value_from_text(key, kind, text)
+    label map costs a JSON parse). Keyed without the type (an enum hashes in Python), which is
+    checked instead. Values are shared, as every bag's values are: never mutated."""
+    known = _typed_values.get((key, text))
+    if known is not None and known[0] is kind:
+        return known[1]
+    value = value_from_text(key, kind, text)
+    if len(_typed_values) >= _TYPED_LIMIT:
+        _typed_values.clear()  # bounded: a burst of unique values costs refills, not memory
+    _typed_values[(key, text)] = (kind, value)
+    return value
 
 
 def _http_facts(attributes: Mapping[str, str], bag: Bag) -> None:
-    if (code := _int(_first(attributes, _STATUS_KEYS))) is not None:
-        bag.setdefault("response.code", code)
-    if method := _first(attributes, _METHOD_KEYS):
-        bag.setdefault("request.method", method)
-    if url := _first(attributes, _URL_KEYS):
-        parts = urllib.parse.urlsplit(url)
-        if parts.netloc:
-            bag.setdefault("request.host", parts.netloc)
-        if parts.scheme:
-            bag.setdefault("request.scheme", parts.scheme)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
+    # Each fact from the first of its names present, written out: a span pays for
+    # every line here, and a helper call per fact cost a quarter of it.
+    get, setdefault = attributes.get, bag.setdefault
+    if (text := get("http.response.status_code")) is None:
+        text = get("http.status_code")
+    if (code := _int(text)) is not None:
+        setdefault("response.code", code)
+    if (method := get("http.request.method")) is None:
+        method = get("http.method")
+    if method:
+        setdefault("request.method", method)
+    if (url := get("url.full")) is None:
+        url = get("http.url")
+    if url:
+        scheme, netloc, url_path, query = _url_parts(url)
+        if netloc:
+            setdefault("request.host", netloc)
+        if scheme:
+            setdefault("request.scheme", scheme)
+        path = url_path + (f"?{query}" if query else "")
         if path:
-            bag.setdefault("request.path", path)
-            bag.setdefault("request.url_path", parts.path)
-    elif url_path := attributes.get("url.path"):
-        bag.setdefault("request.url_path", url_path)
-        query = attributes.get("url.query")
-        bag.setdefault("request.path", f"{url_path}?{query}" if query else url_path)
-    if agent := _first(attributes, _AGENT_KEYS):
-        bag.setdefault("request.useragent", agent)
-    if request_id := attributes.get(_REQUEST_ID_KEY):
-        bag.setdefault("request.id", request_id)
-    if flags := attributes.get(_FLAGS_KEY):
-        bag.setdefault("response.flags", flags)
-        bag.setdefault("context.proxy_error_code", flags)
-    if (size := _int(_first(attributes, _REQUEST_SIZE_KEYS))) is not None:
-        bag.setdefault("request.size", size)
-    if (size := _int(_first(attributes, _RESPONSE_SIZE_KEYS))) is not None:
-        bag.setdefault("response.size", size)
+            setdefault("request.path", path)
+            setdefault("request.url_path", url_path)
+    elif only_path := get("url.path"):
+        setdefault("request.url_path", only_path)
+        only_query = get("url.query")
+        setdefault("request.path", f"{only_path}?{only_query}" if only_query else only_path)
+    if (agent := get("user_agent.original")) is None:
+        agent = get("user_agent")
+    if agent:
+        setdefault("request.useragent", agent)
+    if request_id := get(_REQUEST_ID_KEY):
+        setdefault("request.id", request_id)
+    if flags := get(_FLAGS_KEY):
+        setdefault("response.flags", flags)
+        setdefault("context.proxy_error_code", flags)
+    if (text := get("http.request.body.size")) is None:
+        text = get("request_size")
+    if (size := _int(text)) is not None:
+        setdefault("request.size", size)
+    if (text := get("http.response.body.size")) is None:
+        text = get("response_size")
+    if (size := _int(text)) is not None:
+        setdefault("response.size", size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _url_parts(url: str) -> tuple[str, str, str, str]:
+    """(scheme, authority, path, query) of a span's URL; remembered, as a service's URLs repeat."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.netloc, parts.path, parts.query
 
 
 def _peer(attributes: Mapping[str, str], span_kind: str, bag: Bag) -> None:
@@ -255,7 +247,7 @@ def request_span(bag: Bag, kind: str) -> Bag:
         trace_id, parent = match.group(1), match.group(2)
     else:
         trace_id = request_id.replace("-", "").lower()
-        if len(trace_id) != 32 or not all(c in "0123456789abcdef" for c in trace_id):
+        if _TRACE_ID.fullmatch(trace_id) is None:
             return bag
     client_id = _span_id(request_id, bag.get("request.method", ""), bag.get("request.host", ""),
                          bag.get("request.path", ""))

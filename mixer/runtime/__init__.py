@@ -12,6 +12,7 @@ from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
 from mixer.runtime._cache import DEFAULT_CACHE_SIZE
 from mixer.runtime._dispatch import CheckResponse, ErrorLog, QuotaVerdict, check, combine, report
+from mixer.runtime._loops import on_loop
 from mixer.runtime._reach import Denial, ListenerPolicy, StaticFacts, listener_policy
 from mixer.runtime._snapshot import HandlerSlot, Snapshot, build_snapshot
 from mixer.sdk import QuotaArgs
@@ -28,12 +29,13 @@ __all__ = [
     "StaticFacts",
     "combine",
     "listener_policy",
+    "on_loop",
 ]
 
 _DRAIN_TIMEOUT = 10.0
 # The one report batching knob: a report is dispatched in slices of at most this many bags (each
 # handler is called once per slice), and the front doors yield to the event loop between slices.
-# It bounds the instances held at once and how long a report can hold up a check (~2 ms at 128).
+# It bounds the instances held at once and how long a report holds up its loop (~2 ms at 128).
 REPORT_BATCH_SIZE = 128
 
 
@@ -60,7 +62,10 @@ class Runtime:
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
-        self._on_swap: list[Callable[[Snapshot], None]] = []
+        self._on_swap: list[tuple[Callable[[Snapshot], None], asyncio.AbstractEventLoop | None]] = []
+        # Where checks run and check and quota handlers start and close (``mixer serve``: a thread of
+        # its own, so report dispatch cannot starve checks); None: the caller's loop.
+        self.check_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     async def load(
@@ -111,19 +116,19 @@ class Runtime:
             fresh = [slot for slot in snapshot.slots.values() if not slot.started]
             try:
                 for slot in fresh:
-                    await slot.handler.start()
+                    await on_loop(self._owner(slot), slot.handler.start())
                     slot.started = True
             except Exception:
-                await _close_slots(fresh)
+                await self._close_slots(fresh)
                 self.metrics.config_loads.labels("error").inc()
                 raise
             self._snapshot = snapshot
             self.metrics.config_loads.labels("ok").inc()
-            for callback in list(self._on_swap):
-                try:
-                    callback(snapshot)
-                except Exception:  # a subscriber's bug must not undo a swap that happened
-                    self.logger.exception("a config swap subscriber failed")
+            for callback, loop in list(self._on_swap):
+                if loop is not None and loop is not asyncio.get_running_loop():
+                    loop.call_soon_threadsafe(self._notify, callback, snapshot)
+                else:
+                    self._notify(callback, snapshot)
             if old is not None:
                 retired = [s for name, s in old.slots.items() if snapshot.slots.get(name) is not s]
                 task = asyncio.get_running_loop().create_task(self._retire(old, retired))
@@ -131,18 +136,43 @@ class Runtime:
                 task.add_done_callback(self._retiring.discard)
 
     def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
-        """Call ``callback(snapshot)`` on the loop after each swap (e.g. to push served policy);
-        returns the function that unsubscribes it."""
-        self._on_swap.append(callback)
-        return lambda: self._on_swap.remove(callback) if callback in self._on_swap else None
+        """Call ``callback(snapshot)`` after each swap (e.g. to push served policy), on the loop that
+        subscribed; returns the function that unsubscribes it."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        entry = (callback, loop)
+        self._on_swap.append(entry)
+        return lambda: self._on_swap.remove(entry) if entry in self._on_swap else None
+
+    def _notify(self, callback: Callable[[Snapshot], None], snapshot: Snapshot) -> None:
+        try:
+            callback(snapshot)
+        except Exception:  # a subscriber's bug must not undo a swap that happened
+            self.logger.exception("a config swap subscriber failed")
+
+    def _owner(self, slot: HandlerSlot) -> asyncio.AbstractEventLoop | None:
+        """The loop a handler's coroutines run on: the check loop's for check and quota handlers."""
+        return self.check_loop if slot.serves_checks else None
 
     async def _retire(self, old: Snapshot, retired: Sequence[HandlerSlot]) -> None:
+        # Polled: the count moves on the check loop, which may be another thread's.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _DRAIN_TIMEOUT
+        while old.inflight and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         if old.inflight:
+            self.logger.warning("closing %d handlers with %d checks still in flight", len(retired), old.inflight)
+        await self._close_slots(retired)
+
+    async def _close_slots(self, slots: Sequence[HandlerSlot]) -> None:
+        for slot in slots:
             try:
-                await asyncio.wait_for(old.drained.wait(), _DRAIN_TIMEOUT)
-            except TimeoutError:
-                self.logger.warning("closing %d handlers with %d checks still in flight", len(retired), old.inflight)
-        await _close_slots(retired)
+                await on_loop(self._owner(slot), slot.handler.close())
+            except Exception:
+                self.logger.exception("closing handler %s failed", slot.name)
+            slot.started = False
 
     def report(self, bags: Sequence[Bag], front_door: str = "native") -> int:
         """Dispatch a batch of bags to report handlers; returns how many instances were dispatched."""
@@ -163,15 +193,17 @@ class Runtime:
     async def check(
         self, bag: Bag, quotas: Mapping[str, QuotaArgs] | None = None, front_door: str = "native"
     ) -> CheckResponse:
+        """Answer a check on the check loop (the one owner of the check cache and the quota
+        handlers' state), whichever loop asks."""
+        loop = self.check_loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            return await on_loop(loop, self.check(bag, quotas, front_door))
         snapshot = self.snapshot
         snapshot.inflight += 1
-        snapshot.drained.clear()
         try:
             response = await check(snapshot, bag, quotas or {}, self.errors)
         finally:
             snapshot.inflight -= 1
-            if snapshot.inflight == 0:
-                snapshot.drained.set()
         self.metrics.checks.labels(front_door, "ok" if response.result.ok else "denied").inc()
         return response
 
@@ -181,14 +213,5 @@ class Runtime:
             await asyncio.gather(*self._retiring, return_exceptions=True)
         async with self._lock:
             if self._snapshot is not None:
-                await _close_slots(list(self._snapshot.slots.values()))
+                await self._close_slots(list(self._snapshot.slots.values()))
                 self._snapshot = None
-
-
-async def _close_slots(slots: Sequence[HandlerSlot]) -> None:
-    for slot in slots:
-        try:
-            await slot.handler.close()
-        except Exception:
-            logging.getLogger("mixer.runtime").exception("closing handler %s failed", slot.name)
-        slot.started = False

@@ -147,6 +147,38 @@ def build_instances(
                 sinks[output.sink].append(output.make(values))
 
 
+def _refuse_for_full_sinks(
+    plans: Sequence[RulePlan], full: list[bool], report_sinks: Sequence[ReportSink], bags: Sequence[Bag],
+    errors: ErrorLog,
+) -> tuple[list[RulePlan], int]:
+    """The plans still to build, and how many instances the others would have built. A rule whose every instance goes to a handler with no room (a push
+    queue full while its backend is down) builds nothing: its ``match`` is evaluated and each handler
+    told how many instances it did not get (``Handler.refuse_reports``), which counts them dropped."""
+    building: list[RulePlan] = []
+    refused = [0] * len(full)
+    for plan in plans:
+        if not all(full[output.sink] for output in plan.outputs):
+            building.append(plan)
+            continue
+        matched = sum(1 for bag in bags if _matches(plan, bag, errors))
+        for output in plan.outputs:
+            refused[output.sink] += matched
+    for sink, count in zip(report_sinks, refused):
+        if count:
+            sink.slot.handler.refuse_reports(sink.template, count)
+    return building, sum(refused)
+
+
+def _matches(plan: RulePlan, bag: Bag, errors: ErrorLog) -> bool:
+    match = plan.match_fast
+    if match is None:
+        return True
+    try:
+        return bool(match(bag))
+    except Exception:
+        return _matches_slowly(plan, bag, errors)
+
+
 def _matches_slowly(plan: RulePlan, bag: Bag, errors: ErrorLog) -> bool:
     assert plan.match is not None
     try:
@@ -199,8 +231,12 @@ class _accounted:  # noqa: N801 - used as a context manager, like contextlib's
 def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors: ErrorLog) -> int:
     """Dispatch a batch; each handler is called once per template. Returns instances dispatched."""
     sinks: list[list[Any]] = [[] for _ in snapshot.report_sinks]
-    build_instances(snapshot.report_plans, sinks, bags, errors)
-    dispatched = 0
+    plans = snapshot.report_plans
+    full = [sink.slot.handler.report_room(sink.template) == 0 for sink in snapshot.report_sinks]
+    dispatched = 0  # refused instances count too: a report's answer does not depend on a backend's health
+    if True in full:
+        plans, dispatched = _refuse_for_full_sinks(plans, full, snapshot.report_sinks, bags, errors)
+    build_instances(plans, sinks, bags, errors)
     for sink, instances in zip(snapshot.report_sinks, sinks):
         if instances:
             _call_report_handler(sink, instances, metrics, errors)

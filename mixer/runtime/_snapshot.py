@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ class HandlerSlot:
     handler: Handler
     started: bool = False
     calls: CallPolicy = field(default_factory=CallPolicy)  # timeout and failure policy of check/quota calls
+    serves_checks: bool = False  # has check or quota instances: started, called and closed on the check loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +72,7 @@ class Snapshot:
     quota_sinks: list[QuotaSink]
     quota_plans: list[RulePlan]
     check_cache: CheckCache | None = None  # per snapshot: a config swap starts empty
-    inflight: int = 0
-    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    inflight: int = 0  # checks running on this snapshot (on the check loop; read when it retires)
 
 
 def handler_key(handler: CompiledHandler, schemas: Mapping[str, InstanceSchema]) -> bytes:
@@ -137,6 +136,8 @@ def build_snapshot(
                     sink_index[key3] = len(sinks[template.variety])
                     sinks[template.variety].append(_sink(slot, template.name, template.variety, metrics))
                 routes[template.variety].append((sink_index[key3], instance))
+                if template.variety is not Variety.REPORT:
+                    slot.serves_checks = True  # fixed by the slot's key (its instances), so never unset
         for variety, rule_routes in routes.items():
             plans[variety].append(build_plan(rule.name, rule.match, rule_routes))
     return Snapshot(

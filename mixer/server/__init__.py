@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from adapters.prometheus import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS
 from adapters.prometheus import PrometheusAdapter
 from mixer.config import ConfigError
 from mixer.frontdoors import FrontDoor, FrontDoorOptions, GrpcListener, HttpListener, ServingRuntime, standard_doors
+from mixer.frontdoors.lanes import CHECK_SWITCH_INTERVAL, CheckThread
 from mixer.kafka import KafkaOptions, KafkaPublisher, KafkaWorker, Mode, PublishingRuntime
 from mixer.push import PushHandler
 from mixer.registry import AdapterRegistry
@@ -49,6 +51,20 @@ class _Part(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class _OnCheckLoop:
+    """A part whose ``start`` and ``stop`` run on the check loop (it serves checks there)."""
+
+    def __init__(self, part: _Part, checks: CheckThread) -> None:
+        self.part = part
+        self.checks = checks
+
+    async def start(self) -> None:
+        await self.checks.run(self.part.start())
+
+    async def stop(self) -> None:
+        await self.checks.run(self.part.stop())
 
 
 def adapter_registry(options: ServeOptions) -> AdapterRegistry:
@@ -114,9 +130,26 @@ def config_applied(runtime: Runtime) -> None:
 
 
 async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> None:
-    """Load config, start every front door and listener, run until ``stop`` or a signal."""
+    """Load config, start every front door and listener, run until ``stop`` or a signal.
+
+    Checks are answered on a loop of their own (``mixer.frontdoors.lanes``): the gRPC listener and
+    the HTTP ext_authz door run there; reports are dispatched on this one.
+    """
+    checks = CheckThread()
+    checks.start()  # first: grpc.aio delivers its events through the first loop that uses it
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(CHECK_SWITCH_INTERVAL)
+    try:
+        await _serve(options, checks, stop)
+    finally:
+        sys.setswitchinterval(switch_interval)
+        checks.stop()
+
+
+async def _serve(options: ServeOptions, checks: CheckThread, stop: asyncio.Event | None) -> None:
     registry = options.registry or adapter_registry(options)
     runtime = Runtime(registry=registry, check_cache_size=options.check_cache_size)
+    runtime.check_loop = checks.loop
     await runtime.reload(options.config)
     config_applied(runtime)
     parts: list[_Part] = []
@@ -128,10 +161,12 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
     doors: list[FrontDoor] = standard_doors(doors_runtime, options.doors)
     if options.mode is Mode.WORKER:
         doors.append(KafkaWorker(runtime, options.kafka))
-    parts += doors
+    loop = asyncio.get_running_loop()
+    parts += [_OnCheckLoop(door, checks) if door.on_check_loop else door for door in doors]
     grace = options.shutdown_grace
     if options.grpc:
-        parts.append(GrpcListener(doors_runtime, doors, options.doors, grace=grace))
+        listener = GrpcListener(doors_runtime, doors, options.doors, grace=grace, report_loop=loop)
+        parts.append(_OnCheckLoop(listener, checks))
     shared = SharedMetrics(options.metrics_dir, "self") if options.metrics_dir else None
     parts.append(
         HttpListener(
@@ -139,7 +174,6 @@ async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> Non
         )
     )
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)

@@ -24,11 +24,20 @@ class CollectorServer(ConfiguredChild):
     name = "otelcol"
 
     def __init__(self, binary: Path | str, workdir: Path | None = None,
-                 extra: Mapping[str, Any] | None = None) -> None:
+                 extra: Mapping[str, Any] | None = None, self_metrics: bool = False) -> None:
         """``extra`` is merged into the config (sections ``receivers``, ``exporters``, ``connectors``,
-        ``processors`` and ``service.pipelines``), e.g. a prometheus exporter for a benchmark."""
-        super().__init__(binary, {"otlp_grpc": free_port(), "otlp_http": free_port()}, workdir)
+        ``processors`` and ``service.pipelines``), e.g. a prometheus exporter for a benchmark.
+        ``self_metrics``: the collector's own metrics (``otelcol_receiver_accepted_spans_total``, ...)
+        on a free loopback port, ``self_metrics_url``, instead of none."""
+        ports = {"otlp_grpc": free_port(), "otlp_http": free_port()}
+        if self_metrics:
+            ports["self_metrics"] = free_port()
+        super().__init__(binary, ports, workdir)
         self.extra = extra or {}
+
+    @property
+    def self_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['self_metrics']}/metrics"
 
     @property
     def otlp_grpc_endpoint(self) -> str:
@@ -51,10 +60,13 @@ class CollectorServer(ConfiguredChild):
                           for signal in SIGNALS},
             "service": {
                 "pipelines": {signal: {"receivers": ["otlp"], "exporters": [f"file/{signal}"]} for signal in SIGNALS},
-                # no self-metrics listener: it would take a fixed port (8888)
+                # no self-metrics listener unless asked for: its default is a fixed port (8888)
                 "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info"}},
             },
         }
+        if "self_metrics" in self.ports:
+            config["service"]["telemetry"]["metrics"] = {"level": "basic", "readers": [{"pull": {"exporter": {
+                "prometheus": {"host": "127.0.0.1", "port": self.ports["self_metrics"]}}}}]}
         for section in ("receivers", "exporters", "connectors", "processors"):
             if section in self.extra:
                 config.setdefault(section, {}).update(self.extra[section])

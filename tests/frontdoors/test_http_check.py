@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mixer.frontdoors import FrontDoorOptions
+from mixer.frontdoors import FrontDoorOptions, Limits
 from mixer.frontdoors.http_check import HttpCheckFrontDoor
 from mixer.processes import free_port
 from mixer.runtime import Runtime
@@ -130,3 +130,58 @@ async def test_an_oversized_head_closes_the_connection(door: HttpCheckFrontDoor)
     await client.send(b"GET / HTTP/1.1\r\nx-big: " + b"a" * 70_000)
     assert (await client.answer())[0] == 431
     assert await client.reader.read() == b""
+
+
+@pytest.fixture
+async def limited_door(tmp_path: Path) -> AsyncIterator[HttpCheckFrontDoor]:
+    config = tmp_path / "mesh.yaml"
+    config.write_text(MESH.read_text().replace("CAPTURE_PATH", ""))
+    runtime = await Runtime.load([str(config)])
+    limits = Limits(max_inflight_requests=2, max_body_bytes=1000)
+    served = HttpCheckFrontDoor(runtime, FrontDoorOptions(check_http_port=free_port(), trust_peer_headers=True,
+                                                          limits=limits))
+    await served.start()
+    try:
+        yield served
+    finally:
+        await served.stop()
+        await runtime.close()
+
+
+def _counted(door: HttpCheckFrontDoor, name: str, labels: dict[str, str]) -> float:
+    return door._runtime.metrics.registry.get_sample_value(name, labels) or 0.0  # noqa: SLF001
+
+
+async def test_many_pipelined_requests_are_all_answered_in_order(limited_door: HttpCheckFrontDoor) -> None:
+    """Past 16 queued the connection is read no further until answered: nothing is lost or reordered."""
+    client = await connect(limited_door)
+    callees = ["b-v1", "c-v1"] * 30
+    await client.send(*(request(f"/p/{n}", "a-v1", callee) for n, callee in enumerate(callees)))
+    assert [(await client.answer())[0] for _ in callees] == [200, 403] * 30
+
+
+async def test_checks_past_the_inflight_count_are_shed_and_counted(limited_door: HttpCheckFrontDoor) -> None:
+    labels = {"front_door": "ext_authz_http", "reason": "inflight_requests"}
+    before = _counted(limited_door, "mixer_shed_requests_total", labels)
+    held = [limited_door.admission.try_enter(10) for _ in range(2)]  # two checks in flight elsewhere
+    assert held == [None, None]
+    client = await connect(limited_door)
+    try:
+        await client.send(request("/busy", "a-v1", "b-v1"))
+        status, body = await client.answer()
+        assert status == 429 and b"inflight_requests" in body
+        assert _counted(limited_door, "mixer_shed_requests_total", labels) == before + 1
+    finally:
+        for _ in held:
+            limited_door.admission.leave(10)
+    await client.send(request("/free", "a-v1", "b-v1"))  # the same connection, capacity back
+    assert (await client.answer())[0] == 200
+
+
+async def test_a_body_over_the_limit_is_413_and_counted(limited_door: HttpCheckFrontDoor) -> None:
+    before = _counted(limited_door, "mixer_rejected_bags_total", {"front_door": "ext_authz_http"})
+    client = await connect(limited_door)
+    await client.send(request("/big", "a-v1", "b-v1", method="POST", body=b"x" * 1001))
+    assert (await client.answer())[0] == 413
+    assert await client.reader.read() == b""
+    assert _counted(limited_door, "mixer_rejected_bags_total", {"front_door": "ext_authz_http"}) == before + 1

@@ -65,6 +65,27 @@ def test_an_envoy_span_maps_to_span_request_and_identity_attributes() -> None:
     assert trusted["destination.workload.name"] == "b-v1"  # a client span's peer is the callee
 
 
+def test_semantic_convention_names_win_over_envoys_older_ones() -> None:
+    bag = otlp_span_bag(_envoy_span(**{
+        "http.response.status_code": 201, "http.request.method": "POST", "url.full": "https://c:8443/new?y=2",
+        "user_agent.original": "curl/8", "http.request.body.size": "7", "http.response.body.size": "many"}),
+        _base(), MANIFEST)
+    assert (bag["response.code"], bag["request.method"], bag["request.useragent"]) == (201, "POST", "curl/8")
+    assert (bag["request.scheme"], bag["request.host"], bag["request.path"], bag["request.url_path"]) == \
+        ("https", "c:8443", "/new?y=2", "/new")
+    assert bag["request.size"] == 7
+    assert "response.size" not in bag  # a malformed size stays in span.attributes only
+    assert bag["span.attributes"]["http.response.body.size"] == "many"
+
+
+def test_without_a_url_the_path_and_query_attributes_give_the_request_path() -> None:
+    span = _envoy_span(**{"url.path": "/items", "url.query": "page=2"})
+    del span.attributes[[kv.key for kv in span.attributes].index("http.url")]
+    bag = otlp_span_bag(span, _base(), MANIFEST)
+    assert (bag["request.url_path"], bag["request.path"]) == ("/items", "/items?page=2")
+    assert "request.host" not in bag
+
+
 def test_a_span_whose_attribute_does_not_fit_its_type_is_refused() -> None:
     with pytest.raises(BagError, match="source.labels"):
         otlp_span_bag(_envoy_span(**{"source.labels": "not json"}), _base(), MANIFEST)
@@ -113,3 +134,5 @@ def test_without_a_request_id_no_span_is_derived() -> None:
     assert not any(key.startswith("span.") for key in (*client, *server))
     not_a_uuid, _ = _als_pair(request_id="req-7")
     assert not any(key.startswith("span.") for key in not_a_uuid)
+    not_hex, _ = _als_pair(request_id="c271dfd2-24b7-4d3a-975b-5b19a8061f1g")  # 32 digits, one not hex
+    assert not any(key.startswith("span.") for key in not_hex)

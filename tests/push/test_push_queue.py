@@ -222,3 +222,24 @@ async def test_close_without_start_counts_what_it_holds(env: Env) -> None:
     assert queue.dropped["shutdown"] == 3 and queue.offered == 3
     assert sample(env, "mixer_dropped_instances_total", reason="shutdown") == 3
     assert sample(env, "mixer_queue_depth") == 0
+
+
+async def test_room_and_refuse_count_as_an_offer_that_does_not_fit(env: Env) -> None:
+    async def send(batch: list[int]) -> None:
+        return None
+
+    queue: PushQueue[int] = PushQueue(send, DeliverySettings(queue_size=5, batch_timeout=3600), env)
+    assert queue.room() == 5
+    assert queue.offer([1, 2, 3]) == 3
+    assert queue.room() == 2
+    queue.refuse(4)  # a handler built only what fits and refused the rest
+    assert queue.offered == 7 and queue.dropped["queue_full"] == 4
+    assert sample(env, "mixer_dropped_instances_total", reason="queue_full") == 4
+    sized: PushQueue[str] = PushQueue(send, DeliverySettings(queue_bytes=10, batch_timeout=3600), env, size_of=len)
+    sized.offer(["x" * 10])
+    assert sized.room() == 0  # the byte budget is spent
+    await queue.close()
+    assert queue.room() == 0
+    queue.refuse(1)
+    assert queue.dropped["shutdown"] == 3 + 1  # what was queued, then the refused one
+    assert queue.offered == queue.sent + sum(queue.dropped.values())

@@ -283,3 +283,36 @@ async def test_a_handler_missing_a_template_method_fails_at_config_load() -> Non
     telemetry = istio_sources()[0]
     with pytest.raises(TypeError, match="serves template 'metric' but has no handle_metric"):
         await runtime_for(telemetry, ("mute.yaml", MEMORY_AS_PROMETHEUS.replace("memory", "mute")), registry=registry)
+
+
+async def test_a_handler_without_room_gets_no_instances_built_only_counted() -> None:
+    """A push handler whose queue is full (report_room 0) is told how many instances its rules
+    matched (refuse_reports) instead of being handed instances built only to be dropped; a rule
+    that also feeds a handler with room builds as usual."""
+
+    class Full(Handler):
+        def __init__(self) -> None:
+            self.room: int | None = 0
+            self.received: list[Any] = []
+            self.refused: list[tuple[str, int]] = []
+
+        def report_room(self, template: str) -> int | None:
+            return self.room
+
+        def refuse_reports(self, template: str, count: int) -> None:
+            self.refused.append((template, count))
+
+        def handle_metric(self, instances: Sequence[Any]) -> None:
+            self.received += instances
+
+    full = Full()
+    telemetry = istio_sources()[0]
+    full_as_prometheus = ("full.yaml", MEMORY_AS_PROMETHEUS.replace("memory", "full"))
+    registry = AdapterRegistry({"full": _FakeAdapter(full, frozenset({"metric"}))})
+    runtime = await runtime_for(telemetry, full_as_prometheus, registry=registry)
+    probe = {**HTTP_BAG, "request.useragent": "kube-probe/1.29"}  # the rule does not match it
+    assert runtime.report([HTTP_BAG, probe, HTTP_BAG]) == 8  # as many as would have been built
+    assert full.received == [] and full.refused == [("metric", 2 * 4)]  # two matching bags, four metrics
+    full.room = None
+    assert runtime.report([HTTP_BAG]) == 4 and len(full.received) == 4
+    await runtime.close()

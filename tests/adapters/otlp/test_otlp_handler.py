@@ -212,3 +212,36 @@ async def test_close_is_safe_twice_and_without_start() -> None:
     handler = adapter.build(adapter.parse_params({}), env(), {})
     await handler.close()
     await handler.close()
+
+
+async def test_a_full_queue_encodes_nothing_it_would_drop(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the backend is down the queue fills: spans past its room are counted queue_full, as an
+    offer would count them, without being encoded first (encoding is most of a span's cost)."""
+    import adapters.otlp.handler as otlp_handler
+
+    encoded: list[str] = []
+    encode = otlp_handler.tracespan_to_span
+
+    def counting(fields: Any, ids: tuple[bytes, bytes, bytes]) -> Any:
+        encoded.append(fields["span_id"])
+        return encode(fields, ids)
+
+    monkeypatch.setattr(otlp_handler, "tracespan_to_span", counting)
+    the_env = env()
+    handler = await _handler({"endpoint": receiver.grpc_endpoint,
+                              "delivery": {**FAST, "queueSize": 4, "batchSize": 4, "batchTimeout": "1h"}}, the_env)
+    handler.handle_tracespan([span(span_id=f"{i + 1:016x}") for i in range(3)])
+    # room for one more: the first valid span is encoded; an invalid one stays invalid, the rest no_room
+    handler.handle_tracespan([span(span_id="xyz"), span(span_id="0000000000000004"),
+                              span(span_id="0000000000000005"), span(span_id="0000000000000006")])
+    assert encoded == [f"{i:016x}" for i in range(1, 5)]
+    assert dropped(the_env, "queue_full") == 2 and dropped(the_env, "invalid_instance") == 1
+    # what the runtime asks before building: no room for spans (log records have their own queue)
+    assert handler.report_room("tracespan") == 0 and handler.report_room("logentry") == 4
+    handler.refuse_reports("tracespan", 3)  # the runtime matched three more it did not build
+    assert dropped(the_env, "queue_full") == 5
+    await handler.queue.flush()
+    await handler.close()
+    assert sorted(s.span_id.hex() for _, s in receiver.spans()) == [f"{i:016x}" for i in range(1, 5)]
+    queue = handler.queue
+    assert queue.offered == 9 and queue.sent == 4 and queue.dropped["queue_full"] == 5

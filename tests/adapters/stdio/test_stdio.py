@@ -38,3 +38,31 @@ async def test_stdio_counts_what_it_cannot_write() -> None:
     handler = adapter.build(adapter.parse_params({}), the_env, {})
     handler.handle_logentry([Instance("l", "logentry", {})])  # not started
     assert the_env.metrics.dropped_instances.labels("h.handler.ns", "not_started")._value.get() == 1
+
+
+async def test_a_log_line_leads_with_level_time_instance_then_the_variables_sorted(tmp_path: Path) -> None:
+    """Mixer's line shape, byte for byte: the leading keys, then every variable by name; values orjson
+    cannot write itself (IPs, durations) as their text; a variable named like a leading key takes
+    its place instead of repeating it."""
+    import ipaddress
+
+    out = tmp_path / "out.jsonl"
+    adapter = StdioAdapter()
+    handler = adapter.build(adapter.parse_params({"logStream": "FILE", "outputPath": str(out)}), env(), {})
+    await handler.start()
+    at = dt.datetime(2026, 11, 26, 6, 22, 34, 779880, tzinfo=dt.timezone.utc)
+    handler.handle_logentry([
+        Instance("accesslog.instance.istio-system", "logentry", {"severity": "Info", "timestamp": at, "variables": {
+            "url": "/a", "sourceIp": ipaddress.ip_address("10.0.0.1"), "latency": dt.timedelta(microseconds=9820),
+            "responseCode": 200, "apiKey": "", "labels": {"b": "2", "a": "1"}}}),
+        Instance("empty.instance.ns", "logentry", {"severity": "Error", "timestamp": at}),
+        Instance("odd.instance.ns", "logentry", {"timestamp": at, "variables": {"time": "mine", "zone": "z"}}),
+    ])
+    await handler.close()
+    assert out.read_bytes().splitlines() == [
+        b'{"level":"info","time":"2026-11-26T06:22:34.779880Z","instance":"accesslog.instance.istio-system",'
+        b'"apiKey":"","labels":{"a":"1","b":"2"},"latency":"9.82ms","responseCode":200,"sourceIp":"10.0.0.1",'
+        b'"url":"/a"}',
+        b'{"level":"error","time":"2026-11-26T06:22:34.779880Z","instance":"empty.instance.ns"}',
+        b'{"level":"info","time":"mine","instance":"odd.instance.ns","zone":"z"}',
+    ]
