@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.exposition import generate_latest
+
+from mixer.hotmetrics import CounterFamily, CounterSeries, HistogramFamily, HistogramSeries, Rollup
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 # Istio Mixer's own names and labels for its dispatch metrics, so Istio 1.4's mixer dashboard reads them.
@@ -28,56 +28,71 @@ def build_tag() -> str:
 
 
 class DispatchSeries:
-    """The counters and histograms of one (handler, adapter, template): ours and Mixer's names.
-    The failure series are made on the first failure, so a handler that never failed has none."""
+    """What one (handler, adapter, template) call records: one observation in Istio Mixer's
+    ``mixer_runtime_dispatch_duration_seconds`` (``error`` false, or true for a call that raised),
+    from which every dispatch family is summed at scrape (``SelfMetrics``). Resolved when the
+    snapshot is built; its series are made on its first call (and the failure series on its first
+    failure), so a handler that was never called has none, as before."""
 
-    __slots__ = ("metrics", "labels", "calls", "duration", "mixer_ok", "_mixer_failed")
+    __slots__ = ("_durations", "_labels", "_ok", "_failed")
 
-    def __init__(self, metrics: SelfMetrics, handler: str, adapter: str, template: str) -> None:
-        self.metrics = metrics
-        self.labels = (handler, adapter, template)
-        self.calls = metrics.dispatches.labels(handler, adapter, template)
-        self.duration = metrics.dispatch_duration.labels(handler, adapter)
-        self.mixer_ok = (metrics.runtime_dispatches.labels(handler, adapter, template, "false"),
-                         metrics.runtime_dispatch_duration.labels(handler, adapter, template, "false"))
-        self._mixer_failed: tuple[Any, Any] | None = None
-
-    def failed(self) -> None:
-        """Count a call that raised (``dispatched`` still follows for its duration)."""
-        self.metrics.dispatch_errors.labels(*self.labels[:2]).inc()
+    def __init__(self, durations: HistogramFamily, handler: str, adapter: str, template: str) -> None:
+        self._durations = durations
+        self._labels = (handler, adapter, template)
+        self._ok: HistogramSeries | None = None
+        self._failed: HistogramSeries | None = None
 
     def dispatched(self, seconds: float, failed: bool) -> None:
-        self.calls.inc()
-        self.duration.observe(seconds)
+        series = self._ok or self._first_call()
         if failed:
-            if self._mixer_failed is None:
-                self._mixer_failed = (self.metrics.runtime_dispatches.labels(*self.labels, "true"),
-                                      self.metrics.runtime_dispatch_duration.labels(*self.labels, "true"))
-            count, duration = self._mixer_failed
-        else:
-            count, duration = self.mixer_ok
-        count.inc()
-        duration.observe(seconds)
+            series = self._failed or self._first_failure()
+        series.observe(seconds)
+
+    def _first_call(self) -> HistogramSeries:
+        # error="false" is made by the first call even when that call fails: the series /metrics has always shown
+        self._ok = self._durations.labels(*self._labels, "false")
+        return self._ok
+
+    def _first_failure(self) -> HistogramSeries:
+        self._failed = self._durations.labels(*self._labels, "true")
+        return self._failed
+
+
+def _failed_call(labels: tuple[str, ...]) -> bool:
+    return labels[3] == "true"  # the ``error`` label of mixer_runtime_dispatch_duration_seconds
 
 
 class SelfMetrics:
+    """The collector's own metrics. Those updated per check or per handler call (reports, checks,
+    the check cache, dispatches) are ``mixer.hotmetrics`` families: plain arithmetic when updated,
+    formatted when scraped; the rest are prometheus_client's. Every family is registered in the
+    order /metrics has always listed them."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.reports = Counter("mixer_reports", "Attribute bags received for report", ["front_door"], registry=r)
-        self.checks = Counter("mixer_checks", "Check requests answered", ["front_door", "result"], registry=r)
-        self.dispatches = Counter(
-            "mixer_dispatches", "Handler calls", ["handler", "adapter", "template"], registry=r
-        )
-        self.dispatch_errors = Counter(
-            "mixer_dispatch_errors", "Handler calls that raised", ["handler", "adapter"], registry=r
-        )
-        self.dispatch_duration = Histogram(
-            "mixer_dispatch_duration_seconds",
-            "Time spent in one handler call",
-            ["handler", "adapter"],
+        # Every handler call is one observation here (Istio Mixer's names, registered further down
+        # where it has always been listed); the mixer's own dispatch families are summed from it.
+        self.runtime_dispatch_duration = HistogramFamily(
+            "mixer_runtime_dispatch_duration_seconds",
+            "Time spent in one handler call, as Istio Mixer measured it",
+            _RUNTIME_LABELS,
             buckets=_LATENCY_BUCKETS,
+        )
+        durations = self.runtime_dispatch_duration
+        self.reports = CounterFamily("mixer_reports", "Attribute bags received for report", ["front_door"], registry=r)
+        self.checks = CounterFamily("mixer_checks", "Check requests answered", ["front_door", "result"], registry=r)
+        self.dispatches = Rollup(
+            durations, "mixer_dispatches", "Handler calls", "counter", ["handler", "adapter", "template"], (0, 1, 2),
             registry=r,
+        )
+        self.dispatch_errors = Rollup(
+            durations, "mixer_dispatch_errors", "Handler calls that raised", "counter", ["handler", "adapter"], (0, 1),
+            where=_failed_call, registry=r,
+        )
+        self.dispatch_duration = Rollup(
+            durations, "mixer_dispatch_duration_seconds", "Time spent in one handler call", "histogram",
+            ["handler", "adapter"], (0, 1), registry=r,
         )
         self.evaluation_errors = Counter(
             "mixer_evaluation_errors", "Expression evaluations that failed", ["instance"], registry=r
@@ -104,12 +119,12 @@ class SelfMetrics:
             ["handler"],
             registry=r,
         )
-        self.check_cache = Counter(
+        self.check_cache = CounterFamily(
             "mixer_check_cache", "Check verdicts looked up in the mixer's check cache", ["result"], registry=r
         )
-        self.check_cache_evictions = Counter(
+        self.check_cache_evictions: CounterSeries = CounterFamily(
             "mixer_check_cache_evictions", "Live check verdicts evicted because the cache was full", registry=r
-        )
+        ).labels()
         self.config_loads = Counter("mixer_config_loads", "Config load attempts", ["result"], registry=r)
         # Kafka between front doors and workers (mixer.kafka): published by front doors, consumed by workers
         self.kafka_published = Counter(
@@ -161,16 +176,11 @@ class SelfMetrics:
         }
         self._config_id = 0
         self._dispatch_series: dict[tuple[str, str, str], DispatchSeries] = {}
-        self.runtime_dispatches = Counter(
-            "mixer_runtime_dispatches", "Handler calls, as Istio Mixer counted them", _RUNTIME_LABELS, registry=r
+        self.runtime_dispatches = Rollup(
+            durations, "mixer_runtime_dispatches", "Handler calls, as Istio Mixer counted them", "counter",
+            _RUNTIME_LABELS, (0, 1, 2, 3), registry=r,
         )
-        self.runtime_dispatch_duration = Histogram(
-            "mixer_runtime_dispatch_duration_seconds",
-            "Time spent in one handler call, as Istio Mixer measured it",
-            _RUNTIME_LABELS,
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
+        r.register(durations)
         # Not exposed: the /metrics endpoints handlers serve and the scrapes they answered, so a
         # shutdown can keep them up until Prometheus has read the final values (mixer.server).
         self.scrape_endpoints = 0
@@ -190,17 +200,14 @@ class SelfMetrics:
             gauge.clear()
             gauge.labels(str(self._config_id)).set(sizes[kind])
 
-    def runtime_dispatched(self, handler: str, adapter: str, template: str, seconds: float, failed: bool) -> None:
-        """One handler call under Mixer's names (``meshFunction`` is the template, ``error`` true/false)."""
-        self.dispatch_series(handler, adapter, template).dispatched(seconds, failed)
-
     def dispatch_series(self, handler: str, adapter: str, template: str) -> DispatchSeries:
-        """The series one (handler, adapter, template) call updates, looked up once (a check pays
-        for ``labels()`` per call otherwise)."""
+        """What a (handler, adapter, template) call records, looked up once per snapshot sink.
+        Two threads asking at once may each make one: both record into the same series."""
         key = (handler, adapter, template)
         series = self._dispatch_series.get(key)
         if series is None:
-            series = self._dispatch_series[key] = DispatchSeries(self, handler, adapter, template)
+            series = self._dispatch_series[key] = DispatchSeries(
+                self.runtime_dispatch_duration, handler, adapter, template)
         return series
 
     def exposition(self) -> bytes:

@@ -7,8 +7,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from prometheus_client import Counter
-
 from mixer.attributes import AttributeManifest, Bag
 from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
@@ -63,7 +61,6 @@ class Runtime:
         self.errors = ErrorLog(self.metrics, self.logger)
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
-        self._check_counters: dict[tuple[str, bool], Counter] = {}
         self._retiring: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak refs)
         self._on_swap: list[tuple[Callable[[Snapshot], None], asyncio.AbstractEventLoop | None]] = []
         # Where checks run and check and quota handlers start and close (``mixer serve``: a thread of
@@ -204,15 +201,10 @@ class Runtime:
         snapshot = self.snapshot
         snapshot.inflight += 1
         try:
-            response = await check(snapshot, bag, quotas or {}, self.metrics, self.errors)
+            response = await check(snapshot, bag, quotas or {}, self.errors)
         finally:
             snapshot.inflight -= 1
-        outcome = (front_door, response.result.ok)
-        counter = self._check_counters.get(outcome)
-        if counter is None:  # labels() costs a lock and a tuple build: once per front door and outcome
-            counter = self._check_counters[outcome] = self.metrics.checks.labels(
-                front_door, "ok" if response.result.ok else "denied")
-        counter.inc()
+        self.metrics.checks.labels(front_door, "ok" if response.result.ok else "denied").inc()
         return response
 
     async def close(self) -> None:

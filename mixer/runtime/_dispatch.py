@@ -210,12 +210,10 @@ class _accounted:  # noqa: N801 - used as a context manager, like contextlib's
     """Count one handler call and its duration; count (and re-raise) a failure. A class rather
     than a generator context manager: it is entered for every handler call of every check."""
 
-    __slots__ = ("sink", "series", "errors", "started")
+    __slots__ = ("sink", "errors", "started")
 
-    def __init__(self, sink: Sink, metrics: SelfMetrics, errors: ErrorLog) -> None:
-        slot = sink.slot
+    def __init__(self, sink: Sink, errors: ErrorLog) -> None:
         self.sink = sink
-        self.series = metrics.dispatch_series(slot.name, slot.adapter_name, sink.template)
         self.errors = errors
         self.started = 0.0
 
@@ -226,9 +224,8 @@ class _accounted:  # noqa: N801 - used as a context manager, like contextlib's
         failed = False
         if isinstance(exc, Exception):  # not a cancellation: that is no failure of the handler
             failed = True
-            self.series.failed()
             self.errors.handler_failed(self.sink.slot.name, self.sink.template, exc)
-        self.series.dispatched(time.perf_counter() - self.started, failed)
+        self.sink.series.dispatched(time.perf_counter() - self.started, failed)
 
 
 def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors: ErrorLog) -> int:
@@ -249,19 +246,13 @@ def report(snapshot: Snapshot, bags: Sequence[Bag], metrics: SelfMetrics, errors
 
 def _call_report_handler(sink: ReportSink, instances: list[Any], metrics: SelfMetrics, errors: ErrorLog) -> None:
     try:
-        with _accounted(sink, metrics, errors):
+        with _accounted(sink, errors):
             sink.call(instances)
     except Exception:
         metrics.dropped_instances.labels(sink.slot.name, "handler_error").inc(len(instances))
 
 
-async def check(
-    snapshot: Snapshot,
-    bag: Bag,
-    quotas: Mapping[str, QuotaArgs],
-    metrics: SelfMetrics,
-    errors: ErrorLog,
-) -> CheckResponse:
+async def check(snapshot: Snapshot, bag: Bag, quotas: Mapping[str, QuotaArgs], errors: ErrorLog) -> CheckResponse:
     """Ask every matching check handler; combine: first denial wins, minimum duration and count.
 
     A verdict the snapshot's check cache holds for this bag is reused; quotas are always allocated.
@@ -273,7 +264,7 @@ async def check(
         sinks: list[list[Any]] = [[] for _ in snapshot.check_sinks]
         build_instances(snapshot.check_plans, sinks, [bag], errors)
         calls = [
-            _call_check_handler(sink, instance, metrics, errors)
+            _call_check_handler(sink, instance, errors)
             for sink, instances in zip(snapshot.check_sinks, sinks)
             for instance in instances
         ]
@@ -283,7 +274,7 @@ async def check(
         combined = combine(results)
         if cache is not None and key is not None:
             cache.put(key, combined)
-    granted = await _allocate(snapshot, bag, quotas, metrics, errors) if quotas else {}
+    granted = await _allocate(snapshot, bag, quotas, errors) if quotas else {}
     return CheckResponse(combined, granted, quotas)
 
 
@@ -305,10 +296,10 @@ def combine(results: Sequence[CheckResult]) -> CheckResult:
     )
 
 
-async def _call_check_handler(sink: CheckSink, instance: Any, metrics: SelfMetrics, errors: ErrorLog) -> CheckResult:
+async def _call_check_handler(sink: CheckSink, instance: Any, errors: ErrorLog) -> CheckResult:
     calls = sink.slot.calls
     try:
-        with _accounted(sink, metrics, errors):
+        with _accounted(sink, errors):
             if calls.timeout is None:
                 return await sink.call(instance)
             return await asyncio.wait_for(sink.call(instance), calls.timeout.total_seconds())
@@ -329,11 +320,7 @@ def _failure(sink: Sink, exc: Exception) -> tuple[int, str]:
 
 
 async def _allocate(
-    snapshot: Snapshot,
-    bag: Bag,
-    quotas: Mapping[str, QuotaArgs],
-    metrics: SelfMetrics,
-    errors: ErrorLog,
+    snapshot: Snapshot, bag: Bag, quotas: Mapping[str, QuotaArgs], errors: ErrorLog
 ) -> dict[str, QuotaResult]:
     """Allocate each requested quota from the handlers of matching rules that build it.
 
@@ -349,7 +336,7 @@ async def _allocate(
             for instance in instances:
                 if not _names_quota(instance.name, name):
                     continue
-                result = await _call_quota_handler(sink, instance, args, metrics, errors)
+                result = await _call_quota_handler(sink, instance, args, errors)
                 if granted is None or result.granted_amount < granted.granted_amount:
                     granted = result
         out[name] = granted or QuotaResult(args.amount, DEFAULT_VALID_DURATION)
@@ -363,12 +350,10 @@ def _names_quota(qualified: str, requested: str) -> bool:
     return requested in (name, f"{name}.{namespace}")
 
 
-async def _call_quota_handler(
-    sink: QuotaSink, instance: Any, args: QuotaArgs, metrics: SelfMetrics, errors: ErrorLog
-) -> QuotaResult:
+async def _call_quota_handler(sink: QuotaSink, instance: Any, args: QuotaArgs, errors: ErrorLog) -> QuotaResult:
     calls = sink.slot.calls
     try:
-        with _accounted(sink, metrics, errors):
+        with _accounted(sink, errors):
             if calls.timeout is None:
                 return await sink.call(instance, args)
             return await asyncio.wait_for(sink.call(instance, args), calls.timeout.total_seconds())

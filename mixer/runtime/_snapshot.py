@@ -15,7 +15,7 @@ from mixer.runtime._binding import CheckCall, QuotaCall, ReportCall, check_call,
 from mixer.runtime._cache import CheckCache
 from mixer.runtime._plan import RulePlan, build_plan
 from mixer.sdk import Env, Handler, InstanceSchema
-from mixer.selfmetrics import SelfMetrics
+from mixer.selfmetrics import DispatchSeries, SelfMetrics
 from mixer.templates import Variety
 
 
@@ -39,6 +39,7 @@ class ReportSink:
     slot: HandlerSlot
     template: str
     call: ReportCall
+    series: DispatchSeries  # what each call records (mixer.selfmetrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class CheckSink:
     slot: HandlerSlot
     template: str
     call: CheckCall
+    series: DispatchSeries  # what each call records (mixer.selfmetrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class QuotaSink:
     slot: HandlerSlot
     template: str
     call: QuotaCall
+    series: DispatchSeries  # what each call records (mixer.selfmetrics)
 
 
 Sink = ReportSink | CheckSink | QuotaSink
@@ -131,7 +134,7 @@ def build_snapshot(
                 key3 = (template.variety, slot.name, template.name)
                 if key3 not in sink_index:
                     sink_index[key3] = len(sinks[template.variety])
-                    sinks[template.variety].append(_sink(slot, template.name, template.variety))
+                    sinks[template.variety].append(_sink(slot, template.name, template.variety, metrics))
                 routes[template.variety].append((sink_index[key3], instance))
                 if template.variety is not Variety.REPORT:
                     slot.serves_checks = True  # fixed by the slot's key (its instances), so never unset
@@ -175,9 +178,10 @@ def _expressions(fields: Mapping[str, object]) -> list[Expression]:
     return out
 
 
-def _sink(slot: HandlerSlot, template: str, variety: Variety) -> Sink:
+def _sink(slot: HandlerSlot, template: str, variety: Variety, metrics: SelfMetrics) -> Sink:
+    series = metrics.dispatch_series(slot.name, slot.adapter_name, template)
     if variety is Variety.REPORT:
-        return ReportSink(slot, template, report_call(slot.name, slot.handler, template))
+        return ReportSink(slot, template, report_call(slot.name, slot.handler, template), series)
     if variety is Variety.CHECK:
-        return CheckSink(slot, template, check_call(slot.name, slot.handler, template))
-    return QuotaSink(slot, template, quota_call(slot.name, slot.handler, template))
+        return CheckSink(slot, template, check_call(slot.name, slot.handler, template), series)
+    return QuotaSink(slot, template, quota_call(slot.name, slot.handler, template), series)

@@ -139,5 +139,6 @@ async def test_a_backend_that_fails_every_call_is_logged_once_per_interval(caplo
     failures = [r for r in caplog.records if "handler backend.handler.istio-system failed" in r.getMessage()]
     assert len(failures) == 1 and failures[0].exc_info is not None
     slot = runtime.snapshot.slots["backend.handler.istio-system"]
-    assert runtime.metrics.dispatch_errors.labels(slot.name, "fake")._value.get() == 100  # every one counted
+    assert runtime.metrics.registry.get_sample_value(
+        "mixer_dispatch_errors_total", {"handler": slot.name, "adapter": "fake"}) == 100  # every one counted
     await runtime.close()

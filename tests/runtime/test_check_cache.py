@@ -73,7 +73,7 @@ def bag(user: str = "ann", request_id: str = "1", **more: Any) -> dict[str, Any]
 
 
 def counted(runtime: Runtime, result: str) -> float:
-    return float(runtime.metrics.check_cache.labels(result)._value.get())
+    return runtime.metrics.registry.get_sample_value("mixer_check_cache_total", {"result": result}) or 0.0
 
 
 async def test_the_cache_keys_on_what_the_check_rules_read() -> None:
@@ -155,7 +155,7 @@ async def test_the_cache_is_bounded_and_counts_evictions() -> None:
     for user in ("u1", "u2", "u3"):
         await runtime.check(bag(user=user))
     assert len(runtime.snapshot.check_cache or ()) == 2
-    assert runtime.metrics.check_cache_evictions._value.get() == 1
+    assert runtime.metrics.registry.get_sample_value("mixer_check_cache_evictions_total") == 1
     await runtime.check(bag(user="u3"))  # recent: kept
     await runtime.check(bag(user="u1"))  # least recently used: evicted, asked again
     assert [c.fields["value"] for c in handler.checks] == ["u1", "u2", "u3", "u1"]

@@ -271,7 +271,8 @@ async def test_a_failing_check_handler_denies_with_internal_and_is_counted() -> 
     response = await runtime.check({"source.workload.name": "a", "destination.workload.name": "c"})
     assert response.result.status_code == 13  # INTERNAL: a broken backend never silently allows
     assert "policy backend unreachable" in response.result.message
-    assert runtime.metrics.dispatch_errors.labels(slot.name, "denier")._value.get() == 1
+    assert runtime.metrics.registry.get_sample_value(
+        "mixer_dispatch_errors_total", {"handler": slot.name, "adapter": "denier"}) == 1
 
 
 async def test_a_handler_missing_a_template_method_fails_at_config_load() -> None:
