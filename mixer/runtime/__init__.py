@@ -10,12 +10,12 @@ from pathlib import Path
 from mixer.attributes import AttributeManifest, Bag
 from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
-from mixer.runtime._cache import DEFAULT_CACHE_SIZE
+from mixer.runtime._cache import DEFAULT_CACHE_SIZE, Key
 from mixer.runtime._dispatch import CheckResponse, ErrorLog, QuotaVerdict, check, combine, report
 from mixer.runtime._loops import on_loop
 from mixer.runtime._reach import Denial, ListenerPolicy, StaticFacts, listener_policy
 from mixer.runtime._snapshot import HandlerSlot, Snapshot, build_snapshot
-from mixer.sdk import QuotaArgs
+from mixer.sdk import CheckResult, QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 _DRAIN_TIMEOUT = 10.0
+_NOT_CACHED: tuple[Key | None, CheckResult | None] = (None, None)  # what a snapshot without a check cache looks up
 # The one report batching knob: a report is dispatched in slices of at most this many bags (each
 # handler is called once per slice), and the front doors yield to the event loop between slices.
 # It bounds the instances held at once and how long a report holds up its loop (~2 ms at 128).
@@ -199,11 +200,18 @@ class Runtime:
         if loop is not None and loop is not asyncio.get_running_loop():
             return await on_loop(loop, self.check(bag, quotas, front_door))
         snapshot = self.snapshot
-        snapshot.inflight += 1
-        try:
-            response = await check(snapshot, bag, quotas or {}, self.errors)
-        finally:
-            snapshot.inflight -= 1
+        cache = snapshot.check_cache
+        key, combined = cache.lookup(bag) if cache is not None else _NOT_CACHED
+        if combined is not None and not quotas:
+            # A hit with no quota to allocate calls no handler and awaits nothing: answered here,
+            # without the dispatch coroutine or the in-flight count (which only holds handlers open).
+            response = CheckResponse(combined, {}, {})
+        else:
+            snapshot.inflight += 1
+            try:
+                response = await check(snapshot, bag, quotas or {}, self.errors, key, combined)
+            finally:
+                snapshot.inflight -= 1
         self.metrics.checks.labels(front_door, "ok" if response.result.ok else "denied").inc()
         return response
 

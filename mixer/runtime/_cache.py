@@ -9,6 +9,7 @@ build the same instances and get the same answers. Quota allocations are never c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections import OrderedDict
@@ -39,6 +40,33 @@ def _entry_reader(name: str, key: str) -> Callable[[Mapping[str, Any]], Any]:
         return found.get(key, _ABSENT) if isinstance(found, Mapping) else _ABSENT
 
     return entry
+
+
+# A hit's verdict is the cached one with another duration and use count, built by setting its slots
+# (CheckResult's own member descriptors) rather than by CheckResult(...): a frozen dataclass's
+# __init__ sets each field through object.__setattr__ and costs a hit more than the rest of its
+# lookup. The field list is checked here so that a field added to CheckResult cannot go uncopied.
+_FIELDS = ("status_code", "message", "valid_duration", "valid_use_count", "http_status", "headers", "body")
+if tuple(f.name for f in dataclasses.fields(CheckResult)) != _FIELDS:
+    raise ImportError(f"CheckResult's fields changed: update {__name__}._remaining")
+_set_status, _set_message, _set_duration, _set_uses, _set_http_status, _set_headers, _set_body = (
+    getattr(CheckResult, name).__set__ for name in _FIELDS
+)
+_new = object.__new__
+_timedelta = dt.timedelta
+
+
+def _remaining(cached: CheckResult, seconds: float, uses: int) -> CheckResult:
+    """``cached`` valid for another ``seconds`` and ``uses`` uses."""
+    result: CheckResult = _new(CheckResult)
+    _set_status(result, cached.status_code)
+    _set_message(result, cached.message)
+    _set_duration(result, _timedelta(0, seconds))
+    _set_uses(result, uses)
+    _set_http_status(result, cached.http_status)
+    _set_headers(result, cached.headers)
+    _set_body(result, cached.body)
+    return result
 
 
 class _Entry:
@@ -90,26 +118,32 @@ class CheckCache:
                 return None
         return key
 
+    def lookup(self, bag: Mapping[str, Any]) -> tuple[Key | None, CheckResult | None]:
+        """The bag's key and its cached verdict (None on a miss), counting this use: one call, as a
+        hit is a check's whole work."""
+        key = self.key(bag)
+        return key, (None if key is None else self.get(key))
+
     def get(self, key: Key) -> CheckResult | None:
         """The cached verdict, with the duration and uses it has left, counting this use."""
-        entry = self._entries.get(key)
+        entries = self._entries
+        entry = entries.get(key)
         if entry is None:
             self._misses.inc()
             return None
         left = entry.expires - self._clock()
         if left <= 0:
-            del self._entries[key]
+            del entries[key]
             self._misses.inc()
             return None
-        entry.uses_left -= 1
-        if entry.uses_left <= 0:
-            del self._entries[key]
+        uses = entry.uses_left
+        if uses <= 1:
+            del entries[key]
         else:
-            self._entries.move_to_end(key)
+            entries.move_to_end(key)
+        entry.uses_left = uses - 1
         self._hits.inc()
-        cached = entry.result
-        return CheckResult(cached.status_code, cached.message, dt.timedelta(0, left), entry.uses_left + 1,
-                           cached.http_status, cached.headers, cached.body)
+        return _remaining(entry.result, left, uses)
 
     def put(self, key: Key, result: CheckResult) -> None:
         """Keep ``result`` for its valid duration and use count (this answer is its first use)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from mixer.attributes import Bag
 from mixer.expr import EvaluationError
+from mixer.runtime._cache import Key
 from mixer.runtime._plan import RulePlan
 from mixer.runtime._snapshot import CheckSink, QuotaSink, ReportSink, Sink, Snapshot
 from mixer.sdk import (
@@ -252,14 +253,16 @@ def _call_report_handler(sink: ReportSink, instances: list[Any], metrics: SelfMe
         metrics.dropped_instances.labels(sink.slot.name, "handler_error").inc(len(instances))
 
 
-async def check(snapshot: Snapshot, bag: Bag, quotas: Mapping[str, QuotaArgs], errors: ErrorLog) -> CheckResponse:
+async def check(
+    snapshot: Snapshot, bag: Bag, quotas: Mapping[str, QuotaArgs], errors: ErrorLog,
+    key: Key | None = None, combined: CheckResult | None = None,
+) -> CheckResponse:
     """Ask every matching check handler; combine: first denial wins, minimum duration and count.
 
-    A verdict the snapshot's check cache holds for this bag is reused; quotas are always allocated.
+    ``combined`` is the verdict the snapshot's check cache held for this bag (its ``lookup``), reused
+    as is; without it the handlers are asked and their answer is cached under ``key`` (None: not
+    cacheable). Quotas are always allocated.
     """
-    cache = snapshot.check_cache
-    key = cache.key(bag) if cache is not None else None
-    combined = cache.get(key) if cache is not None and key is not None else None
     if combined is None:
         sinks: list[list[Any]] = [[] for _ in snapshot.check_sinks]
         build_instances(snapshot.check_plans, sinks, [bag], errors)
@@ -272,6 +275,7 @@ async def check(snapshot: Snapshot, bag: Bag, quotas: Mapping[str, QuotaArgs], e
         # check an extra turn of the event loop. Several run concurrently (remote policy backends).
         results = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls) if calls else []
         combined = combine(results)
+        cache = snapshot.check_cache
         if cache is not None and key is not None:
             cache.put(key, combined)
     granted = await _allocate(snapshot, bag, quotas, errors) if quotas else {}

@@ -4,6 +4,7 @@ verdict's valid duration and use count; quotas never cached; a config swap empti
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -114,6 +115,29 @@ async def test_use_count_and_duration_are_honoured() -> None:
     await asyncio.sleep(0.15)
     await runtime.check(bag())
     assert len(handler.checks) == 2  # expired: asked again
+    await runtime.close()
+
+
+class Refusing(Counting):
+    """Denies with every field of a verdict set, so a hit must carry each of them."""
+
+    async def check_listentry(self, instance: Instance) -> CheckResult:
+        self.checks.append(instance)
+        return CheckResult(PERMISSION_DENIED, "go away", dt.timedelta(minutes=1), 5, 403,
+                           {"x-why": "listed"}, "denied by list")
+
+
+async def test_a_hit_is_the_verdict_with_what_is_left_of_its_duration_and_uses() -> None:
+    handler = Refusing()
+    runtime = await runtime_with(handler)
+    first = (await runtime.check(bag())).result
+    hit = (await runtime.check(bag(request_id="2"))).result
+    assert len(handler.checks) == 1 and type(hit) is CheckResult
+    assert dt.timedelta(seconds=59) < hit.valid_duration < first.valid_duration
+    assert hit == dataclasses.replace(first, valid_duration=hit.valid_duration, valid_use_count=4)
+    checks = runtime.metrics.registry.get_sample_value(
+        "mixer_checks_total", {"front_door": "native", "result": "denied"})
+    assert checks == 2  # a hit is counted as a check like any other
     await runtime.close()
 
 
