@@ -119,23 +119,28 @@ class CheckCache:
         return key
 
     def lookup(self, bag: Mapping[str, Any]) -> tuple[Key | None, CheckResult | None]:
-        """The bag's key and its cached verdict (None on a miss), counting this use: one call, as a
-        hit is a check's whole work."""
-        key = self.key(bag)
-        return key, (None if key is None else self.get(key))
-
-    def get(self, key: Key) -> CheckResult | None:
-        """The cached verdict, with the duration and uses it has left, counting this use."""
+        """The bag's key and the cached verdict for it (None on a miss) with the duration and uses it
+        has left, counting this use. A hit is a check's whole work, so the common key (every value
+        hashable) is built here and hashed once, by the lookup itself; ``key`` does the rest."""
+        key: Key | None = tuple(map(bag.get, self._names))
+        if self._entries_read:
+            key += tuple(read(bag) for read in self._entries_read)
         entries = self._entries
-        entry = entries.get(key)
+        try:
+            entry = entries.get(key)
+        except TypeError:  # a whole map (or list) attribute
+            key = self.key(bag)
+            if key is None:
+                return None, None
+            entry = entries.get(key)
         if entry is None:
             self._misses.inc()
-            return None
+            return key, None
         left = entry.expires - self._clock()
         if left <= 0:
             del entries[key]
             self._misses.inc()
-            return None
+            return key, None
         uses = entry.uses_left
         if uses <= 1:
             del entries[key]
@@ -143,7 +148,7 @@ class CheckCache:
             entries.move_to_end(key)
         entry.uses_left = uses - 1
         self._hits.inc()
-        return _remaining(entry.result, left, uses)
+        return key, _remaining(entry.result, left, uses)
 
     def put(self, key: Key, result: CheckResult) -> None:
         """Keep ``result`` for its valid duration and use count (this answer is its first use)."""

@@ -204,4 +204,6 @@ def test_a_whole_map_in_the_key_is_compared_by_content() -> None:
     assert first is not None and first == cache.key({"request.headers": {"b": "2", "a": "1"}})
     assert first != cache.key({"request.headers": {"a": "1"}})
     cache.put(first, CheckResult(valid_use_count=5))
-    assert cache.get(first) is not None
+    key, hit = cache.lookup({"request.headers": {"b": "2", "a": "1"}})
+    assert key == first and hit is not None and hit.valid_use_count == 4
+    assert cache.lookup({"request.headers": {"a": "1"}})[1] is None
