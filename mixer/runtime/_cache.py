@@ -122,16 +122,17 @@ class CheckCache:
         """The bag's key and the cached verdict for it (None on a miss) with the duration and uses it
         has left, counting this use. A hit is a check's whole work, so the common key (every value
         hashable) is built here and hashed once, by the lookup itself; ``key`` does the rest."""
-        key: Key | None = tuple(map(bag.get, self._names))
+        key: Key = tuple(map(bag.get, self._names))
         if self._entries_read:
             key += tuple(read(bag) for read in self._entries_read)
         entries = self._entries
         try:
             entry = entries.get(key)
         except TypeError:  # a whole map (or list) attribute
-            key = self.key(bag)
-            if key is None:
+            frozen = self.key(bag)
+            if frozen is None:
                 return None, None
+            key = frozen
             entry = entries.get(key)
         if entry is None:
             self._misses.inc()
