@@ -469,7 +469,7 @@ def bench_redis(workdir: Path, count: int, concurrency: int, rounds: int,
                 pinning: Pinning) -> dict[str, list[dict[str, float]]]:
     import logging
 
-    from adapters.redisquota import RedisQuotaAdapter
+    from adapters.redisquota import RedisQuotaAdapter, RedisQuotaHandler
     from mixer.sdk import Env, Instance, QuotaArgs
     from mixer.selfmetrics import SelfMetrics
 
@@ -489,6 +489,7 @@ def bench_redis(workdir: Path, count: int, concurrency: int, rounds: int,
                                            "quotas": [{"name": "requestcount", "maxAmount": 10**12,
                                                        "validDuration": "1h"}]})
             handler = adapter.build(params, Env("bench", logging.getLogger("bench"), SelfMetrics()), {})
+            assert isinstance(handler, RedisQuotaHandler)
             await handler.start()
             client = handler._client  # the same pool and connections: only the command differs
             assert client is not None

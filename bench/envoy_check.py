@@ -56,7 +56,7 @@ def serve_bare(port: int) -> None:
     from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
     from google.rpc import status_pb2
 
-    class Allow(external_auth_pb2_grpc.AuthorizationServicer):
+    class Allow(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]  # the generated stubs are untyped
         async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's naming
             return external_auth_pb2.CheckResponse(status=status_pb2.Status(code=0),
                                                    ok_response=external_auth_pb2.OkHttpResponse())
