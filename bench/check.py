@@ -50,6 +50,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envoy_check  # noqa: E402 - the sibling benchmark's Envoy bootstrap and load generator
+from procstat import cpu_seconds  # noqa: E402
 
 from mixer.processes import free_port, start, stop, wait_for_port  # noqa: E402
 
@@ -139,16 +140,7 @@ def medians(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
-# -- CPU time and pinning -----------------------------------------------------------------------
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of ``pid`` so far (/proc/PID/stat fields 14 and 15), in clock
-    ticks (10 ms): a round must run long enough for the figure to be many ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+# -- pinning -----------------------------------------------------------------------------------
 
 
 class Pinning:

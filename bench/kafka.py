@@ -30,19 +30,12 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dispatch import make_bags  # noqa: E402 - the same bags as bench/dispatch.py
+from procstat import cpu_seconds  # noqa: E402
 
 from mixer.attributes import format_duration  # noqa: E402
 from mixer.config import DEFAULT_CONFIG_DIR  # noqa: E402
 from mixer.thirdparty import KafkaBroker, ensure  # noqa: E402
 from mixer.processes import free_port, http_get, start, stop, wait_until_ready  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
 
 def bodies(count: int, batch: int) -> list[bytes]:
     bags = make_bags(count)

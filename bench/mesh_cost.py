@@ -56,8 +56,10 @@ from mixer.config import DEFAULT_CONFIG_DIR
 from mixer.processes import free_port, http_get, start, stop, wait_for_port
 from proxy import EnvoyProcess, Inbound, Outbound, SidecarSpec, render_bootstrap
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procstat import tree_cpu_seconds  # noqa: E402 - a sibling bench module
+
 ROOT = Path(__file__).resolve().parents[1]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 DENY_RULE = """\
 apiVersion: config.istio.io/v1alpha2
@@ -104,33 +106,6 @@ spec:
 """
 
 
-# -- CPU from /proc -------------------------------------------------------------------------------
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU of process ``root`` and every live descendant (``serve --workers`` starts
-    its workers in sessions of their own, so a process group would miss them)."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        parents[int(entry)] = int(fields[1])  # field 4 of stat: the parent
-        ticks[int(entry)] = int(fields[11]) + int(fields[12])  # utime, stime
-    total = 0
-    for pid, own in ticks.items():
-        ancestor = pid
-        while ancestor > 1 and ancestor != root:
-            ancestor = parents.get(ancestor, 0)
-        if ancestor == root:
-            total += own
-    return total / CLOCK_TICKS
 
 
 # -- load -----------------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ from envoy.service.accesslog.v3 import als_pb2
 from google.protobuf import json_format
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mesh_cost import start_mixer, tree_cpu_seconds  # noqa: E402 - a sibling bench script
+from mesh_cost import start_mixer  # noqa: E402 - a sibling bench script
+from procstat import tree_cpu_seconds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "frontdoors" / "testdata" / "envoy-probe"
