@@ -162,7 +162,7 @@ def main() -> int:
         for n in counts:
             workdir = Path(tmp) / f"workers-{n}"
             workdir.mkdir()
-            grpc_port, pid = start_mixer(workdir, "", n, stack)
+            grpc_port, _http_port, pid = start_mixer(workdir, "", n, stack)
             address = re.search(r"address: 127\.0\.0\.1:(\d+)", (workdir / "config" / "prometheus.yaml").read_text())
             assert address, "mesh_cost.mixer_config no longer sets the prometheus handler's address"
             mixers[n] = (grpc_port, int(address.group(1)), pid)
