@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import enum
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mixer.attributes import parse_duration
+from mixer.params import BUCKET_KINDS, Fields, parse_buckets
 from mixer.sdk import ParamsError
 
 DEFAULT_NAMESPACE = "istio"  # Mixer prefixed every metric with "istio_" unless told otherwise
@@ -67,89 +66,13 @@ def qualify_instance(name: str) -> str:
     return name
 
 
-class _Fields:
-    """Reads one mapping whose keys may be snake_case or camelCase, noting every problem."""
-
-    def __init__(self, raw: Any, path: str, known: Sequence[str], problems: list[tuple[str, str]]) -> None:
-        self.path, self.problems = path, problems
-        self.values: dict[str, Any] = {}
-        self.spelled: dict[str, str] = {}  # canonical -> as written, so errors quote the user's key
-        if not isinstance(raw, Mapping):
-            problems.append((path, f"must be a mapping, got {type(raw).__name__}"))
-            return
-        spellings = {_camel(k): k for k in known} | {k: k for k in known}
-        for key, value in raw.items():
-            canonical = spellings.get(str(key))
-            if canonical is None:
-                problems.append((self.at(str(key)), f"unknown field (known: {', '.join(known)})"))
-            elif canonical in self.values:
-                problems.append((self.at(str(key)), f"given twice (as {canonical} and {_camel(canonical)})"))
-            else:
-                self.values[canonical] = value
-                self.spelled[canonical] = str(key)
-
-    def at(self, key: str) -> str:
-        key = self.spelled.get(key, key)
-        return f"{self.path}.{key}" if self.path else key
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append((self.at(key), message))
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def string(self, key: str, default: str = "") -> str:
-        value = self.values.get(key, default)
-        if not isinstance(value, str):
-            self.problem(key, f"must be a string, got {value!r}")
-            return default
-        return value
-
-    def number(self, key: str, default: float | None = None, integer: bool = False) -> float | None:
-        value = self.values.get(key, default)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-            self.problem(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
-            return None
-        if not math.isfinite(value):
-            self.problem(key, f"must be finite, got {value!r}")
-            return None
-        return float(value)
-
-    def duration(self, key: str) -> float | None:
-        value = self.values.get(key)
-        if value is None:
-            return None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            seconds = float(value)
-        elif isinstance(value, str):
-            try:
-                seconds = parse_duration(value).total_seconds()
-            except ValueError:
-                self.problem(key, f"invalid duration {value!r} (e.g. \"10m\", \"30s\")")
-                return None
-        else:
-            self.problem(key, f"must be a duration like \"10m\", got {value!r}")
-            return None
-        if seconds <= 0:
-            self.problem(key, f"must be > 0, got {value!r}")
-            return None
-        return seconds
-
-
-def _camel(snake: str) -> str:
-    head, *rest = snake.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def parse(raw: Mapping[str, Any] | None, default_address: str = DEFAULT_ADDRESS) -> Params:
     """Validate handler params; raise ParamsError naming every problem.
 
     ``default_address`` is where /metrics listens when the params name no ``address``.
     """
     problems: list[tuple[str, str]] = []
-    top = _Fields(
+    top = Fields(
         raw or {}, "", ["metrics", "metrics_expiration_policy", "address", "max_series_per_metric"], problems
     )
     host, port = _address(top, default_address)
@@ -166,7 +89,7 @@ def parse(raw: Mapping[str, Any] | None, default_address: str = DEFAULT_ADDRESS)
     seen_names: dict[str, int] = {}
     seen_instances: dict[str, int] = {}
     for i, item in enumerate(raw_metrics):
-        info = _metric(_Fields(item, f"metrics[{i}]", _METRIC_FIELDS, problems), int(default_max or 1))
+        info = _metric(Fields(item, f"metrics[{i}]", _METRIC_FIELDS, problems), int(default_max or 1))
         if info is None:
             continue
         if info.name in seen_names:
@@ -187,7 +110,7 @@ def parse(raw: Mapping[str, Any] | None, default_address: str = DEFAULT_ADDRESS)
 _METRIC_FIELDS = ["name", "instance_name", "kind", "label_names", "buckets", "namespace", "description", "max_series"]
 
 
-def _address(top: _Fields, default: str) -> tuple[str, int]:
+def _address(top: Fields, default: str) -> tuple[str, int]:
     address = top.string("address", default)
     parsed = split_address(address)
     if parsed is None:
@@ -207,14 +130,11 @@ def split_address(address: str) -> tuple[str, int] | None:
     return host, int(port_text)
 
 
-def _expiration(top: _Fields) -> tuple[float | None, float | None]:
+def _expiration(top: Fields) -> tuple[float | None, float | None]:
     raw = top.get("metrics_expiration_policy")
     if raw is None:
         return None, None
-    policy = _Fields(
-        raw, top.at("metrics_expiration_policy"), ["metrics_expiry_duration", "expiry_check_interval_duration"],
-        top.problems,
-    )
+    policy = top.child("metrics_expiration_policy", ["metrics_expiry_duration", "expiry_check_interval_duration"])
     expiry = policy.duration("metrics_expiry_duration")
     if expiry is None and "metrics_expiry_duration" not in policy.values and isinstance(raw, Mapping):
         policy.problem("metrics_expiry_duration", "required when metricsExpirationPolicy is set")
@@ -224,7 +144,7 @@ def _expiration(top: _Fields) -> tuple[float | None, float | None]:
     return expiry, interval
 
 
-def _metric(fields: _Fields, default_max: int) -> MetricInfo | None:
+def _metric(fields: Fields, default_max: int) -> MetricInfo | None:
     before = len(fields.problems)
     instance = fields.string("instance_name")
     if not instance:
@@ -246,7 +166,8 @@ def _metric(fields: _Fields, default_max: int) -> MetricInfo | None:
         if kind is not Kind.DISTRIBUTION:
             fields.problem("buckets", "only a DISTRIBUTION has buckets")
         else:
-            bounds = _buckets(_Fields(fields.get("buckets"), fields.at("buckets"), _BUCKET_KINDS, fields.problems))
+            buckets = parse_buckets(fields.child("buckets", BUCKET_KINDS))
+            bounds = buckets.bounds if buckets else ()
     elif kind is Kind.DISTRIBUTION:
         bounds = DEFAULT_BOUNDS
 
@@ -266,7 +187,7 @@ def _metric(fields: _Fields, default_max: int) -> MetricInfo | None:
     )
 
 
-def _labels(fields: _Fields, kind: Kind | None) -> tuple[str, ...]:
+def _labels(fields: Fields, kind: Kind | None) -> tuple[str, ...]:
     raw = fields.get("label_names", [])
     if not isinstance(raw, list):
         fields.problem("label_names", "must be a list of dimension names")
@@ -285,57 +206,3 @@ def _labels(fields: _Fields, kind: Kind | None) -> tuple[str, ...]:
         else:
             out.append(label)
     return tuple(out)
-
-
-_BUCKET_KINDS = ["explicit_buckets", "linear_buckets", "exponential_buckets"]
-
-
-def _buckets(fields: _Fields) -> tuple[float, ...]:
-    given = [k for k in _BUCKET_KINDS if k in fields.values]
-    if len(given) != 1:
-        where = "none" if not given else " and ".join(given)
-        fields.problems.append((fields.path, f"exactly one of {', '.join(_BUCKET_KINDS)} is required, got {where}"))
-        return ()
-    kind = given[0]
-    if kind == "explicit_buckets":
-        spec = _Fields(fields.get(kind), fields.at("explicit_buckets"), ["bounds"], fields.problems)
-        raw = spec.get("bounds")
-        if not isinstance(raw, list) or not raw:
-            spec.problem("bounds", "must be a non-empty list of numbers")
-            return ()
-        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in raw):
-            spec.problem("bounds", f"must be finite numbers, got {raw!r}")
-            return ()
-        bounds = tuple(float(b) for b in raw)
-        if any(b >= c for b, c in zip(bounds, bounds[1:])):
-            spec.problem("bounds", f"must be strictly increasing, got {raw!r}")
-            return ()
-        return bounds
-    if kind == "linear_buckets":
-        spec = _Fields(fields.get(kind), fields.at("linear_buckets"), ["num_finite_buckets", "width", "offset"],
-                       fields.problems)
-        count = spec.number("num_finite_buckets", integer=True)
-        width = spec.number("width")
-        offset = spec.number("offset", 0.0)
-        if count is None or count < 1:
-            spec.problem("num_finite_buckets", "required, must be >= 1")
-        if width is None or width <= 0:
-            spec.problem("width", "required, must be > 0")
-        if count is None or count < 1 or width is None or width <= 0 or offset is None:
-            return ()
-        # Mixer's numFiniteBuckets N yields N+1 finite bounds (N finite buckets between them)
-        return tuple(offset + width * i for i in range(int(count) + 1))
-    spec = _Fields(fields.get(kind), fields.at("exponential_buckets"), ["num_finite_buckets", "growth_factor", "scale"],
-                   fields.problems)
-    count = spec.number("num_finite_buckets", integer=True)
-    growth = spec.number("growth_factor")
-    scale = spec.number("scale")
-    if count is None or count < 1:
-        spec.problem("num_finite_buckets", "required, must be >= 1")
-    if growth is None or growth <= 1:
-        spec.problem("growth_factor", "required, must be > 1")
-    if scale is None or scale <= 0:
-        spec.problem("scale", "required, must be > 0")
-    if count is None or count < 1 or growth is None or growth <= 1 or scale is None or scale <= 0:
-        return ()
-    return tuple(scale * growth**i for i in range(int(count) + 1))

@@ -42,8 +42,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapters.stackdriver.config import Buckets, Kind, MetricInfo, Params, ValueType, parse
+from adapters.stackdriver.config import Kind, MetricInfo, Params, ValueType, parse
 from adapters.stackdriver.handler import StackdriverHandler
+from mixer.params import Buckets
 from mixer.sdk import Adapter, Env, Handler, InstanceSchema
 
 __all__ = ["ISTIO_CONFIG", "Buckets", "Kind", "MetricInfo", "Params", "StackdriverAdapter", "StackdriverHandler", "ValueType"]

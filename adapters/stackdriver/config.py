@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.prometheus.config import _camel, _Fields, qualify_instance
+from adapters.prometheus.config import qualify_instance
+from mixer.params import BUCKET_KINDS, Buckets, Fields, parse_buckets
 from mixer.push import DeliverySettings, parse_delivery
 from mixer.sdk import ParamsError
 
@@ -46,23 +46,6 @@ class ValueType(enum.IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Buckets:
-    """A DISTRIBUTION's buckets as Cloud Monitoring describes them, and their finite bounds.
-
-    ``bounds`` has N+1 entries for N finite buckets; with the underflow and overflow buckets that
-    makes len(bounds) + 1 bucket counts, bucket i holding bounds[i-1] <= x < bounds[i].
-    """
-
-    kind: str  # "linear" | "exponential" | "explicit"
-    bounds: tuple[float, ...]
-    num_finite_buckets: int = 0
-    width: float = 0.0
-    offset: float = 0.0
-    growth_factor: float = 0.0
-    scale: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class MetricInfo:
     """How one metric instance becomes a Cloud Monitoring metric."""
 
@@ -91,15 +74,6 @@ class Params:
     delivery: DeliverySettings = dataclasses.field(default_factory=DeliverySettings)
 
 
-class _Params(_Fields):
-    """Mixer's field reader; paths name keys as written, or camelCase (the documented spelling)."""
-
-    def at(self, key: str) -> str:
-        head, bracket, rest = key.partition("[")
-        key = self.spelled.get(head, _camel(head)) + bracket + rest
-        return f"{self.path}.{key}" if self.path else key
-
-
 _TOP = [
     "project_id", "endpoint", "insecure", "push_interval", "app_credentials", "service_account_path", "api_key",
     "location", "cluster_name", "max_series_per_metric", "series_expiry", "metric_info", "delivery",
@@ -111,7 +85,7 @@ def parse(raw: Mapping[str, Any] | None) -> Params:
     """Validate handler params; raise ParamsError naming every problem."""
     problems: list[tuple[str, str]] = []
     raw = raw or {}
-    top = _Params(raw, "", _TOP, problems)
+    top = Fields(raw, "", _TOP, problems, camel_paths=True)
     project = top.string("project_id")
     if not project:
         top.problem("project_id", "required: the Google Cloud project the metrics are written to")
@@ -120,7 +94,7 @@ def parse(raw: Mapping[str, Any] | None) -> Params:
     endpoint = top.string("endpoint")
     if endpoint and not _ENDPOINT.match(endpoint):
         top.problem("endpoint", f"must be host:port, got {endpoint!r}")
-    insecure = _boolean(top, "insecure")
+    insecure = top.boolean("insecure")
     if insecure and not endpoint:
         top.problem("insecure", "needs an endpoint (plaintext is for a loopback fake or a private proxy)")
     push_interval = top.duration("push_interval") or DEFAULT_PUSH_INTERVAL
@@ -141,7 +115,7 @@ def parse(raw: Mapping[str, Any] | None) -> Params:
         infos = {}
     seen_types: dict[str, str] = {}
     for name, item in infos.items():
-        fields = _Params(item, f"{top.at('metric_info')}[{name}]", _METRIC, problems)
+        fields = Fields(item, f"{top.at('metric_info')}[{name}]", _METRIC, problems, camel_paths=True)
         info = _metric(qualify_instance(str(name)), fields)
         if info is None:
             continue
@@ -164,19 +138,11 @@ def parse(raw: Mapping[str, Any] | None) -> Params:
     )
 
 
-def _boolean(fields: _Fields, key: str) -> bool:
-    value = fields.get(key, False)
-    if not isinstance(value, bool):
-        fields.problem(key, f"must be true or false, got {value!r}")
-        return False
-    return value
-
-
-def _credentials(top: _Fields, insecure: bool) -> str:
+def _credentials(top: Fields, insecure: bool) -> str:
     """Mixer's oneof: appCredentials or serviceAccountPath (neither: application default credentials)."""
     if "api_key" in top.values:
         top.problem("api_key", "API keys are not supported for writing metrics; use serviceAccountPath or appCredentials")
-    app = _boolean(top, "app_credentials")
+    app = top.boolean("app_credentials")
     path = top.string("service_account_path")
     if app and path:
         top.problem("service_account_path", "give either appCredentials or serviceAccountPath, not both")
@@ -187,7 +153,7 @@ def _credentials(top: _Fields, insecure: bool) -> str:
     return path
 
 
-def _check_service_account(top: _Fields, path: str) -> None:
+def _check_service_account(top: Fields, path: str) -> None:
     try:
         info = json.loads(Path(path).read_text())
     except OSError as exc:
@@ -201,7 +167,7 @@ def _check_service_account(top: _Fields, path: str) -> None:
         top.problem("service_account_path", f"{path} is not a service account key file (missing {', '.join(missing) or 'type service_account'})")
 
 
-def _enum(fields: _Fields, key: str, enum_type: type[Kind] | type[ValueType]) -> Any:
+def _enum(fields: Fields, key: str, enum_type: type[Kind] | type[ValueType]) -> Any:
     value = fields.get(key)
     names = ", ".join(f"{m.name} ({m.value})" for m in enum_type)
     if isinstance(value, str) and value.upper() in enum_type.__members__:
@@ -212,7 +178,7 @@ def _enum(fields: _Fields, key: str, enum_type: type[Kind] | type[ValueType]) ->
     return None
 
 
-def _metric(instance: str, fields: _Fields) -> MetricInfo | None:
+def _metric(instance: str, fields: Fields) -> MetricInfo | None:
     before = len(fields.problems)
     if "." not in instance:
         fields.problems.append((fields.path, "the key must be a fully qualified instance name such as requestcount.instance.istio-system"))
@@ -226,7 +192,7 @@ def _metric(instance: str, fields: _Fields) -> MetricInfo | None:
         if value_type is not ValueType.DISTRIBUTION:
             fields.problem("buckets", "only a DISTRIBUTION has buckets")
         else:
-            buckets = _buckets(_Params(fields.get("buckets"), fields.at("buckets"), _BUCKET_KINDS, fields.problems))
+            buckets = parse_buckets(fields.child("buckets", BUCKET_KINDS))
     elif value_type is ValueType.DISTRIBUTION:
         fields.problem("buckets", "required for a DISTRIBUTION (linearBuckets, exponentialBuckets or explicitBuckets)")
     labels = _labels(fields)
@@ -238,7 +204,7 @@ def _metric(instance: str, fields: _Fields) -> MetricInfo | None:
     )
 
 
-def _labels(fields: _Fields) -> tuple[str, ...] | None:
+def _labels(fields: Fields) -> tuple[str, ...] | None:
     if "label_names" not in fields.values:
         return None
     raw = fields.get("label_names")
@@ -257,59 +223,6 @@ def _labels(fields: _Fields) -> tuple[str, ...] | None:
     if len(out) > MAX_LABELS:
         fields.problem("label_names", f"at most {MAX_LABELS} labels per metric, got {len(out)}")
     return tuple(out)
-
-
-_BUCKET_KINDS = ["linear_buckets", "exponential_buckets", "explicit_buckets"]
-
-
-def _buckets(fields: _Fields) -> Buckets | None:
-    given = [k for k in _BUCKET_KINDS if k in fields.values]
-    if len(given) != 1:
-        where = "none" if not given else " and ".join(map(_camel, given))
-        fields.problems.append((fields.path, f"exactly one of {', '.join(map(_camel, _BUCKET_KINDS))} is required, got {where}"))
-        return None
-    kind = given[0]
-    if kind == "explicit_buckets":
-        spec = _Params(fields.get(kind), fields.at(kind), ["bounds"], fields.problems)
-        raw = spec.get("bounds")
-        if not isinstance(raw, list) or not raw:
-            spec.problem("bounds", "must be a non-empty list of numbers")
-            return None
-        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in raw):
-            spec.problem("bounds", f"must be finite numbers, got {raw!r}")
-            return None
-        bounds = tuple(float(b) for b in raw)
-        if any(b >= c for b, c in zip(bounds, bounds[1:])):
-            spec.problem("bounds", f"must be strictly increasing, got {raw!r}")
-            return None
-        return Buckets("explicit", bounds)
-    if kind == "linear_buckets":
-        spec = _Params(fields.get(kind), fields.at(kind), ["num_finite_buckets", "width", "offset"], fields.problems)
-        count = spec.number("num_finite_buckets", integer=True)
-        width = spec.number("width")
-        offset = spec.number("offset", 0.0)
-        if count is None or count < 1:
-            spec.problem("num_finite_buckets", "required, must be >= 1")
-        if width is None or width <= 0:
-            spec.problem("width", "required, must be > 0")
-        if count is None or count < 1 or width is None or width <= 0 or offset is None:
-            return None
-        n = int(count)
-        return Buckets("linear", tuple(offset + width * i for i in range(n + 1)), n, width=width, offset=offset)
-    spec = _Params(fields.get(kind), fields.at(kind), ["num_finite_buckets", "growth_factor", "scale"], fields.problems)
-    count = spec.number("num_finite_buckets", integer=True)
-    growth = spec.number("growth_factor")
-    scale = spec.number("scale")
-    if count is None or count < 1:
-        spec.problem("num_finite_buckets", "required, must be >= 1")
-    if growth is None or growth <= 1:
-        spec.problem("growth_factor", "required, must be > 1")
-    if scale is None or scale <= 0:
-        spec.problem("scale", "required, must be > 0")
-    if count is None or count < 1 or growth is None or growth <= 1 or scale is None or scale <= 0:
-        return None
-    n = int(count)
-    return Buckets("exponential", tuple(scale * growth**i for i in range(n + 1)), n, growth_factor=growth, scale=scale)
 
 
 def _stackdriver_delivery(

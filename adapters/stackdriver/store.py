@@ -20,7 +20,8 @@ from google.api import distribution_pb2, label_pb2, metric_pb2
 from google.cloud.monitoring_v3.types import metric as metric_types
 
 from adapters.prometheus.store import label_text
-from adapters.stackdriver.config import Buckets, Kind, MetricInfo, ValueType
+from adapters.stackdriver.config import Kind, MetricInfo, ValueType
+from mixer.params import Buckets
 
 __all__ = ["GLOBAL", "RESOURCE_LABELS", "MetricStore", "Resource", "Series", "descriptor_for", "to_number"]
 

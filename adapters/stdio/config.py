@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mixer.params import Fields
 from mixer.sdk import ParamsError
 
 STREAMS = ("STDOUT", "STDERR", "FILE", "ROTATED_FILE")
@@ -29,9 +30,9 @@ DEFAULT_SEVERITY_LEVELS: Mapping[str, str] = {
     "ERROR": "ERROR", "error": "ERROR", "ERR": "ERROR", "err": "ERROR", "FATAL": "ERROR", "fatal": "ERROR",
 }
 
-_FIELDS = ("logStream", "outputPath", "outputAsJson", "outputLevel", "metricLevel", "severityLevels",
-           "maxMegabytesBeforeRotation", "maxRotatedFiles", "maxDaysBeforeRotation")
-_ROTATION_FIELDS = ("maxMegabytesBeforeRotation", "maxRotatedFiles", "maxDaysBeforeRotation")
+_FIELDS = ("log_stream", "output_path", "output_as_json", "output_level", "metric_level", "severity_levels",
+           "max_megabytes_before_rotation", "max_rotated_files", "max_days_before_rotation")
+_ROTATION_FIELDS = ("max_megabytes_before_rotation", "max_rotated_files", "max_days_before_rotation")
 
 
 @dataclass(frozen=True)
@@ -46,75 +47,59 @@ class StdioParams:
     max_days_before_rotation: int = 30
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def parse(raw: Mapping[str, Any]) -> StdioParams:
     problems: list[tuple[str, str]] = []
-    values: dict[str, Any] = {}
-    written: dict[str, str] = {}
-    for key, value in raw.items():
-        name = _camel(str(key))
-        if name not in _FIELDS:
-            problems.append((str(key), f"unknown field (known: {', '.join(_FIELDS)})"))
-        elif name in values:
-            problems.append((str(key), f"given twice (as {written[name]} and {key})"))
-        else:
-            values[name], written[name] = value, str(key)
-
-    def where(name: str) -> str:
-        return written.get(name, name)
+    fields = Fields(raw, "", _FIELDS, problems, camel_paths=True)
+    values = fields.values
 
     def choice(name: str, options: tuple[str, ...], default: str) -> str:
         value = values.get(name, default)
         if not isinstance(value, str) or value.upper() not in options:
-            problems.append((where(name), f"must be one of {', '.join(options)}, got {value!r}"))
+            fields.problem(name, f"must be one of {', '.join(options)}, got {value!r}")
             return default
         return value.upper()
 
     def count(name: str, default: int, least: int) -> int:
         value: Any = values.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            problems.append((where(name), f"must be an integer >= {least}, got {value!r}"))
+            fields.problem(name, f"must be an integer >= {least}, got {value!r}")
             return default
         return int(value)
 
-    stream = choice("logStream", STREAMS, "STDOUT")
-    path = values.get("outputPath", "")
+    stream = choice("log_stream", STREAMS, "STDOUT")
+    path = values.get("output_path", "")
     if not isinstance(path, str):
-        problems.append((where("outputPath"), f"must be a string, got {path!r}"))
+        fields.problem("output_path", f"must be a string, got {path!r}")
     elif stream in ("FILE", "ROTATED_FILE") and not path:
-        problems.append((where("outputPath"), f"is required when logStream is {stream}"))
+        fields.problem("output_path", f"is required when logStream is {stream}")
     if stream in ("STDOUT", "STDERR") and path:
-        problems.append((where("outputPath"), f"cannot be given when logStream is {stream}"))
+        fields.problem("output_path", f"cannot be given when logStream is {stream}")
     if stream != "ROTATED_FILE":
-        problems += [(where(name), "applies only when logStream is ROTATED_FILE")
-                     for name in _ROTATION_FIELDS if name in values]
-    if values.get("outputAsJson", True) is not True:
-        problems.append((where("outputAsJson"), "only JSON output is supported"))
+        for name in _ROTATION_FIELDS:
+            if name in values:
+                fields.problem(name, "applies only when logStream is ROTATED_FILE")
+    if values.get("output_as_json", True) is not True:
+        fields.problem("output_as_json", "only JSON output is supported")
     severity_levels = dict(DEFAULT_SEVERITY_LEVELS)
-    levels = values.get("severityLevels", {})
+    levels = values.get("severity_levels", {})
     if not isinstance(levels, Mapping):
-        problems.append((where("severityLevels"), f"must map severities to {', '.join(LEVELS)}"))
+        fields.problem("severity_levels", f"must map severities to {', '.join(LEVELS)}")
     else:
         for severity, level in levels.items():
             if not isinstance(level, str) or level.upper() not in LEVELS:
-                problems.append((f"{where('severityLevels')}.{severity}", f"must be one of {', '.join(LEVELS)}, got {level!r}"))
+                problems.append((f"{fields.at('severity_levels')}.{severity}", f"must be one of {', '.join(LEVELS)}, got {level!r}"))
             else:
                 severity_levels[str(severity)] = level.upper()
     params = StdioParams(
         log_stream=stream,
         output_path=str(path),
-        output_level=choice("outputLevel", LEVELS, "INFO"),
-        metric_level=choice("metricLevel", LEVELS, "INFO"),
+        output_level=choice("output_level", LEVELS, "INFO"),
+        metric_level=choice("metric_level", LEVELS, "INFO"),
         severity_levels=severity_levels,
-        max_megabytes_before_rotation=count("maxMegabytesBeforeRotation", 100, 1),
-        max_rotated_files=count("maxRotatedFiles", 1000, 0),
-        max_days_before_rotation=count("maxDaysBeforeRotation", 30, 0),
+        max_megabytes_before_rotation=count("max_megabytes_before_rotation", 100, 1),
+        max_rotated_files=count("max_rotated_files", 1000, 0),
+        max_days_before_rotation=count("max_days_before_rotation", 30, 0),
     )
     if problems:
         raise ParamsError(problems)
     return params
-
