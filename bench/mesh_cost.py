@@ -16,8 +16,14 @@ rounds so that drift on a shared machine hits each alike:
 - ``deny``: the default config plus a denier rule "a-v1 may not call c-v1" (the traffic is a -> b);
 - ``quota``: the default config plus a memquota quota every inbound request allocates (gRPC Check);
 - ``quota-http``: the same, with the sidecar's ext_authz asking over plain HTTP (``--check-http-port``);
-- ``otelcol``: the OpenTelemetry Collector (envoyalsreceiver -> count connector -> prometheus
-  exporter) receiving the same access logs, when a collector with those components is built.
+- ``telemetry``: the mixer with only Istio's metrics (the default config without its access log and
+  its spans): the same output as the peer below, for a like-for-like comparison;
+- ``otelcol``: the OpenTelemetry Collector peer computing Istio's four HTTP metrics (the same labels,
+  from the same two access log records per request) for Prometheus: each sidecar's OpenTelemetry
+  access logger -> otlp receiver -> signaltometrics and count connectors -> deltatocumulative
+  processor -> prometheus exporter. (The contrib
+  Envoy ALS receiver, which would take the very stream the mixer takes, is not served by the Go module
+  proxy here.) After the rounds its request count is checked against the requests answered.
 
 The mixer's (or the collector's) CPU is read from /proc (the process and its descendants) over each
 measured window, as are the two sidecars'. vCPU per 1,000 req/s = CPU seconds / window / (req/s / 1000).
@@ -52,7 +58,9 @@ from typing import Any
 
 import yaml
 
+from mixer import thirdparty
 from mixer.config import DEFAULT_CONFIG_DIR
+from mixer.envoy_attributes.names import PEER_NAMESPACE_HEADER, PEER_WORKLOAD_HEADER
 from mixer.processes import free_port, http_get, start, stop, wait_for_port
 from proxy import EnvoyProcess, Inbound, Outbound, SidecarSpec, render_bootstrap
 
@@ -132,7 +140,9 @@ def wrk(port: int, seconds: float, connections: int) -> dict[str, float]:
     ).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     assert rps, out
-    figures = {"rps": float(rps.group(1))}
+    sent = re.search(r"(\d+) requests in", out)
+    assert sent, out
+    figures = {"rps": float(rps.group(1)), "requests": float(sent.group(1))}
     for label, key in (("50%", "p50"), ("99%", "p99")):
         match = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         assert match, out
@@ -180,12 +190,18 @@ def plain(bootstrap: dict[str, Any]) -> dict[str, Any]:
 DEFAULT_OTLP_ENDPOINT = "endpoint: 127.0.0.1:4317"  # the otlp handler's, as the default config ships it
 
 
-def mixer_config(workdir: Path, extra: str, otlp_endpoint: str = "") -> Path:
+# The default config's files that are not Istio's metrics: left out of the ``telemetry`` stack.
+NOT_METRICS = ("istio-accesslog.yaml", "istio-tracing.yaml")
+
+
+def mixer_config(workdir: Path, extra: str, otlp_endpoint: str = "", metrics_only: bool = False) -> Path:
     """The default config (its Prometheus handler on a free loopback port; its otlp handler sending to
-    ``otlp_endpoint`` when given) plus ``extra``."""
+    ``otlp_endpoint`` when given; only Istio's metrics with ``metrics_only``) plus ``extra``."""
     folder = workdir / "config"
     folder.mkdir()
     for source in sorted(Path(DEFAULT_CONFIG_DIR).glob("*.yaml")):
+        if metrics_only and source.name in NOT_METRICS:
+            continue
         text = source.read_text()
         if "compiledAdapter: prometheus" in text:
             text = text.replace("  params:\n", f"  params:\n    address: 127.0.0.1:{free_port()}\n", 1)
@@ -208,7 +224,14 @@ class Stack:
     sidecars: list[EnvoyProcess]
     collector_pid: int | None  # the mixer's or collector's process (its descendants count too)
     receiver: SpanReceiver | None = None  # where the mixer's spans go, measured apart
+    peer_metrics_url: str = ""  # the collector peer's Prometheus endpoint
     runs: list[dict[str, float]] = field(default_factory=list)
+    requests_sent: float = 0.0  # answered requests, warm-up included
+
+    def drive(self, seconds: float, connections: int) -> dict[str, float]:
+        figures = wrk(self.entry_port, seconds, connections)
+        self.requests_sent += figures["requests"]
+        return figures
 
     def measure(self, seconds: float, connections: int) -> dict[str, float]:
         def cpu() -> tuple[float, float, float]:
@@ -218,7 +241,7 @@ class Stack:
 
         envoys0, collector0, receiver0 = cpu()
         started = time.monotonic()
-        figures = wrk(self.entry_port, seconds, connections)
+        figures = self.drive(seconds, connections)
         elapsed = time.monotonic() - started
         envoys1, collector1, receiver1 = cpu()
         kilo_rps = figures["rps"] / 1000
@@ -258,10 +281,10 @@ def start_envoys(bootstraps: dict[str, dict[str, Any]], workdir: Path, stack: Ex
 
 
 def start_mixer(workdir: Path, extra: str, workers: int, stack: ExitStack, check_http_port: int = 0,
-                otlp_endpoint: str = "") -> tuple[int, int, int]:
+                otlp_endpoint: str = "", metrics_only: bool = False) -> tuple[int, int, int]:
     """``mixer serve`` on the default config plus ``extra``; returns (gRPC port, HTTP port, its PID)."""
     grpc_port, http_port = free_port(), free_port()
-    config = mixer_config(workdir, extra, otlp_endpoint)
+    config = mixer_config(workdir, extra, otlp_endpoint, metrics_only)
     proc = start([sys.executable, "-m", "mixer.cli", "serve", "--config", str(config),
                   "--port", str(http_port), "--grpc-port", str(grpc_port), "--watch-interval", "1",
                   "--log-level", "WARNING", "--trust-peer-headers", "--workers", str(workers),
@@ -285,14 +308,15 @@ def build_stack(name: str, args: argparse.Namespace, upstream_port: int, workdir
     if name == "otelcol":
         return start_collector_stack(args, upstream_port, workdir, stack, a_port, b_port)
     base, _, variant = name.partition("-")
-    extra = {"default": "", "deny": DENY_RULE, "quota": QUOTA_RULE}[base]
+    extra = {"default": "", "telemetry": "", "deny": DENY_RULE, "quota": QUOTA_RULE}[base]
     quotas = ("requestquota",) if base == "quota" else ()
     check_http_port = free_port() if variant == "http" else 0
     receiver = start_span_receiver(workdir, stack) if variant == "traced" else None
     if isinstance(receiver, str):
         return receiver
     grpc_port, http_port, pid = start_mixer(workdir, extra, args.workers, stack, check_http_port,
-                                            receiver.otlp_endpoint if receiver else "")
+                                            receiver.otlp_endpoint if receiver else "",
+                                            metrics_only=base == "telemetry")
     if receiver:
         receiver.mixer_port = http_port
     if check_http_port:
@@ -311,40 +335,121 @@ def telemetry_only(bootstrap: dict[str, Any]) -> dict[str, Any]:
     return bootstrap
 
 
-# The peer's pipeline: Envoy's access log service in, one count per entry out for Prometheus.
-COLLECTOR_PIPELINE = {
-    "connectors": {"count": {"logs": {"istio_requests": {"description": "access log entries (requests)"}}}},
-    "service": {"pipelines": {"logs/als": {"receivers": ["envoyals"], "exporters": ["count"]},
-                              "metrics/als": {"receivers": ["count"], "exporters": ["prometheus/als"]}}},
+# Istio 1.4's four HTTP metrics, with their labels, as the peer computes them from each access log
+# record (one from each sidecar, as the mixer gets them). The sidecars put every label on the record
+# as an attribute (``PEER_ATTRIBUTES``); byte and duration values arrive as text.
+PEER_LABELS = ("reporter", "source_workload", "source_workload_namespace", "source_app", "source_version",
+               "destination_workload", "destination_workload_namespace", "destination_app",
+               "destination_version", "destination_service", "destination_service_name",
+               "destination_service_namespace", "request_protocol", "response_code", "response_flags")
+_PEER_BUCKETS = {
+    "duration": [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],  # seconds, as Istio 1.4's
+    "bytes": [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000],
 }
+
+
+# A record missing a label still counts, under "unknown" (as Istio's instances default them); without
+# a default the count connector would skip it.
+_PEER_ATTRIBUTES = [{"key": label, "default_value": "unknown"} for label in PEER_LABELS]
+
+
+def _peer_histogram(name: str, description: str, kind: str, value: str) -> dict[str, Any]:
+    return {"name": name, "description": description, "attributes": _PEER_ATTRIBUTES,
+            "histogram": {"count": "1", "value": value, "buckets": _PEER_BUCKETS[kind]}}
+
+
+# The counter comes from the count connector (signaltometrics' sums are not monotonic, so Prometheus
+# would get a gauge). Both connectors emit deltas, which the prometheus exporter would not add up
+# (each scrape would show the last few seconds' counts): the deltatocumulative processor does.
+PEER_COUNT = {"logs": {"istio_requests": {"description": "requests", "attributes": _PEER_ATTRIBUTES}}}
+PEER_HISTOGRAMS = [
+    _peer_histogram("istio_request_duration_seconds", "request duration", "duration",
+                 'Double(attributes["duration_ms"]) / 1000.0'),
+    _peer_histogram("istio_request_bytes", "request size", "bytes", 'Double(attributes["request_bytes"])'),
+    _peer_histogram("istio_response_bytes", "response size", "bytes", 'Double(attributes["response_bytes"])'),
+]
+
+
+def peer_attributes(spec: SidecarSpec, direction: str) -> dict[str, str]:
+    """What one sidecar's OpenTelemetry access logger puts on each record: Istio's labels, from its own
+    identity, the route's destination and the peer's identity headers (as the mixer reads them with
+    ``--trust-peer-headers``), and the values the histograms need."""
+    own = {"workload": spec.workload, "workload_namespace": spec.namespace,
+           "app": spec.effective_labels().get("app", ""), "version": spec.effective_labels().get("version", "")}
+    header = "%REQ({})%" if direction == "inbound" else "%RESP({})%"
+    peer = {"workload": header.format(PEER_WORKLOAD_HEADER), "workload_namespace": header.format(PEER_NAMESPACE_HEADER),
+            "app": "unknown", "version": "unknown"}
+    if direction == "inbound":
+        service, sides = spec.service_name, {"source": peer, "destination": own}
+        reporter = "destination"
+    else:
+        service, sides = spec.outbound[0].service, {"source": own, "destination": peer}
+        reporter = "source"
+    names = {f"{side}_{key}": value for side, values in sides.items() for key, value in values.items()}
+    return {
+        "reporter": reporter, **names,
+        "destination_service": f"{service}.{spec.namespace}.svc.cluster.local",
+        "destination_service_name": service, "destination_service_namespace": spec.namespace,
+        "request_protocol": "%PROTOCOL%", "response_code": "%RESPONSE_CODE%", "response_flags": "%RESPONSE_FLAGS%",
+        "duration_ms": "%DURATION%", "request_bytes": "%BYTES_RECEIVED%", "response_bytes": "%BYTES_SENT%",
+    }
+
+
+def otel_access_log(bootstrap: dict[str, Any], spec: SidecarSpec) -> dict[str, Any]:
+    """``telemetry_only``, with each HTTP listener's access log sent by Envoy's OpenTelemetry access
+    logger (OTLP logs over gRPC to the cluster the mixer's would use) instead of the gRPC ALS."""
+    bootstrap = telemetry_only(bootstrap)
+    for listener in bootstrap["static_resources"]["listeners"]:
+        direction = listener["traffic_direction"].lower()
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        common = hcm["access_log"][0]["typed_config"]["common_config"]
+        hcm["access_log"] = [{
+            "name": "envoy.access_loggers.open_telemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig",
+                **{k: common[k] for k in ("log_name", "grpc_service", "buffer_flush_interval", "buffer_size_bytes")},
+                "attributes": {"values": [{"key": k, "value": {"string_value": v}}
+                                          for k, v in peer_attributes(spec, direction).items()]},
+            },
+        }]
+    return bootstrap
 
 
 def start_collector_stack(args: argparse.Namespace, upstream_port: int, workdir: Path, stack: ExitStack,
                           a_port: int, b_port: int) -> Stack | str:
-    """The OpenTelemetry Collector peer: envoyalsreceiver -> count connector -> prometheus exporter."""
-    try:
-        from mixer import thirdparty  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return "no collector runner in this tree (mixer.thirdparty, from branch traces-infra, is not merged)"
+    """The OpenTelemetry Collector peer: Envoy's OpenTelemetry access logger -> otlp receiver ->
+    signaltometrics and count connectors (Istio's four HTTP metrics) -> deltatocumulative processor ->
+    prometheus exporter.
+
+    The collector-contrib's Envoy ALS receiver (``envoyalsreceiver``), which would take the very
+    stream the mixer takes, is not served by the Go module proxy here; Envoy's own OTLP access logger
+    carries the same records to the collector's standard receiver instead."""
     try:
         binary = thirdparty.ensure("otelcol")
     except thirdparty.BuildError as exc:
         return f"the collector could not be built: {exc}"
     components = subprocess.run([str(binary), "components"], capture_output=True, text=True, timeout=60).stdout
-    if "envoyals" not in components:
-        return f"the collector build ({binary}) has no envoyalsreceiver"
-    als_port, prometheus_port = free_port(), free_port()
-    extra = {**COLLECTOR_PIPELINE,
-             "receivers": {"envoyals": {"endpoint": f"127.0.0.1:{als_port}"}},
-             "exporters": {"prometheus/als": {"endpoint": f"127.0.0.1:{prometheus_port}"}}}
+    if not all(name in components for name in ("signaltometrics", "deltatocumulative", "prometheus")):
+        return f"the collector build ({binary}) lacks a signaltometrics, deltatocumulative or prometheus component"
+    prometheus_port = free_port()
+    extra = {
+        "connectors": {"signaltometrics": {"logs": PEER_HISTOGRAMS}, "count": PEER_COUNT},
+        "processors": {"deltatocumulative": {}},
+        "exporters": {"prometheus/peer": {"endpoint": f"127.0.0.1:{prometheus_port}"}},
+        # replaces the runner's own logs pipeline (otlp -> a JSON file), which the peer must not pay for
+        "service": {"pipelines": {
+            "logs": {"receivers": ["otlp"], "exporters": ["signaltometrics", "count"]},
+            "metrics/peer": {"receivers": ["signaltometrics", "count"], "processors": ["deltatocumulative"],
+                             "exporters": ["prometheus/peer"]}}},
+    }
     collector = thirdparty.CollectorServer(binary, workdir / "otelcol", extra=extra)
     collector.start()
     stack.callback(collector.stop)
     collector.wait_ready()
-    wait_for_port(als_port, 30)
-    specs = sidecar_specs(als_port, b_port, a_port, upstream_port, (), False, args.log_buffer_bytes)
-    envoys = start_envoys({s.workload: telemetry_only(render_bootstrap(s)) for s in specs}, workdir, stack)
-    return Stack("otelcol", a_port, envoys, collector.pid)
+    specs = sidecar_specs(collector.ports["otlp_grpc"], b_port, a_port, upstream_port, (), False,
+                          args.log_buffer_bytes)
+    envoys = start_envoys({s.workload: otel_access_log(render_bootstrap(s), s) for s in specs}, workdir, stack)
+    return Stack("otelcol", a_port, envoys, collector.pid, peer_metrics_url=f"http://127.0.0.1:{prometheus_port}/metrics")
 
 
 # -- the span receiver ---------------------------------------------------------------------------
@@ -396,8 +501,6 @@ class SpanReceiver:
 
 def start_span_receiver(workdir: Path, stack: ExitStack) -> SpanReceiver | str:
     """The OpenTelemetry Collector counting the OTLP spans it receives, or why it cannot be had."""
-    from mixer import thirdparty
-
     try:
         binary = thirdparty.ensure("otelcol")
     except thirdparty.BuildError as exc:
@@ -413,7 +516,7 @@ def start_span_receiver(workdir: Path, stack: ExitStack) -> SpanReceiver | str:
 # -- main -----------------------------------------------------------------------------------------
 
 
-NAMES = ("plain", "default", "default-traced", "deny", "quota", "quota-http", "otelcol")
+NAMES = ("plain", "default", "default-traced", "telemetry", "deny", "quota", "quota-http", "otelcol")
 
 
 def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -460,6 +563,32 @@ def receiver_lines(stacks: dict[str, Stack], accounts: dict[str, dict[str, float
     return lines
 
 
+PEER_REQUESTS = re.compile(r"^istio_requests_total(?:\{[^}]*\})? (\S+)$", re.M)
+
+
+def peer_accounting(stack: Stack, in_flight: int, timeout: float = 30.0) -> tuple[float, float, float]:
+    """(records the peer counted in istio_requests_total, the least and most it should count): one per
+    answered request from each sidecar, plus any cut off in flight when wrk stopped (at most one per
+    connection per wrk run)."""
+    least, most = 2 * stack.requests_sent, 2 * (stack.requests_sent + in_flight)
+    deadline = time.monotonic() + timeout
+    while True:  # the loggers flush every 0.5 s and the connector every few seconds
+        counted = metric_sum(stack.peer_metrics_url, PEER_REQUESTS)
+        if least <= counted or time.monotonic() > deadline:
+            return counted, least, most
+        time.sleep(1)
+
+
+def peer_lines(counts: dict[str, tuple[float, float, float]]) -> list[str]:
+    lines = []
+    for name, (counted, least, most) in counts.items():
+        ok = least <= counted <= most
+        lines.append(f"- {name}: the peer's istio_requests_total counts {counted:.0f} records for "
+                     f"{least / 2:.0f} answered requests (expected {least:.0f} to {most:.0f}, two per request): "
+                     f"{'all accounted for' if ok else 'NOT BALANCED'}.")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
@@ -496,7 +625,7 @@ def main() -> int:
             else:
                 stacks[name] = built
         for each in stacks.values():  # warm up: connections, caches, served policy
-            wrk(each.entry_port, 1, args.connections)
+            each.drive(1, args.connections)
         for round_no in range(args.rounds):
             for name, each in _rotated(stacks, round_no):
                 run = each.measure(args.duration, args.connections)
@@ -504,7 +633,9 @@ def main() -> int:
                 print(f"round {round_no + 1} {name}: {run['rps']:.0f} req/s, p50 {run['p50']:.2f} ms, "
                       f"{run['vcpu_per_krps']:.3f} vCPU/1k req/s ({run['ratio']:.2f}x sidecars)", flush=True)
         accounts = {name: each.receiver.accounting() for name, each in stacks.items() if each.receiver}
-    notes = receiver_lines(stacks, accounts)
+        peer_counts = {name: peer_accounting(each, args.connections * (args.rounds + 1))
+                       for name, each in stacks.items() if each.peer_metrics_url}
+    notes = receiver_lines(stacks, accounts) + peer_lines(peer_counts)
     lines = table(stacks, skipped) + ([""] + notes if notes else [])
     print("\n".join(lines))
     if args.append:

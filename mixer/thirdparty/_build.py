@@ -46,10 +46,14 @@ class Program:
     binary: str  # file name inside the program's folder
     summary: str
     build: Callable[[Program, Path, StepRunner], None]  # (program, scratch folder, run); binary into scratch/out
+    # Raised when what is built changes at the same version (a component added), so that a cached
+    # build without it is not taken for the new one.
+    revision: int = 1
 
     @property
     def folder_name(self) -> str:
-        return f"{self.name}-{self.version}"
+        suffix = f"-r{self.revision}" if self.revision > 1 else ""
+        return f"{self.name}-{self.version}{suffix}"
 
 
 def cache_root() -> Path:
@@ -166,6 +170,7 @@ exporters:
   - gomod: {contrib}/exporter/prometheusexporter v{version}
 processors:
   - gomod: {core}/processor/batchprocessor v{version}
+  - gomod: {contrib}/processor/deltatocumulativeprocessor v{version}
 connectors:
   - gomod: {contrib}/connector/countconnector v{version}
   - gomod: {contrib}/connector/signaltometricsconnector v{version}
@@ -226,8 +231,8 @@ PROGRAMS: dict[str, Program] = {
     for program in (
         Program("jaeger", "1.76.0", "jaeger", "Jaeger v2, cmd/jaeger of the Go module", _build_jaeger),
         Program("otelcol", OTELCOL_VERSION, "otelcol-mixer",
-                "OpenTelemetry Collector: otlp receiver, count/signaltometrics connectors, "
-                "prometheus/file/debug/otlp exporters", _build_otelcol),
+                "OpenTelemetry Collector: otlp receiver, count/signaltometrics connectors, deltatocumulative "
+                "processor, prometheus/file/debug/otlp exporters", _build_otelcol, revision=2),
         Program("kafka", "4.4.0", "kafka-java",
                 "Apache Kafka's broker (org.apache.kafka:kafka_2.13) and its jars, fetched with Maven", _fetch_kafka),
     )
