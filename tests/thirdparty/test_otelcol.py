@@ -91,3 +91,41 @@ def test_count_connector_and_prometheus_exporter_turn_logs_into_a_scraped_count(
         assert wait_until(lambda: count() == 3, what="log_record_count 3 on the prometheus exporter")
         # the file pipeline beside it still got every record
         wait_until(lambda: len(collector.log_records()) == 3, what="3 records in the collector's file")
+
+
+def test_deltatocumulative_makes_the_scraped_count_a_running_total(tmp_path: Path) -> None:
+    """The benchmark peer's pipeline: the count connector's deltas, added up before the prometheus
+    exporter, so a scrape after two exports shows both (the exporter alone keeps only the latest)."""
+    port = free_port()
+    extra = {
+        "connectors": {"count": {}},
+        "processors": {"deltatocumulative": {}},
+        "exporters": {"prometheus": {"endpoint": f"127.0.0.1:{port}"}},
+        "service": {"pipelines": {"logs/count": {"receivers": ["otlp"], "exporters": ["count"]},
+                                  "metrics/count": {"receivers": ["count"], "processors": ["deltatocumulative"],
+                                                    "exporters": ["prometheus"]}}},
+    }
+    with CollectorServer(ensure("otelcol"), tmp_path, extra=extra) as collector:
+
+        def export(records: int) -> None:
+            provider = LoggerProvider(resource=Resource.create({"service.name": "mixer-test"}))
+            exporter = OTLPLogExporter(endpoint=collector.otlp_grpc_endpoint, insecure=True)
+            provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+            for n in range(records):
+                provider.get_logger("mixer.tests").emit(body=f"entry {n}", severity_number=SeverityNumber.INFO)
+            provider.shutdown()
+
+        def count() -> float | None:
+            answer = http_get(f"http://127.0.0.1:{port}/metrics")
+            if answer is None:
+                return None
+            for family in text_string_to_metric_families(answer[1].decode()):
+                for sample in family.samples:
+                    if sample.name.startswith("log_record_count"):
+                        return sample.value
+            return None
+
+        export(3)
+        assert wait_until(lambda: count() == 3, what="log_record_count 3 after the first export")
+        export(2)
+        assert wait_until(lambda: count() == 5, what="log_record_count 5 after the second export")
