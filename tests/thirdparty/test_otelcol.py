@@ -94,15 +94,16 @@ def test_count_connector_and_prometheus_exporter_turn_logs_into_a_scraped_count(
 
 
 def test_deltatocumulative_makes_the_scraped_count_a_running_total(tmp_path: Path) -> None:
-    """The benchmark peer's pipeline: the count connector's deltas, added up before the prometheus
-    exporter, so a scrape after two exports shows both (the exporter alone keeps only the latest)."""
+    """The benchmark peer's pipeline: the signaltometrics connector's deltas, added up before the
+    prometheus exporter, so a scrape after two exports shows both (the exporter alone keeps only the latest)."""
     port = free_port()
     extra = {
-        "connectors": {"count": {}},
+        "connectors": {"signaltometrics": {"logs": [{"name": "records", "description": "records",
+                                                     "sum": {"value": "1"}}]}},
         "processors": {"deltatocumulative": {}},
         "exporters": {"prometheus": {"endpoint": f"127.0.0.1:{port}"}},
-        "service": {"pipelines": {"logs/count": {"receivers": ["otlp"], "exporters": ["count"]},
-                                  "metrics/count": {"receivers": ["count"], "processors": ["deltatocumulative"],
+        "service": {"pipelines": {"logs/count": {"receivers": ["otlp"], "exporters": ["signaltometrics"]},
+                                  "metrics/count": {"receivers": ["signaltometrics"], "processors": ["deltatocumulative"],
                                                     "exporters": ["prometheus"]}}},
     }
     with CollectorServer(ensure("otelcol"), tmp_path, extra=extra) as collector:
@@ -121,11 +122,11 @@ def test_deltatocumulative_makes_the_scraped_count_a_running_total(tmp_path: Pat
                 return None
             for family in text_string_to_metric_families(answer[1].decode()):
                 for sample in family.samples:
-                    if sample.name.startswith("log_record_count"):
+                    if sample.name == "records":
                         return sample.value
             return None
 
         export(3)
-        assert wait_until(lambda: count() == 3, what="log_record_count 3 after the first export")
+        assert wait_until(lambda: count() == 3, what="records 3 after the first export")
         export(2)
-        assert wait_until(lambda: count() == 5, what="log_record_count 5 after the second export")
+        assert wait_until(lambda: count() == 5, what="records 5 after the second export")
