@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 import datetime as dt
-import ipaddress
 from collections.abc import Callable, Sequence
-from operator import itemgetter
 from typing import Any
 
 from adapters.prometheus.config import OVERFLOW_LABEL, Kind, MetricInfo
-from mixer.attributes import format_duration, format_timestamp
+from mixer.series import label_text, series_keying
 
 
 class Series:
@@ -43,7 +41,7 @@ class MetricStore:
         self.folded = 0  # instances that landed in the overflow series
         self.rejected = 0  # instances whose value was not a usable number
         self._buckets = len(info.bounds) + 1 if info.kind is Kind.DISTRIBUTION else 0
-        self._project, self._order = _keying(info.label_names, dimension_names)
+        self._project, self._order = series_keying(info.label_names, dimension_names)
         self.add: Callable[[Any, tuple[Any, ...], float], None] = {
             Kind.COUNTER: self._add_counter,
             Kind.GAUGE: self._set_gauge,
@@ -147,28 +145,6 @@ class MetricStore:
         return out
 
 
-def _keying(
-    label_names: Sequence[str], dimension_names: Sequence[str]
-) -> tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]] | None, tuple[int, ...] | None]:
-    """How dimensions become a series key, and how a key becomes labels in ``label_names`` order.
-
-    When the labels are exactly the dimensions (in any order) the dimensions tuple itself is the key
-    and reordering waits for the scrape: the hot path builds no tuple. Otherwise the key is the
-    projection onto the labels, already in label order.
-    """
-    dims = list(dimension_names)
-    if sorted(label_names) == sorted(dims):
-        order = tuple(dims.index(name) for name in label_names)
-        return None, (None if order == tuple(range(len(dims))) else order)
-    index = [dims.index(name) for name in label_names]
-    if not index:
-        return (lambda _dims: ()), None
-    if len(index) == 1:
-        only = index[0]
-        return (lambda d: (d[only],)), None
-    return itemgetter(*index), None
-
-
 def as_number(value: Any) -> float | None:
     """A metric value as a float: numbers, durations (seconds), numeric strings; None otherwise."""
     if isinstance(value, bool):
@@ -183,28 +159,3 @@ def as_number(value: Any) -> float | None:
         except ValueError:
             return None
     return None
-
-
-def label_text(value: Any) -> str:
-    """A dimension value as label text, spelled as Mixer's adapters did."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)  # 200.0 reads as 200, as in Go
-    if isinstance(value, dt.timedelta):
-        return format_duration(value)
-    if isinstance(value, dt.datetime):
-        return format_timestamp(value)
-    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return "&".join(f"{k}={v}" for k, v in sorted(value.items()))
-    if value is None:
-        return ""
-    return str(value)

@@ -13,15 +13,14 @@ from __future__ import annotations
 import datetime as dt
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from operator import itemgetter
 from typing import Any
 
 from google.api import distribution_pb2, label_pb2, metric_pb2
 from google.cloud.monitoring_v3.types import metric as metric_types
 
-from adapters.prometheus.store import label_text
 from adapters.stackdriver.config import Kind, MetricInfo, ValueType
 from mixer.params import Buckets
+from mixer.series import label_text, series_keying
 
 __all__ = ["GLOBAL", "RESOURCE_LABELS", "MetricStore", "Resource", "Series", "descriptor_for", "to_number"]
 
@@ -119,7 +118,7 @@ class MetricStore:
         self._bounds = info.buckets.bounds if info.buckets else ()
         self._buckets = len(self._bounds) + 1 if info.value_type is ValueType.DISTRIBUTION else 0
         self._integer = info.value_type is ValueType.INT64
-        self._project, self._order = _keying(self.label_names, dimension_names)
+        self._project, self._order = series_keying(self.label_names, dimension_names)
         self._bucket_options = _bucket_options(info.buckets) if info.buckets else None
         self.add: Add = self._feeder()
 
@@ -359,27 +358,6 @@ def _bucket_options(buckets: Buckets) -> Any:
     else:
         options.explicit_buckets.bounds.extend(buckets.bounds)
     return options
-
-
-def _keying(
-    label_names: Sequence[str], dimension_names: Sequence[str]
-) -> tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]] | None, tuple[int, ...] | None]:
-    """How dimensions become a series key, and how a key becomes labels in ``label_names`` order.
-
-    When the labels are exactly the dimensions (in any order) the dimensions tuple itself is the key
-    and reordering waits for the push; otherwise the key is the projection, already in label order.
-    """
-    dims = list(dimension_names)
-    if sorted(label_names) == sorted(dims):
-        order = tuple(dims.index(name) for name in label_names)
-        return None, (None if order == tuple(range(len(dims))) else order)
-    index = [dims.index(name) for name in label_names]
-    if not index:
-        return (lambda _dims: ()), None
-    if len(index) == 1:
-        only = index[0]
-        return (lambda d: (d[only],)), None
-    return itemgetter(*index), None
 
 
 def to_number(value: Any, integer: bool) -> Any:
