@@ -16,6 +16,7 @@ from adapters.otlp.convert import (
     keeps,
     logentry_to_record,
     logs_request,
+    own_span,
     span_ids,
     traces_request,
     tracespan_to_span,
@@ -70,17 +71,21 @@ class OtlpHandler(PushHandler[SpanItem]):
         no_room = 0
         for instance in instances:
             fields = instance.fields
-            try:
-                ids = span_ids(fields)
-            except InvalidInstance as exc:
-                invalid += 1
-                self._log_invalid(instance.name, exc)
-                continue
+            origin = own_span(fields)
+            if origin is not None:  # the span's own ids, checked when it arrived
+                ids = origin.trace_id, origin.span_id, origin.parent_id
+            else:
+                try:
+                    ids = span_ids(fields)
+                except InvalidInstance as exc:
+                    invalid += 1
+                    self._log_invalid(instance.name, exc)
+                    continue
             if not keeps(ids[0], ratio):
                 sampled_out += 1
                 continue
             if len(spans) < room:
-                spans.append(tracespan_to_span(fields, ids))
+                spans.append(tracespan_to_span(fields, ids, origin))
             else:
                 no_room += 1
         if invalid:
