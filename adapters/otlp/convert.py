@@ -92,6 +92,15 @@ def own_span(fields: Mapping[str, Any]) -> SpanOrigin | None:
     return None
 
 
+def instance_ids(fields: Mapping[str, Any]) -> tuple[tuple[bytes, bytes, bytes], SpanOrigin | None]:
+    """The ids to send a tracespan instance with (``span_ids``), and ``own_span(fields)``: when the
+    instance kept its span's own ids, they are taken as they arrived (checked then)."""
+    origin = own_span(fields)
+    if origin is not None:
+        return (origin.trace_id, origin.span_id, origin.parent_id), origin
+    return span_ids(fields), None
+
+
 def keeps(trace_id: bytes, ratio: float) -> bool:
     """OpenTelemetry's TraceIdRatioBased decision: the same for every span of a trace, on every replica."""
     return ratio >= 1.0 or int.from_bytes(trace_id[8:], "big") < round(ratio * 2**64)

@@ -13,11 +13,10 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from adapters.otlp.config import OtlpParams
 from adapters.otlp.convert import (
     InvalidInstance,
+    instance_ids,
     keeps,
     logentry_to_record,
     logs_request,
-    own_span,
-    span_ids,
     traces_request,
     tracespan_to_span,
 )
@@ -71,16 +70,12 @@ class OtlpHandler(PushHandler[SpanItem]):
         no_room = 0
         for instance in instances:
             fields = instance.fields
-            origin = own_span(fields)
-            if origin is not None:  # the span's own ids, checked when it arrived
-                ids = origin.trace_id, origin.span_id, origin.parent_id
-            else:
-                try:
-                    ids = span_ids(fields)
-                except InvalidInstance as exc:
-                    invalid += 1
-                    self._log_invalid(instance.name, exc)
-                    continue
+            try:
+                ids, origin = instance_ids(fields)
+            except InvalidInstance as exc:
+                invalid += 1
+                self._log_invalid(instance.name, exc)
+                continue
             if not keeps(ids[0], ratio):
                 sampled_out += 1
                 continue
