@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.otlp import OtlpHandler  # noqa: E402
-from adapters.otlp.convert import instance_ids, traces_request, tracespan_to_span  # noqa: E402
+from adapters.otlp.convert import span_ids, traces_request, tracespan_to_span  # noqa: E402
 from mixer.frontdoors.otlp_wire import ExportTraceServiceRequest as WireRequest  # noqa: E402
 from mixer.frontdoors.span_attributes import otlp_span_bag, resource_base_bag  # noqa: E402
 from mixer.frontdoors import FrontDoorOptions, GrpcListener, standard_doors  # noqa: E402
@@ -221,7 +221,7 @@ async def stage_costs(requests: list[bytes], repeats: int) -> dict[str, float]:
             instances = list(capture.instances)  # type: ignore[attr-defined]
             capture.instances.clear()  # type: ignore[attr-defined]
             encoding = time.process_time()
-            pending.extend(tracespan_to_span(i.fields, *instance_ids(i.fields)) for i in instances)
+            pending.extend(tracespan_to_span(i.fields, span_ids(i.fields)) for i in instances)
             if len(pending) >= 512:  # the push queue's batch
                 traces_request(pending)
                 pending.clear()

@@ -53,42 +53,20 @@ class Instance(NamedTuple):
     fields: Mapping[str, Any]
 
 
-class SpanOrigin(NamedTuple):
-    """The span a span's attributes came with, as its bag states it (``hex`` ids, times) and as it
-    arrived (``raw`` ids, nanoseconds), so an adapter sending on a span whose instance kept the
-    span's own ids and times takes the raw forms instead of parsing the stated ones again."""
-
-    trace_hex: str
-    span_hex: str
-    parent_hex: str  # "" without a parent
-    start: dt.datetime
-    end: dt.datetime
-    trace_id: bytes
-    span_id: bytes
-    parent_id: bytes  # b"" without a parent
-    start_nanos: int  # ``start`` in nanoseconds (whole microseconds, as ``start`` holds it)
-    end_nanos: int
-
-
 class EncodedAttributes(dict[str, str]):
     """A STRING_MAP value that also carries the OTLP encoding its entries arrived in, so an adapter
     sending them on as OTLP span attributes copies bytes instead of encoding each entry again.
 
     ``wire`` maps each key whose text is not empty to its ``Span.attributes`` field (tag, length,
-    KeyValue), in the map's order; ``origin`` is the span they belong to, when there is one. Read it
-    as a plain map anywhere else; like every bag value it is never mutated (a rule that wants other
-    entries builds another map, which has neither).
+    KeyValue), in the map's order. Read it as a plain map anywhere else; like every bag value it is
+    never mutated (a rule that wants other entries builds another map, which has no ``wire``).
     """
 
-    __slots__ = ("wire", "origin")
+    __slots__ = ("wire",)
 
-    def __init__(
-        self, entries: Mapping[str, str] | None = None, wire: Mapping[str, bytes] | None = None,
-        origin: SpanOrigin | None = None,
-    ) -> None:
+    def __init__(self, entries: Mapping[str, str] | None = None, wire: Mapping[str, bytes] | None = None) -> None:
         super().__init__(entries or {})
         self.wire: Mapping[str, bytes] = wire or {}
-        self.origin: SpanOrigin | None = origin
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from adapters.otlp import wire
 from mixer.attributes import format_duration, format_timestamp
-from mixer.sdk import EncodedAttributes, SpanOrigin
+from mixer.sdk import EncodedAttributes
 
 SCOPE_NAME = "mixer"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -72,33 +72,6 @@ def span_ids(fields: Mapping[str, Any]) -> tuple[bytes, bytes, bytes]:
     if parent_id and len(parent_id) != 8:
         raise InvalidInstance(f"parent span id must be 16 hex digits: {fields.get('parent_span_id')!r}")
     return trace_id, span_id, parent_id
-
-
-def own_span(fields: Mapping[str, Any]) -> SpanOrigin | None:
-    """The span a tracespan instance was built from, when the instance kept its ids: the span the
-    tracer sent, whose attributes a tag spreads (``EncodedAttributes.origin``). Its raw ids are
-    then the fields' ids (checked when the span arrived), and its times may be too."""
-    tags = fields.get("span_tags")
-    if not tags:
-        return None
-    for value in tags.values():
-        if type(value) is EncodedAttributes:
-            origin = value.origin
-            if (origin is not None and fields.get("trace_id") == origin.trace_hex
-                    and fields.get("span_id") == origin.span_hex
-                    and (fields.get("parent_span_id") or "") == origin.parent_hex):
-                return origin
-            return None
-    return None
-
-
-def instance_ids(fields: Mapping[str, Any]) -> tuple[tuple[bytes, bytes, bytes], SpanOrigin | None]:
-    """The ids to send a tracespan instance with (``span_ids``), and ``own_span(fields)``: when the
-    instance kept its span's own ids, they are taken as they arrived (checked then)."""
-    origin = own_span(fields)
-    if origin is not None:
-        return (origin.trace_id, origin.span_id, origin.parent_id), origin
-    return span_ids(fields), None
 
 
 def keeps(trace_id: bytes, ratio: float) -> bool:
@@ -152,11 +125,8 @@ def _named(value: Any) -> str:
 _WRITER = wire.AttributeWriter(0x4A)  # Span.attributes is field 9
 
 
-def tracespan_to_span(
-    fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes], origin: SpanOrigin | None = None
-) -> tuple[str, bytes]:
-    """One tracespan instance's fields as (resource service name, the OTLP span's encoding);
-    ``origin``: ``own_span(fields)``, whose times are taken as they arrived when the fields kept them."""
+def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]) -> tuple[str, bytes]:
+    """One tracespan instance's fields as (resource service name, the OTLP span's encoding)."""
     trace_id, span_id, parent_id = ids
     tags: Mapping[str, Any] = fields.get("span_tags") or {}
     kind_name = tags.get("span.kind")
@@ -205,14 +175,9 @@ def tracespan_to_span(
     if peer := (destination if client else source):
         parts.append(write("peer.service", peer))
     status_code, status_message = _status(tags, code, client)
-    start, end = fields.get("start_time"), fields.get("end_time")
-    if origin is not None and start == origin.start and end == origin.end:
-        start_ns, end_ns = origin.start_nanos, origin.end_nanos
-    else:
-        start_ns, end_ns = _nanos(start), _nanos(end)
     encoded = wire.span(
-        trace_id, span_id, parent_id, fields.get("span_name") or "unknown", kind, start_ns, end_ns,
-        b"".join(parts), status_code, status_message,
+        trace_id, span_id, parent_id, fields.get("span_name") or "unknown", kind,
+        _nanos(fields.get("start_time")), _nanos(fields.get("end_time")), b"".join(parts), status_code, status_message,
     )
     service = _named(tags.get("service.name")) or (source if client else destination) or "unknown"
     return service, encoded

@@ -13,10 +13,10 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from adapters.otlp.config import OtlpParams
 from adapters.otlp.convert import (
     InvalidInstance,
-    instance_ids,
     keeps,
     logentry_to_record,
     logs_request,
+    span_ids,
     traces_request,
     tracespan_to_span,
 )
@@ -71,7 +71,7 @@ class OtlpHandler(PushHandler[SpanItem]):
         for instance in instances:
             fields = instance.fields
             try:
-                ids, origin = instance_ids(fields)
+                ids = span_ids(fields)
             except InvalidInstance as exc:
                 invalid += 1
                 self._log_invalid(instance.name, exc)
@@ -80,7 +80,7 @@ class OtlpHandler(PushHandler[SpanItem]):
                 sampled_out += 1
                 continue
             if len(spans) < room:
-                spans.append(tracespan_to_span(fields, ids, origin))
+                spans.append(tracespan_to_span(fields, ids))
             else:
                 no_room += 1
         if invalid:

@@ -19,7 +19,6 @@ from typing import Any
 from mixer.attributes import Bag, BagError, ValueType, value_from_text
 from mixer.envoy_attributes.names import PEER_NAMESPACE_HEADER, PEER_WORKLOAD_HEADER
 from mixer.frontdoors.otlp_wire import any_value_text, as_wire_span, span_attributes
-from mixer.sdk import SpanOrigin
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _ZERO_TRACE = bytes(16)
@@ -114,15 +113,10 @@ def otlp_span_bag(
     if reporter := _REPORTER_KIND.get(span_kind):
         bag["context.reporter.kind"] = reporter
     start, end = _time(start_ns), _time(end_ns)
-    bag["span.trace_id"] = trace_hex = trace_id.hex()
-    bag["span.id"] = span_hex = span_id.hex()
+    bag["span.trace_id"] = trace_id.hex()
+    bag["span.id"] = span_id.hex()
     if parent_id and parent_id != _ZERO_SPAN:
-        bag["span.parent_id"] = parent_hex = parent_id.hex()
-    else:
-        parent_hex, parent_id = "", b""
-    # the times as ``start``/``end`` hold them: whole microseconds
-    attributes.origin = SpanOrigin(trace_hex, span_hex, parent_hex, start, end, trace_id, span_id, parent_id,
-                                   start_ns // 1000 * 1000, end_ns // 1000 * 1000)
+        bag["span.parent_id"] = parent_id.hex()
     bag["span.name"] = span.name
     bag["span.kind"] = span_kind
     bag["span.start_time"] = start

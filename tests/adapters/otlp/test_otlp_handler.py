@@ -222,9 +222,9 @@ async def test_a_full_queue_encodes_nothing_it_would_drop(receiver: Receiver, mo
     encoded: list[str] = []
     encode = otlp_handler.tracespan_to_span
 
-    def counting(fields: Any, ids: tuple[bytes, bytes, bytes], origin: Any = None) -> Any:
+    def counting(fields: Any, ids: tuple[bytes, bytes, bytes]) -> Any:
         encoded.append(fields["span_id"])
-        return encode(fields, ids, origin)
+        return encode(fields, ids)
 
     monkeypatch.setattr(otlp_handler, "tracespan_to_span", counting)
     the_env = env()
