@@ -170,16 +170,6 @@ def _filler(shape: dict[str, Any]) -> Callable[[Values], dict[str, Any]]:
     if all(isinstance(i, int) for i in shape.values()):
         get_all = _tuple_getter(list(shape.values()))
         return lambda values: dict(zip(keys, get_all(values)))
-    # A nested map (a tracespan's tags, a logentry's variables) is filled first and put after the
-    # values (negative indices), so the level is still one itemgetter: a call per field cost ~3 µs.
-    nested = [_filler(i) for i in shape.values() if not isinstance(i, int)]
-    indices: list[int] = []
-    after = -len(nested)
-    for i in shape.values():
-        if isinstance(i, int):
-            indices.append(i)
-        else:
-            indices.append(after)
-            after += 1
-    get_all = _tuple_getter(indices)
-    return lambda values: dict(zip(keys, get_all(values + [fill(values) for fill in nested])))
+    parts = [itemgetter(i) if isinstance(i, int) else _filler(i) for i in shape.values()]
+    return lambda values: dict(zip(keys, [part(values) for part in parts]))
+
