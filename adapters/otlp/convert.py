@@ -186,13 +186,11 @@ def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]
 def _spread_encoded(wire: Mapping[str, bytes], tags: Mapping[str, Any]) -> bytes:
     """A spread map's entries as they arrived (empty ones are not in ``wire``), less the keys a tag
     of its own has: the same attributes the entry by entry spread writes, without encoding them."""
-    taken = [key for key in wire.keys() & tags.keys() if tags[key] not in (None, "")]
-    if not taken:
-        return b"".join(wire.values())
-    kept = dict(wire)
-    for key in taken:
-        del kept[key]
-    return b"".join(kept.values())
+    get = tags.get
+    return b"".join([field for key, field in wire.items() if get(key) in _NO_TAG])
+
+
+_NO_TAG = (None, "")  # a tag with this value leaves its key to the spread map
 
 
 def _status(tags: Mapping[str, Any], code: int, client: bool) -> tuple[int, str]:

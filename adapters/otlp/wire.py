@@ -37,6 +37,23 @@ def _field(tag: int, payload: bytes) -> bytes:
     return bytes((tag, length)) + payload if length < 0x80 else bytes((tag,)) + varint(length) + payload
 
 
+def _repeated(tag: int, payloads: Iterable[bytes]) -> bytes:
+    """Length-delimited fields of one ``tag``, one per payload, concatenated: ``_field`` inlined,
+    as an export request frames every span this way."""
+    out: list[bytes] = []
+    append = out.append
+    for payload in payloads:
+        length = len(payload)
+        if length < 0x80:
+            append(bytes((tag, length)))
+        elif length < 0x4000:  # a span: two length bytes
+            append(bytes((tag, (length & 0x7F) | 0x80, length >> 7)))
+        else:
+            append(bytes((tag,)) + varint(length))
+        append(payload)
+    return b"".join(out)
+
+
 def _string(tag: int, text: str) -> bytes:
     return _field(tag, text.encode())
 
@@ -112,6 +129,6 @@ def traces_request(groups: Iterable[tuple[str, Iterable[bytes]]], scope: str) ->
     out = []
     for service, spans in groups:
         resource = _field(0x0A, _field(0x0A, key_value("service.name", service)))
-        scope_spans = _field(0x12, scope_field + b"".join(_field(0x12, s) for s in spans))
+        scope_spans = _field(0x12, scope_field + _repeated(0x12, spans))
         out.append(_field(0x0A, resource + scope_spans))
     return b"".join(out)
