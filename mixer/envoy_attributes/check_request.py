@@ -79,6 +79,14 @@ def _add_http(attrs: Any, bag: Bag, options: MappingOptions) -> None:
     bag["request.headers"] = headers
     if http.size >= 0:
         bag["request.size"] = http.size
+    _add_from_headers(headers, bag, options)
+    if options.trust_peer_headers and (service := attrs.source.service):
+        bag.setdefault("source.services", service)
+
+
+def _add_from_headers(headers: Mapping[str, str], bag: Bag, options: MappingOptions) -> None:
+    """What a Check's request headers say, whichever transport it came by (gRPC or HTTP ext_authz);
+    the caller's identity headers only with ``trust_peer_headers``, never over facts already set."""
     if request_id := headers.get("x-request-id"):
         bag["request.id"] = request_id
     if agent := headers.get("user-agent"):
@@ -88,8 +96,6 @@ def _add_http(attrs: Any, bag: Bag, options: MappingOptions) -> None:
     bag["context.protocol"] = protocol_from_headers(headers)
     if options.trust_peer_headers:
         add_peer_from_headers(headers, "source", bag)
-        if service := attrs.source.service:
-            bag.setdefault("source.services", service)
 
 
 # Attributes of a Check that only a request header can set (with ``trust_peer_headers``): nothing
@@ -151,15 +157,7 @@ def http_check_bag(
     if host := headers.get("host"):
         bag["request.host"] = host
     bag["request.headers"] = dict(headers)
-    if request_id := headers.get("x-request-id"):
-        bag["request.id"] = request_id
-    if agent := headers.get("user-agent"):
-        bag["request.useragent"] = agent
-    if referer := headers.get("referer"):
-        bag["request.referer"] = referer
-    bag["context.protocol"] = protocol_from_headers(headers)
-    if options.trust_peer_headers:
-        add_peer_from_headers(headers, "source", bag)  # never overrides the fixed facts
+    _add_from_headers(headers, bag, options)
     return bag
 
 
