@@ -9,7 +9,8 @@ rateLimitAlgorithm, overrides: [{dimensions, maxAmount, validDuration}]}]``.
 Windows are resolved exactly as memquota's (``adapters.memquota.window_for``): one counter per quota
 and distinct set of dimension values, the first matching override setting the limit, so both
 adapters count the same way for the same config. Each allocation is one server-side Lua script run
-(EVALSHA, re-loaded by the client if Redis lost it), atomic across every process sharing the Redis.
+(EVALSHA, loaded again whenever Redis answers NOSCRIPT), atomic across every process sharing the
+Redis; the window's constant arguments are encoded once and the script answers one status line.
 The window's clock is the mixer's (replicas need synchronised clocks, as with Mixer). A grant's
 valid duration is the time until its window resets (fixed) or until capacity next frees (rolling).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
+from redis.exceptions import NoScriptError
 
 from adapters.memquota import QuotaLimit, Window, WindowResolver, duration_param, parse_limits
 from mixer.sdk import (
@@ -77,13 +80,32 @@ def _micros(duration: dt.timedelta) -> int:
     return duration // dt.timedelta(microseconds=1)
 
 
+class _Window:
+    """What one window's EVALSHA sends that never changes (the script's SHA, keys, limit, lengths),
+    encoded once: redis-py encodes every argument of every command, and packing EVALSHA's nine
+    mixed arguments cost ~3.5x packing an INCR."""
+
+    __slots__ = ("script", "sha", "keys", "head")
+
+    def __init__(self, window: Window, algorithm: Algorithm, bucket: dt.timedelta) -> None:
+        key = KEY_PREFIX + orjson.dumps([window.limit.name, window.dimensions]).decode()
+        fixed = algorithm is Algorithm.FIXED_WINDOW
+        self.script = FIXED_WINDOW if fixed else ROLLING_WINDOW
+        self.sha = hashlib.sha1(self.script.encode()).hexdigest()
+        head: tuple[str | int, ...] = (key,) if fixed else (key + ":meta", key + ":buckets")
+        self.keys = len(head)
+        head += (window.max_amount, _micros(window.duration)) if fixed else (
+            window.max_amount, _micros(window.duration), _micros(bucket))
+        self.head = tuple(str(value).encode() for value in head)
+
+
 class RedisQuotaHandler(Handler):
     def __init__(self, params: RedisQuotaParams, env: Env) -> None:
         self.env = env
         self.params = params
         self._limits = {limit.name: limit for limit in params.quotas}
         self._resolve = WindowResolver(self._limits)
-        self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # window -> its Redis key
+        self._windows: dict[tuple[str, tuple[tuple[str, str], ...]], _Window] = {}  # bounded as the resolver is
         self._client: aioredis.Redis | None = None
 
     async def start(self) -> None:
@@ -99,8 +121,6 @@ class RedisQuotaHandler(Handler):
         # One immediate retry: a pooled connection Redis closed (a restart) fails once, then a
         # fresh one is made. No backoff: the handler's timeout and failure policy take over.
         self._client = aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
-        self._fixed = self._client.register_script(FIXED_WINDOW)
-        self._rolling = self._client.register_script(ROLLING_WINDOW)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -112,44 +132,31 @@ class RedisQuotaHandler(Handler):
         window = self._resolve(instance)
         if window is None:
             return QuotaResult(args.amount)  # not configured here: unlimited
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise RuntimeError("redisquota handler used before start or after close")
-        now = int(self.env.clock() * 1_000_000)
-        key = self._key(window)
-        best_effort = "1" if args.best_effort else "0"
+        target = self._windows.get((window.limit.name, window.dimensions))
+        if target is None:
+            target = self._target(window)
+        command = (*target.head, b"%d" % args.amount, b"1" if args.best_effort else b"0",
+                   b"%d" % int(self.env.clock() * 1_000_000))
+        try:
+            reply = await client.evalsha(target.sha, target.keys, *command)
+        except NoScriptError:  # first use, or a restarted or flushed Redis: load the script, once
+            await client.script_load(target.script)
+            reply = await client.evalsha(target.sha, target.keys, *command)
+        granted, remaining, frees_in = map(int, reply.split())
+        code = OK if granted or args.amount == 0 else RESOURCE_EXHAUSTED
+        return QuotaResult(granted, dt.timedelta(microseconds=max(frees_in, 0)), code,
+                           "" if code == OK else f"quota {window.limit.name} exhausted",
+                           remaining=max(remaining, 0), limit=window.max_amount, window=window.duration)
+
+    def _target(self, window: Window) -> _Window:
+        if len(self._windows) >= 10_000:
+            self._windows.clear()
         algorithm, bucket = self.params.algorithms.get(window.limit.name, (Algorithm.FIXED_WINDOW, window.duration))
-        if algorithm is Algorithm.FIXED_WINDOW:
-            reply = await self._fixed(keys=[key], args=[window.max_amount, _micros(window.duration), args.amount,
-                                                         best_effort, now])
-        else:
-            reply = await self._rolling(keys=[key + ":meta", key + ":buckets"],
-                                        args=[window.max_amount, _micros(window.duration), _micros(bucket),
-                                              args.amount, best_effort, now])
-        return _result(window, args, *(int(v) for v in reply))
-
-
-    def _key(self, window: Window) -> str:
-        """The window's Redis key, made once per window (bounded as the resolver is)."""
-        name = (window.limit.name, window.dimensions)
-        key = self._keys.get(name)
-        if key is None:
-            if len(self._keys) >= 10_000:
-                self._keys.clear()
-            key = self._keys[name] = KEY_PREFIX + orjson.dumps([window.limit.name, window.dimensions]).decode()
-        return key
-
-
-def _result(window: Window, args: QuotaArgs, granted: int, remaining: int, frees_in: int) -> QuotaResult:
-    code = OK if granted or args.amount == 0 else RESOURCE_EXHAUSTED
-    return QuotaResult(
-        granted,
-        dt.timedelta(microseconds=max(frees_in, 0)),
-        code,
-        "" if code == OK else f"quota {window.limit.name} exhausted",
-        remaining=max(remaining, 0),
-        limit=window.max_amount,
-        window=window.duration,
-    )
+        target = self._windows[(window.limit.name, window.dimensions)] = _Window(window, algorithm, bucket)
+        return target
 
 
 class RedisQuotaAdapter(Adapter):
