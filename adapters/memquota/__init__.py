@@ -62,6 +62,7 @@ class Window:
     dimensions: tuple[tuple[str, str], ...]  # sorted (name, value) pairs
     max_amount: int
     duration: dt.timedelta
+    seconds: float  # the duration's, for the clock arithmetic of every allocation
 
 
 def window_for(limits: Mapping[str, QuotaLimit], instance: Instance) -> Window | None:
@@ -75,7 +76,7 @@ def window_for(limits: Mapping[str, QuotaLimit], instance: Instance) -> Window |
         if all(dimensions.get(k) == v for k, v in match.items()):
             max_amount, duration = amount, override_duration
             break
-    return Window(limit, tuple(sorted(dimensions.items())), max_amount, duration)
+    return Window(limit, tuple(sorted(dimensions.items())), max_amount, duration, duration.total_seconds())
 
 
 class WindowResolver:
@@ -139,7 +140,7 @@ class MemQuotaHandler(Handler):
         now = self._clock()
         key = (window.limit.name, window.dimensions)
         counter = self._windows.get(key)
-        seconds = window.duration.total_seconds()
+        seconds = window.seconds
         if counter is None or now - counter[0] >= seconds:
             if counter is None and len(self._windows) >= MAX_WINDOWS:
                 self._sweep(now)
@@ -149,9 +150,10 @@ class MemQuotaHandler(Handler):
         granted = grant(args.amount, left, args.best_effort)
         counter[1] += granted
         until_reset = dt.timedelta(seconds=max(seconds - (now - counter[0]), 0.0))
-        code = OK if granted or args.amount == 0 else RESOURCE_EXHAUSTED
-        return QuotaResult(granted, until_reset, code, "" if code == OK else f"quota {window.limit.name} exhausted",
-                           remaining=max(left - granted, 0), limit=window.max_amount, window=window.duration)
+        if granted or args.amount == 0:
+            return QuotaResult(granted, until_reset, OK, "", max(left - granted, 0), window.max_amount, window.duration)
+        return QuotaResult(granted, until_reset, RESOURCE_EXHAUSTED, f"quota {window.limit.name} exhausted",
+                           max(left - granted, 0), window.max_amount, window.duration)
 
     def _sweep(self, now: float) -> None:
         expired = [key for key, (start, _) in self._windows.items() if now - start >= self._window_seconds(key[0])]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mixer.config import AccessRule, RbacPolicy, RoleSubject, ServiceRole, ServiceRoleBinding
 
@@ -27,9 +27,10 @@ def string_match(value: str, patterns: Sequence[str]) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """The authorization instance's fields Mixer's adapter read."""
+class Request(NamedTuple):
+    """The authorization instance's fields Mixer's adapter read. A named tuple: one is made per
+    check, and a frozen dataclass's ``__init__`` sets each of its eight fields through
+    ``object.__setattr__``."""
 
     namespace: str
     service: str

@@ -9,7 +9,8 @@ rateLimitAlgorithm, overrides: [{dimensions, maxAmount, validDuration}]}]``.
 Windows are resolved exactly as memquota's (``adapters.memquota.window_for``): one counter per quota
 and distinct set of dimension values, the first matching override setting the limit, so both
 adapters count the same way for the same config. Each allocation is one server-side Lua script run
-(EVALSHA, re-loaded by the client if Redis lost it), atomic across every process sharing the Redis.
+(EVALSHA, loaded again whenever Redis answers NOSCRIPT), atomic across every process sharing the
+Redis; the window's constant arguments are encoded once and the script answers one status line.
 The window's clock is the mixer's (replicas need synchronised clocks, as with Mixer). A grant's
 valid duration is the time until its window resets (fixed) or until capacity next frees (rolling).
 
@@ -22,14 +23,17 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
+from redis.exceptions import NoScriptError
 
 from adapters.memquota import QuotaLimit, Window, WindowResolver, duration_param, parse_limits
 from mixer.sdk import (
@@ -77,13 +81,76 @@ def _micros(duration: dt.timedelta) -> int:
     return duration // dt.timedelta(microseconds=1)
 
 
+class _Packed(bytes):
+    """A whole command already in Redis' wire format, which ``_SendsPacked`` sends as it is."""
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+_BEST_EFFORT = {True: _bulk(b"1"), False: _bulk(b"0")}
+
+
+class _Window:
+    """One window's EVALSHA, packed once up to the three arguments that vary (amount, best effort,
+    now): redis-py encodes and packs every argument of every command, and packing EVALSHA's nine
+    cost ~3.5x packing an INCR (~16 against ~4.6 µs)."""
+
+    __slots__ = ("script", "head")
+
+    def __init__(self, window: Window, algorithm: Algorithm, bucket: dt.timedelta) -> None:
+        key = KEY_PREFIX + orjson.dumps([window.limit.name, window.dimensions]).decode()
+        fixed = algorithm is Algorithm.FIXED_WINDOW
+        self.script = FIXED_WINDOW if fixed else ROLLING_WINDOW
+        keys = (key,) if fixed else (key + ":meta", key + ":buckets")
+        constant = (window.max_amount, _micros(window.duration)) if fixed else (
+            window.max_amount, _micros(window.duration), _micros(bucket))
+        words = [b"EVALSHA", hashlib.sha1(self.script.encode()).hexdigest().encode(), b"%d" % len(keys),
+                 *(k.encode() for k in keys), *(b"%d" % value for value in constant)]
+        self.head = b"*%d\r\n" % (len(words) + 3) + b"".join(map(_bulk, words))
+
+    def command(self, amount: int, best_effort: bool, now: int) -> _Packed:
+        return _Packed(self.head + _bulk(b"%d" % amount) + _BEST_EFFORT[best_effort] + _bulk(b"%d" % now))
+
+
+class _SendsPacked(AbstractConnection):
+    """A connection that sends a ``_Packed`` command as it is (``execute_command("EVALSHA", packed)``)
+    and packs everything else as redis-py does; retries, pooling and replies stay redis-py's."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if len(args) == 2 and type(args[1]) is _Packed:
+            return [args[1]]
+        return super().pack_command(*args)
+
+
+class _TcpConnection(_SendsPacked, aioredis.Connection):
+    pass
+
+
+class _UnixConnection(_SendsPacked, aioredis.UnixDomainSocketConnection):
+    pass
+
+
+class _SslConnection(_SendsPacked, aioredis.SSLConnection):
+    pass
+
+
+# The connection class from_url chose for the URL's scheme -> the same that sends packed commands.
+_SENDS_PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    aioredis.Connection: _TcpConnection,
+    aioredis.UnixDomainSocketConnection: _UnixConnection,
+    aioredis.SSLConnection: _SslConnection,
+}
+
+
 class RedisQuotaHandler(Handler):
     def __init__(self, params: RedisQuotaParams, env: Env) -> None:
         self.env = env
         self.params = params
         self._limits = {limit.name: limit for limit in params.quotas}
         self._resolve = WindowResolver(self._limits)
-        self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # window -> its Redis key
+        self._windows: dict[tuple[str, tuple[tuple[str, str], ...]], _Window] = {}  # bounded as the resolver is
         self._client: aioredis.Redis | None = None
 
     async def start(self) -> None:
@@ -98,9 +165,8 @@ class RedisQuotaHandler(Handler):
         )
         # One immediate retry: a pooled connection Redis closed (a restart) fails once, then a
         # fresh one is made. No backoff: the handler's timeout and failure policy take over.
+        pool.connection_class = _SENDS_PACKED[pool.connection_class]
         self._client = aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
-        self._fixed = self._client.register_script(FIXED_WINDOW)
-        self._rolling = self._client.register_script(ROLLING_WINDOW)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -112,44 +178,31 @@ class RedisQuotaHandler(Handler):
         window = self._resolve(instance)
         if window is None:
             return QuotaResult(args.amount)  # not configured here: unlimited
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise RuntimeError("redisquota handler used before start or after close")
-        now = int(self.env.clock() * 1_000_000)
-        key = self._key(window)
-        best_effort = "1" if args.best_effort else "0"
+        target = self._windows.get((window.limit.name, window.dimensions))
+        if target is None:
+            target = self._target(window)
+        command = target.command(args.amount, args.best_effort, int(self.env.clock() * 1_000_000))
+        execute: Callable[..., Awaitable[bytes]] = client.execute_command
+        try:
+            reply = await execute("EVALSHA", command)
+        except NoScriptError:  # first use, or a restarted or flushed Redis: load the script, once
+            await client.script_load(target.script)
+            reply = await execute("EVALSHA", command)
+        granted, remaining, frees_in = map(int, reply.split())
+        code = OK if granted or args.amount == 0 else RESOURCE_EXHAUSTED
+        return QuotaResult(granted, dt.timedelta(microseconds=max(frees_in, 0)), code,
+                           "" if code == OK else f"quota {window.limit.name} exhausted",
+                           remaining=max(remaining, 0), limit=window.max_amount, window=window.duration)
+
+    def _target(self, window: Window) -> _Window:
+        if len(self._windows) >= 10_000:
+            self._windows.clear()
         algorithm, bucket = self.params.algorithms.get(window.limit.name, (Algorithm.FIXED_WINDOW, window.duration))
-        if algorithm is Algorithm.FIXED_WINDOW:
-            reply = await self._fixed(keys=[key], args=[window.max_amount, _micros(window.duration), args.amount,
-                                                         best_effort, now])
-        else:
-            reply = await self._rolling(keys=[key + ":meta", key + ":buckets"],
-                                        args=[window.max_amount, _micros(window.duration), _micros(bucket),
-                                              args.amount, best_effort, now])
-        return _result(window, args, *(int(v) for v in reply))
-
-
-    def _key(self, window: Window) -> str:
-        """The window's Redis key, made once per window (bounded as the resolver is)."""
-        name = (window.limit.name, window.dimensions)
-        key = self._keys.get(name)
-        if key is None:
-            if len(self._keys) >= 10_000:
-                self._keys.clear()
-            key = self._keys[name] = KEY_PREFIX + orjson.dumps([window.limit.name, window.dimensions]).decode()
-        return key
-
-
-def _result(window: Window, args: QuotaArgs, granted: int, remaining: int, frees_in: int) -> QuotaResult:
-    code = OK if granted or args.amount == 0 else RESOURCE_EXHAUSTED
-    return QuotaResult(
-        granted,
-        dt.timedelta(microseconds=max(frees_in, 0)),
-        code,
-        "" if code == OK else f"quota {window.limit.name} exhausted",
-        remaining=max(remaining, 0),
-        limit=window.max_amount,
-        window=window.duration,
-    )
+        target = self._windows[(window.limit.name, window.dimensions)] = _Window(window, algorithm, bucket)
+        return target
 
 
 class RedisQuotaAdapter(Adapter):

@@ -3,9 +3,11 @@ sees one counter: read, decide and add run as one atomic step on the server.
 
 Both take the limit, the window (and bucket) length and the current time in integer microseconds
 (the mixer's clock, as Mixer's adapter did: replicas need synchronised clocks), the amount asked
-and best effort as 1/0, and return ``{granted, remaining, microseconds until capacity frees}``.
-Times written into Redis are the ARGV text itself or formatted with ``%.0f``: Lua's own number to
-string conversion keeps 14 digits, too few for a microsecond timestamp.
+and best effort as 1/0, and answer ``granted remaining microseconds-until-capacity-frees`` as one
+status reply (one line to parse on the client, where a three-element array reply cost as much as
+the command's send). Times written into Redis or answered are the ARGV text itself or formatted
+with ``%.0f``: Lua's own number to string conversion keeps 14 digits, too few for a microsecond
+timestamp.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ elseif asked <= left then
   granted = asked
 end
 if granted > 0 then redis.call('HINCRBY', key, 'used', granted) end
-return {granted, left - granted, start + window - now}
+return {ok = string.format('%.0f %.0f %.0f', granted, left - granted, start + window - now)}
 """
 
 # A window that slides in steps of one bucket: tokens granted during a bucket count until the
@@ -89,5 +91,5 @@ if oldest[2] then
 elseif bused > 0 then
   frees = bstart + window - now
 end
-return {granted, left - granted, frees}
+return {ok = string.format('%.0f %.0f %.0f', granted, left - granted, frees)}
 """

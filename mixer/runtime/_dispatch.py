@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import logging
 import time
+from time import perf_counter
 from operator import call
 from types import MappingProxyType
 from collections.abc import Iterator, Mapping, Sequence
@@ -208,8 +209,8 @@ def _build_partial(plan: RulePlan, sinks: list[list[Any]], bag: Bag, errors: Err
 
 
 class _accounted:  # noqa: N801 - used as a context manager, like contextlib's
-    """Count one handler call and its duration; count (and re-raise) a failure. A class rather
-    than a generator context manager: it is entered for every handler call of every check."""
+    """Count one report handler call and its duration; count (and re-raise) a failure. (Check and
+    quota calls, one or more per check, count inline: ``_call_check_handler``.)"""
 
     __slots__ = ("sink", "errors", "started")
 
@@ -302,17 +303,31 @@ def combine(results: Sequence[CheckResult]) -> CheckResult:
 
 async def _call_check_handler(sink: CheckSink, instance: Any, errors: ErrorLog) -> CheckResult:
     calls = sink.slot.calls
+    started = perf_counter()
     try:
-        with _accounted(sink, errors):
-            if calls.timeout is None:
-                return await sink.call(instance)
-            return await asyncio.wait_for(sink.call(instance), calls.timeout.total_seconds())
+        if calls.timeout is None:
+            result = await sink.call(instance)
+        else:
+            async with asyncio.timeout(calls.timeout.total_seconds()):
+                result = await sink.call(instance)
     except Exception as exc:
         # A policy backend that fails must not silently allow unless its handler says failOpen.
         # Either way the answer is not to be reused: the next check asks the handler again.
-        code, why = _failure(sink, exc)
+        code, why = _failed(sink, exc, started, errors)
         return CheckResult(status_code=OK if calls.fail_open else code, message=why,
                            valid_duration=dt.timedelta(0), valid_use_count=0)
+    except BaseException:  # cancelled: counted as a call, not as a failure of the handler
+        sink.series.dispatched(perf_counter() - started, False)
+        raise
+    sink.series.dispatched(perf_counter() - started, False)
+    return result
+
+
+def _failed(sink: Sink, exc: Exception, started: float, errors: ErrorLog) -> tuple[int, str]:
+    """Count and log a handler call that timed out or raised; its rpc code and message."""
+    sink.series.dispatched(perf_counter() - started, True)
+    errors.handler_failed(sink.slot.name, sink.template, exc)
+    return _failure(sink, exc)
 
 
 def _failure(sink: Sink, exc: Exception) -> tuple[int, str]:
@@ -333,12 +348,13 @@ async def _allocate(
     """
     sinks: list[list[Any]] = [[] for _ in snapshot.quota_sinks]
     build_instances(snapshot.quota_plans, sinks, [bag], errors)
+    aliases = snapshot.quota_aliases
     out: dict[str, QuotaResult] = {}
     for name, args in quotas.items():
         granted: QuotaResult | None = None
         for sink, instances in zip(snapshot.quota_sinks, sinks):
             for instance in instances:
-                if not _names_quota(instance.name, name):
+                if name not in aliases[instance.name]:
                     continue
                 result = await _call_quota_handler(sink, instance, args, errors)
                 if granted is None or result.granted_amount < granted.granted_amount:
@@ -347,22 +363,22 @@ async def _allocate(
     return out
 
 
-def _names_quota(qualified: str, requested: str) -> bool:
-    if qualified == requested:
-        return True
-    name, _, namespace = qualified.split(".", 2)
-    return requested in (name, f"{name}.{namespace}")
-
-
 async def _call_quota_handler(sink: QuotaSink, instance: Any, args: QuotaArgs, errors: ErrorLog) -> QuotaResult:
     calls = sink.slot.calls
+    started = perf_counter()
     try:
-        with _accounted(sink, errors):
-            if calls.timeout is None:
-                return await sink.call(instance, args)
-            return await asyncio.wait_for(sink.call(instance, args), calls.timeout.total_seconds())
+        if calls.timeout is None:
+            result = await sink.call(instance, args)
+        else:
+            async with asyncio.timeout(calls.timeout.total_seconds()):
+                result = await sink.call(instance, args)
     except Exception as exc:
-        code, why = _failure(sink, exc)
+        code, why = _failed(sink, exc, started, errors)
         if calls.fail_open:
             return QuotaResult(args.amount, dt.timedelta(0), OK, why)
         return QuotaResult(0, dt.timedelta(0), code, why)
+    except BaseException:  # cancelled: counted as a call, not as a failure of the handler
+        sink.series.dispatched(perf_counter() - started, False)
+        raise
+    sink.series.dispatched(perf_counter() - started, False)
+    return result

@@ -4,6 +4,7 @@ per-dimension counters, the grant's valid duration, and the same counts as memqu
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -161,3 +162,30 @@ async def test_memquota_and_redisquota_count_the_same_for_the_same_config(
             assert abs(got.valid_duration - want.valid_duration) <= dt.timedelta(milliseconds=1)
     finally:
         await redis_handler.close()
+
+
+@pytest.mark.parametrize("algorithm", ["FIXED_WINDOW", "ROLLING_WINDOW"])
+@pytest.mark.parametrize("best_effort", [False, True])
+def test_the_command_packed_once_per_window_is_what_redis_py_would_send(algorithm: str, best_effort: bool) -> None:
+    # The window's EVALSHA is packed once up to the varying arguments; it must stay byte for byte
+    # the command redis-py packs from the same arguments.
+    from redis.asyncio.connection import Connection
+
+    from adapters.memquota import window_for
+    from adapters.redisquota import _Window
+
+    item: dict[str, Any] = {"name": "requestcount", "maxAmount": 7, "validDuration": "1h", "rateLimitAlgorithm": algorithm}
+    if algorithm == "ROLLING_WINDOW":
+        item["bucketDuration"] = "1m"
+    params = RedisQuotaAdapter().parse_params({"redisServerUrl": "127.0.0.1:6379", "quotas": [item]})
+    window = window_for({limit.name: limit for limit in params.quotas}, quota("/x"))
+    assert window is not None
+    kind, bucket = params.algorithms["requestcount"]
+    target = _Window(window, kind, bucket)
+    sha = hashlib.sha1(target.script.encode()).hexdigest()
+    key = 'mixer:quota:["requestcount",[["path","/x"]]]'
+    keys = [key] if algorithm == "FIXED_WINDOW" else [key + ":meta", key + ":buckets"]
+    constant = [7, 3_600_000_000] + ([60_000_000] if algorithm == "ROLLING_WINDOW" else [])
+    expected = b"".join(Connection().pack_command(
+        "EVALSHA", sha, len(keys), *keys, *constant, 3, "1" if best_effort else "0", 1_700_000_000_123_456))
+    assert bytes(target.command(3, best_effort, 1_700_000_000_123_456)) == expected

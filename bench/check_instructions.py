@@ -1,0 +1,104 @@
+"""Instructions per native Check in process, rbac + memquota against the allow-all handler, both with
+the check cache off: what bench/check.py's "cache off vs allow-all handler" ratio measures in server
+CPU, counted by valgrind's callgrind instead (repeatable to ~0.1% whatever the machine's load, where
+the CPU figures of a shared machine move 20-40% run to run). Needs ``valgrind``; ~2 minutes.
+
+    .venv/bin/python bench/check_instructions.py [--checks 1000]
+
+A check here is what the native front door does per call besides gRPC: the JSON request parsed into
+a bag, ``Runtime.check`` (a ``requestcount`` quota asked), the answer as JSON. Not counted: gRPC,
+the hop to the check loop, and the cache effects of a server running other code between checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check  # noqa: E402 - the sibling benchmark's configs and request
+
+WARM_UP = 200
+
+
+def counted_run(checks: int) -> None:
+    """Inside valgrind: per config one warm-up ``functools.reduce`` and one counted."""
+    import orjson
+
+    from mixer.config import compile_config
+    from mixer.frontdoors.native import check_response_json, parse_check
+    from mixer.runtime import Runtime
+
+    loop = asyncio.new_event_loop()
+    requests = [check.native_request() for _ in range(1000)]  # distinct request ids
+    for config in (check.ALLOW_ALL, check.POLICY):
+        runtime = Runtime(check_cache_size=0)
+        loop.run_until_complete(runtime.apply(compile_config([("config.yaml", config)], runtime.registry)))
+        manifest = runtime.manifest
+
+        async def one(index: int, runtime: Runtime = runtime) -> None:
+            bag, quotas = parse_check(orjson.loads(requests[index % len(requests)]), manifest)
+            response = await runtime.check(bag, quotas, "native_grpc")
+            assert response.verdict().ok, response
+            orjson.dumps(check_response_json(response))
+
+        def step(done: int, index: int) -> int:
+            loop.run_until_complete(one(index))
+            return done + 1
+
+        functools.reduce(step, range(WARM_UP), 0)
+        functools.reduce(step, range(checks), 0)
+        loop.run_until_complete(runtime.close())
+    loop.close()
+
+
+def count(checks: int) -> tuple[float, float]:
+    """Instructions per check: (allow-all handler, rbac + memquota)."""
+    with tempfile.TemporaryDirectory(prefix="check-callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
+             "--dump-after=functools_reduce", f"--callgrind-out-file={out}",
+             sys.executable, __file__, "--counted-run", "--checks", str(checks)],
+            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=1800,
+        )
+        if run.returncode:
+            raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        dumps = sorted(Path(tmp).glob("callgrind.out*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
+        # Other code calls reduce too (a few thousand instructions each): only the big dumps are ours.
+        totals = [total for p in dumps if (total := _total(p)) > 1_000_000]
+    if len(totals) != 4:
+        raise RuntimeError(f"expected 4 runs (warm-up and counted, two configs), got {totals}")
+    return totals[1] / checks, totals[3] / checks
+
+
+def _total(path: Path) -> int:
+    match = re.search(r"^(?:summary|totals): (\d+)", path.read_text(errors="replace"), re.M)
+    return int(match.group(1)) if match else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checks", type=int, default=1000, help="counted checks per config")
+    parser.add_argument("--counted-run", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.counted_run:
+        counted_run(args.checks)
+        return 0
+    allow, policy = count(args.checks)
+    print(f"instructions per native Check in process, check cache off ({args.checks} counted checks each):")
+    print(f"| allow-all handler (noop) | {allow:,.0f} |")
+    print(f"| rbac + memquota | {policy:,.0f} |")
+    print(f"| rbac + memquota over allow-all | {policy / allow:.3f}x (+{policy - allow:,.0f}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
