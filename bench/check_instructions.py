@@ -1,7 +1,9 @@
 """Instructions per native Check in process, rbac + memquota against the allow-all handler, both with
 the check cache off: what bench/check.py's "cache off vs allow-all handler" ratio measures in server
 CPU, counted by valgrind's callgrind instead (repeatable to ~0.1% whatever the machine's load, where
-the CPU figures of a shared machine move 20-40% run to run). Needs ``valgrind``; ~2 minutes.
+the CPU figures of a shared machine move 20-40% run to run). Also a ``Runtime.check`` answered from
+the check cache against one answered by rbac (bench/check.py's "cache" part: hit against miss).
+Needs ``valgrind``; ~3 minutes.
 
     .venv/bin/python bench/check_instructions.py [--checks 1000]
 
@@ -20,7 +22,9 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check  # noqa: E402 - the sibling benchmark's configs and request
@@ -43,24 +47,39 @@ def counted_run(checks: int) -> None:
         loop.run_until_complete(runtime.apply(compile_config([("config.yaml", config)], runtime.registry)))
         manifest = runtime.manifest
 
-        async def one(index: int, runtime: Runtime = runtime) -> None:
-            bag, quotas = parse_check(orjson.loads(requests[index % len(requests)]), manifest)
-            response = await runtime.check(bag, quotas, "native_grpc")
-            assert response.verdict().ok, response
-            orjson.dumps(check_response_json(response))
+        async def native(count: int, runtime: Runtime = runtime) -> None:
+            for index in range(count):
+                bag, quotas = parse_check(orjson.loads(requests[index % len(requests)]), manifest)
+                response = await runtime.check(bag, quotas, "native_grpc")
+                assert response.verdict().ok, response
+                orjson.dumps(check_response_json(response))
 
-        def step(done: int, index: int) -> int:
-            loop.run_until_complete(one(index))
-            return done + 1
+        _counted(loop, native, checks)
+        loop.run_until_complete(runtime.close())
+    for cache_size in (10_000, 0):  # hit, then miss: Runtime.check alone, no quota asked
+        runtime = Runtime(check_cache_size=cache_size)
+        loop.run_until_complete(runtime.apply(compile_config([("config.yaml", check.POLICY)], runtime.registry)))
+        bags = [parse_check(orjson.loads(request), runtime.manifest)[0] for request in requests]
 
-        functools.reduce(step, range(WARM_UP), 0)
-        functools.reduce(step, range(checks), 0)
+        async def bare(count: int, runtime: Runtime = runtime, bags: list[Any] = bags) -> None:
+            for index in range(count):
+                assert (await runtime.check(bags[index % len(bags)])).result.ok
+
+        _counted(loop, bare, checks)
         loop.run_until_complete(runtime.close())
     loop.close()
 
 
-def count(checks: int) -> tuple[float, float]:
-    """Instructions per check: (allow-all handler, rbac + memquota)."""
+def _counted(loop: asyncio.AbstractEventLoop, checks_of: Callable[[int], Coroutine[Any, Any, None]], checks: int) -> None:
+    """A warm-up, then ``checks`` checks counted: each inside one ``functools.reduce`` (what callgrind
+    counts), all checks in one coroutine, so that the event loop's cost of starting a run is not
+    counted per check (a server's loop does not start a run per check)."""
+    for count in (WARM_UP, checks):
+        functools.reduce(lambda done, _: loop.run_until_complete(checks_of(count)) or done + 1, [None], 0)
+
+
+def count(checks: int) -> tuple[float, float, float, float]:
+    """Instructions per check: (allow-all handler, rbac + memquota, cache hit, cache miss)."""
     with tempfile.TemporaryDirectory(prefix="check-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         run = subprocess.run(
@@ -74,9 +93,9 @@ def count(checks: int) -> tuple[float, float]:
         dumps = sorted(Path(tmp).glob("callgrind.out*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
         # Other code calls reduce too (a few thousand instructions each): only the big dumps are ours.
         totals = [total for p in dumps if (total := _total(p)) > 1_000_000]
-    if len(totals) != 4:
-        raise RuntimeError(f"expected 4 runs (warm-up and counted, two configs), got {totals}")
-    return totals[1] / checks, totals[3] / checks
+    if len(totals) != 8:
+        raise RuntimeError(f"expected 8 runs (warm-up and counted, four cases), got {totals}")
+    return totals[1] / checks, totals[3] / checks, totals[5] / checks, totals[7] / checks
 
 
 def _total(path: Path) -> int:
@@ -92,11 +111,15 @@ def main() -> int:
     if args.counted_run:
         counted_run(args.checks)
         return 0
-    allow, policy = count(args.checks)
+    allow, policy, hit, miss = count(args.checks)
     print(f"instructions per native Check in process, check cache off ({args.checks} counted checks each):")
     print(f"| allow-all handler (noop) | {allow:,.0f} |")
     print(f"| rbac + memquota | {policy:,.0f} |")
     print(f"| rbac + memquota over allow-all | {policy / allow:.3f}x (+{policy - allow:,.0f}) |")
+    print("instructions per Runtime.check (rbac, no quota), from the check cache and without it:")
+    print(f"| cache hit | {hit:,.0f} |")
+    print(f"| cache miss | {miss:,.0f} |")
+    print(f"| hit cheaper than miss | {miss / hit:.2f}x |")
     return 0
 
 
