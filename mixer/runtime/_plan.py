@@ -106,6 +106,11 @@ def _fast(expression: Expression) -> Evaluator:
     return expression.evaluate_unguarded or expression.evaluate
 
 
+# NamedTuple construction through its generated ``__new__`` is a Python call per instance; the
+# plan knows it passes every field, so it builds the tuple in C.
+_new_tuple = tuple.__new__
+
+
 def _output(sink: int, instance: CompiledInstance, table: _ValueTable) -> Output:
     if instance.template.name == "metric":
         return _metric_output(sink, instance, table)
@@ -114,7 +119,7 @@ def _output(sink: int, instance: CompiledInstance, table: _ValueTable) -> Output
     name, template = instance.name, instance.template.name
 
     def make(values: Values) -> Instance:
-        return Instance(name, template, fill(values))
+        return _new_tuple(Instance, (name, template, fill(values)))
 
     return Output(sink, name, frozenset(uses), make)
 
@@ -132,12 +137,17 @@ def _metric_output(sink: int, instance: CompiledInstance, table: _ValueTable) ->
     if value_index < 0:
 
         def make(values: Values) -> MetricInstance:
-            return MetricInstance(name, None, get_dims(values), get_resource(values))
+            return _new_tuple(MetricInstance, (name, None, get_dims(values), get_resource(values)))
+
+    elif not resource:  # Istio's metrics: no resource dimensions, so no call to get none
+
+        def make(values: Values) -> MetricInstance:
+            return _new_tuple(MetricInstance, (name, values[value_index], get_dims(values), ()))
 
     else:
 
         def make(values: Values) -> MetricInstance:
-            return MetricInstance(name, values[value_index], get_dims(values), get_resource(values))
+            return _new_tuple(MetricInstance, (name, values[value_index], get_dims(values), get_resource(values)))
 
     return Output(sink, name, uses, make)
 
