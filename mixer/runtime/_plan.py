@@ -3,14 +3,14 @@ per bag, and instances are assembled from the shared values by index.
 
 Most of Istio's expressions are ``attribute | constant``: those take the first value slots and are
 evaluated together as ``map(bag.get, lookup_names, lookup_fallbacks)``, with no Python call each;
-``map["key"] | constant`` ones come next, also evaluated in C (``map_names``, ``map_getters``); the other
-expressions' closures fill the slots after them."""
+``map["key"] | constant`` ones come next, also evaluated in C (``map(dict.get, maps, map_keys,
+map_fallbacks)``); the other expressions' closures fill the slots after them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter, methodcaller
+from operator import itemgetter
 from typing import Any
 
 from mixer.config import CompiledInstance
@@ -34,7 +34,7 @@ class Output:
 @dataclass(frozen=True, slots=True)
 class RulePlan:
     """Values of a bag, in slot order: ``map(bag.get, lookup_names, lookup_fallbacks)``, then
-    ``map(operator.call, map_getters, map(bag.get, map_names, repeat(NO_MAP)))``, then one value per
+    ``map(dict.get, map(bag.get, map_names, repeat({})), map_keys, map_fallbacks)``, then one value per
     ``evaluators_fast`` closure. ``evaluators`` are the guarded closures of every slot after the lookups
     (map lookups included), for the slow path."""
 
@@ -42,8 +42,12 @@ class RulePlan:
     match: Evaluator | None
     lookup_names: tuple[str, ...]
     lookup_fallbacks: tuple[Any, ...]
+    # ``dict.get`` over the maps, not a ``methodcaller`` per key (a bound method and an argument tuple
+    # per call: twice the cost). A map value that is not a dict makes it raise: the slow path then
+    # evaluates the guarded closures, which read any mapping.
     map_names: tuple[str, ...]
-    map_getters: tuple[Callable[[Any], Any], ...]  # methodcaller("get", key, fallback)
+    map_keys: tuple[str, ...]
+    map_fallbacks: tuple[Any, ...]
     evaluators: tuple[Evaluator, ...]
     outputs: tuple[Output, ...]
     # The same closures without their exception guards (``Expression.evaluate_unguarded``): the hot
@@ -94,7 +98,8 @@ def build_plan(
         tuple(name for name, _ in gets),
         tuple(fallback for _, fallback in gets),
         tuple(name for name, _, _ in map_gets),
-        tuple(methodcaller("get", key, fallback) for _, key, fallback in map_gets),
+        tuple(key for _, key, _ in map_gets),
+        tuple(fallback for _, _, fallback in map_gets),
         tuple(e.evaluate for e in map_lookups + others),
         outputs,
         _fast(match) if match else None,
