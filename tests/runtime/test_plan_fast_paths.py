@@ -147,6 +147,9 @@ async def test_lookups_and_closures_land_in_the_right_fields() -> None:
     assert [list(i.fields["variables"]) for i in logs] == [["b", "a", "c"]] * 2  # the config's order
     values = [i.value for i in recorded(runtime, "mem.handler.istio-system") if hasattr(i, "value")]
     assert values == [7, 1, 0, 1]
+    # the plan builds the NamedTuples with tuple.__new__: every field must be there, as the class makes them
+    for built in recorded(runtime, "mem.handler.istio-system"):
+        assert built == type(built)(*built) and len(built) == len(type(built)._fields)
     await runtime.close()
 
 
