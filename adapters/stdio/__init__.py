@@ -175,7 +175,7 @@ class StdioHandler(Handler):
                 if type(variables) is not dict:
                     variables = dict(variables)
                 time = fields.get("timestamp", now)
-                if _RESERVED.isdisjoint(variables):
+                if variables.keys().isdisjoint(_RESERVED):  # over the 3 reserved names, not the variables
                     head, tail = self._line_parts(level, entry.name)
                     body = orjson.dumps(variables, default=_json_default, option=_SORTED_LINE) if variables else b"{}\n"
                     lines.append(b"".join((head, orjson.dumps(time, default=_json_default, option=orjson.OPT_UTC_Z),

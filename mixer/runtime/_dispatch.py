@@ -8,8 +8,6 @@ import itertools
 import logging
 import time
 from time import perf_counter
-from operator import call
-from types import MappingProxyType
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +30,8 @@ from mixer.sdk import (
 from mixer.selfmetrics import SelfMetrics
 
 _FAILED = object()  # marks a value whose expression failed for this bag
-_NO_MAPS: Iterator[Mapping[str, str]] = itertools.repeat(MappingProxyType({}))  # what a map lookup reads when the map is absent
+# What a map lookup reads when the map is absent: an empty dict, only ever read (``dict.get``).
+_NO_MAPS: Iterator[dict[str, str]] = itertools.repeat({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +139,7 @@ def build_instances(
                         continue
             values = list(map(bag.get, plan.lookup_names, plan.lookup_fallbacks))  # cannot fail
             try:
-                values += map(call, plan.map_getters, map(bag.get, plan.map_names, _NO_MAPS))
+                values += map(dict.get, map(bag.get, plan.map_names, _NO_MAPS), plan.map_keys, plan.map_fallbacks)
                 values += [evaluate(bag) for evaluate in plan.evaluators_fast]
             except Exception:
                 _build_partial(plan, sinks, bag, errors)

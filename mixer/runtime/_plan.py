@@ -3,14 +3,14 @@ per bag, and instances are assembled from the shared values by index.
 
 Most of Istio's expressions are ``attribute | constant``: those take the first value slots and are
 evaluated together as ``map(bag.get, lookup_names, lookup_fallbacks)``, with no Python call each;
-``map["key"] | constant`` ones come next, also evaluated in C (``map_names``, ``map_getters``); the other
-expressions' closures fill the slots after them."""
+``map["key"] | constant`` ones come next, also evaluated in C (``map(dict.get, maps, map_keys,
+map_fallbacks)``); the other expressions' closures fill the slots after them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter, methodcaller
+from operator import itemgetter
 from typing import Any
 
 from mixer.config import CompiledInstance
@@ -34,7 +34,7 @@ class Output:
 @dataclass(frozen=True, slots=True)
 class RulePlan:
     """Values of a bag, in slot order: ``map(bag.get, lookup_names, lookup_fallbacks)``, then
-    ``map(operator.call, map_getters, map(bag.get, map_names, repeat(NO_MAP)))``, then one value per
+    ``map(dict.get, map(bag.get, map_names, repeat({})), map_keys, map_fallbacks)``, then one value per
     ``evaluators_fast`` closure. ``evaluators`` are the guarded closures of every slot after the lookups
     (map lookups included), for the slow path."""
 
@@ -42,8 +42,12 @@ class RulePlan:
     match: Evaluator | None
     lookup_names: tuple[str, ...]
     lookup_fallbacks: tuple[Any, ...]
+    # ``dict.get`` over the maps, not a ``methodcaller`` per key (a bound method and an argument tuple
+    # per call: twice the cost). A map value that is not a dict makes it raise: the slow path then
+    # evaluates the guarded closures, which read any mapping.
     map_names: tuple[str, ...]
-    map_getters: tuple[Callable[[Any], Any], ...]  # methodcaller("get", key, fallback)
+    map_keys: tuple[str, ...]
+    map_fallbacks: tuple[Any, ...]
     evaluators: tuple[Evaluator, ...]
     outputs: tuple[Output, ...]
     # The same closures without their exception guards (``Expression.evaluate_unguarded``): the hot
@@ -94,7 +98,8 @@ def build_plan(
         tuple(name for name, _ in gets),
         tuple(fallback for _, fallback in gets),
         tuple(name for name, _, _ in map_gets),
-        tuple(methodcaller("get", key, fallback) for _, key, fallback in map_gets),
+        tuple(key for _, key, _ in map_gets),
+        tuple(fallback for _, _, fallback in map_gets),
         tuple(e.evaluate for e in map_lookups + others),
         outputs,
         _fast(match) if match else None,
@@ -106,6 +111,11 @@ def _fast(expression: Expression) -> Evaluator:
     return expression.evaluate_unguarded or expression.evaluate
 
 
+# NamedTuple construction through its generated ``__new__`` is a Python call per instance; the
+# plan knows it passes every field, so it builds the tuple in C.
+_new_tuple = tuple.__new__
+
+
 def _output(sink: int, instance: CompiledInstance, table: _ValueTable) -> Output:
     if instance.template.name == "metric":
         return _metric_output(sink, instance, table)
@@ -114,7 +124,7 @@ def _output(sink: int, instance: CompiledInstance, table: _ValueTable) -> Output
     name, template = instance.name, instance.template.name
 
     def make(values: Values) -> Instance:
-        return Instance(name, template, fill(values))
+        return _new_tuple(Instance, (name, template, fill(values)))
 
     return Output(sink, name, frozenset(uses), make)
 
@@ -132,12 +142,17 @@ def _metric_output(sink: int, instance: CompiledInstance, table: _ValueTable) ->
     if value_index < 0:
 
         def make(values: Values) -> MetricInstance:
-            return MetricInstance(name, None, get_dims(values), get_resource(values))
+            return _new_tuple(MetricInstance, (name, None, get_dims(values), get_resource(values)))
+
+    elif not resource:  # Istio's metrics: no resource dimensions, so no call to get none
+
+        def make(values: Values) -> MetricInstance:
+            return _new_tuple(MetricInstance, (name, values[value_index], get_dims(values), ()))
 
     else:
 
         def make(values: Values) -> MetricInstance:
-            return MetricInstance(name, values[value_index], get_dims(values), get_resource(values))
+            return _new_tuple(MetricInstance, (name, values[value_index], get_dims(values), get_resource(values)))
 
     return Output(sink, name, uses, make)
 

@@ -3,11 +3,15 @@ together, the other closures unguarded under one try, with the guarded slow path
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mixer.attributes import default_manifest
 from mixer.expr import EvaluationError, compile_expression
@@ -143,6 +147,9 @@ async def test_lookups_and_closures_land_in_the_right_fields() -> None:
     assert [list(i.fields["variables"]) for i in logs] == [["b", "a", "c"]] * 2  # the config's order
     values = [i.value for i in recorded(runtime, "mem.handler.istio-system") if hasattr(i, "value")]
     assert values == [7, 1, 0, 1]
+    # the plan builds the NamedTuples with tuple.__new__: every field must be there, as the class makes them
+    for built in recorded(runtime, "mem.handler.istio-system"):
+        assert built == type(built)(*built) and len(built) == len(type(built)._fields)
     await runtime.close()
 
 
@@ -152,12 +159,22 @@ async def test_an_ill_typed_value_fails_only_the_instances_that_read_it_and_is_c
     runtime.report([{"source.labels": 5, "response.code": 1}])
     assert recorded(runtime, "mem.handler.istio-system") == []
     assert runtime.metrics.evaluation_errors.labels("r.rule.istio-system")._value.get() == 1
-    # a labels map whose lookup of "app" fails: only the instances reading it are lost
-    class Labels(dict[str, str]):
+    # a labels map whose lookup of "app" fails: only the instances reading it are lost. Not a dict:
+    # the fast path reads maps with dict.get, so any other mapping takes the guarded slow path.
+    class Labels(Mapping[str, str]):
+        def __getitem__(self, key: str) -> str:
+            raise KeyError(key)
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(())
+
+        def __len__(self) -> int:
+            return 0
+
         def get(self, key: str, default: Any = None) -> Any:
             if key == "app":
                 raise TypeError("broken map")
-            return super().get(key, default)
+            return default
 
     runtime.report([{"source.labels": Labels(), "response.code": 2}])
     got = [i.name.split(".")[0] for i in recorded(runtime, "mem.handler.istio-system")]
@@ -165,3 +182,44 @@ async def test_an_ill_typed_value_fails_only_the_instances_that_read_it_and_is_c
     for instance in ("mixed", "log"):
         assert runtime.metrics.evaluation_errors.labels(f"{instance}.instance.istio-system")._value.get() == 1
     await runtime.close()
+
+
+MAP_CONFIG = HEADER + """kind: handler
+metadata: {name: mem}
+spec: {compiledAdapter: memory}
+---
+""" + HEADER + """kind: instance
+metadata: {name: maps}
+spec:
+  compiledTemplate: logentry
+  params:
+    severity: '"Info"'
+    variables:
+      app: source.labels["app"] | "unknown"
+      version: source.labels["version"] | "none"
+      host: request.headers[":authority"] | ""
+      peer: destination.labels["app"] | "unknown"
+---
+""" + HEADER + """kind: rule
+metadata: {name: r}
+spec:
+  actions: [{handler: mem, instances: [maps]}]
+"""
+_TEXT = st.sampled_from(["", "a", "web", "v1", "x"])
+_MAP = st.dictionaries(st.sampled_from(["app", "version", ":authority", "other"]), _TEXT, max_size=4)
+_BAG = st.fixed_dictionaries({}, optional={"source.labels": _MAP, "request.headers": _MAP, "destination.labels": _MAP})
+
+
+@settings(max_examples=200, deadline=None)
+@given(bags=st.lists(_BAG, min_size=1, max_size=5))
+def test_map_lookups_on_the_fast_path_give_what_the_closures_give(bags: list[dict[str, Any]]) -> None:
+    async def run() -> None:
+        runtime = await runtime_for(("c.yaml", MAP_CONFIG))
+        instance = runtime.snapshot.config.instances["maps.instance.istio-system"]
+        runtime.report(bags)
+        got = [i.fields["variables"] for i in recorded(runtime, "mem.handler.istio-system")]
+        variables = instance.fields["variables"]
+        assert got == [{name: e.evaluate(bag) for name, e in variables.items()} for bag in bags]
+        await runtime.close()
+
+    asyncio.run(run())
