@@ -125,9 +125,9 @@ class CheckCache:
 
     def lookup(self, bag: Mapping[str, Any]) -> Lookup:
         """The bag's key and, on a hit, the cached verdict with the seconds and uses it has left
-        (``remaining_verdict`` makes them one verdict), counting this use. A hit is a check's whole work, so
-        the common key (every value hashable) is built here and hashed once, by the lookup itself;
-        ``key`` does the rest."""
+        (``remaining_verdict`` makes them one verdict), counting this use. A hit is a check's whole
+        work, so the common key (every value hashable) is built here and hashed once, by the lookup
+        itself; ``key`` does the rest."""
         key: Key = tuple(map(bag.get, self._names))
         if self._entries_read:
             key += tuple(read(bag) for read in self._entries_read)

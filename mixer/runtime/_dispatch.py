@@ -83,8 +83,9 @@ class CheckResponse:
     def verdict(self) -> CheckResult:
         """The answer for the request: a denial by a check handler first, then an exhausted quota
         (RESOURCE_EXHAUSTED, HTTP 429), else the combined allow. Its status, message and HTTP
-        refinements are the answer's; how long and how often a proxy may reuse it is ``result``'s
-        (an exhausted quota's verdict, and a cache hit's, carry no validity of their own)."""
+        refinements are the answer's; how long and how often a proxy may reuse it is ``result``'s,
+        not this one's (an exhausted quota's verdict has the default validity, a cache hit's the
+        validity the cached verdict had when it was first answered)."""
         result = self.result
         if not result.ok or not self.requested:
             return result
