@@ -2,8 +2,9 @@
 the check cache off: what bench/check.py's "cache off vs allow-all handler" ratio measures in server
 CPU, counted by valgrind's callgrind instead (repeatable to ~0.1% whatever the machine's load, where
 the CPU figures of a shared machine move 20-40% run to run). Also a ``Runtime.check`` answered from
-the check cache against one answered by rbac (bench/check.py's "cache" part: hit against miss).
-Needs ``valgrind``; ~3 minutes.
+the check cache against one answered by rbac (bench/check.py's "cache" part: hit against miss), the
+hit read as Envoy's front doors read it (``verdict()``) and as the native API does (``result``, which
+on a hit builds the verdict with the duration and uses it has left). Needs ``valgrind``; ~4 minutes.
 
     .venv/bin/python bench/check_instructions.py [--checks 1000]
 
@@ -56,18 +57,30 @@ def counted_run(checks: int) -> None:
 
         _counted(loop, native, checks)
         loop.run_until_complete(runtime.close())
-    for cache_size in (10_000, 0):  # hit, then miss: Runtime.check alone, no quota asked
+    # Runtime.check alone, no quota asked: a hit read as Envoy's doors read it (``verdict()``: the
+    # status only), a hit read as the native API reads it (``result``: the verdict with the duration
+    # and uses it has left), then a miss (the cache off) read through ``verdict()``.
+    for cache_size, read in ((10_000, _verdict), (10_000, _result), (0, _verdict)):
         runtime = Runtime(check_cache_size=cache_size)
         loop.run_until_complete(runtime.apply(compile_config([("config.yaml", check.POLICY)], runtime.registry)))
         bags = [parse_check(orjson.loads(request), runtime.manifest)[0] for request in requests]
 
-        async def bare(count: int, runtime: Runtime = runtime, bags: list[Any] = bags) -> None:
+        async def bare(count: int, runtime: Runtime = runtime, bags: list[Any] = bags,
+                       read: Callable[[Any], Any] = read) -> None:
             for index in range(count):
-                assert (await runtime.check(bags[index % len(bags)])).result.ok
+                assert read(await runtime.check(bags[index % len(bags)])).ok
 
         _counted(loop, bare, checks)
         loop.run_until_complete(runtime.close())
     loop.close()
+
+
+def _verdict(response: Any) -> Any:
+    return response.verdict()
+
+
+def _result(response: Any) -> Any:
+    return response.result
 
 
 def _counted(loop: asyncio.AbstractEventLoop, checks_of: Callable[[int], Coroutine[Any, Any, None]], checks: int) -> None:
@@ -78,8 +91,9 @@ def _counted(loop: asyncio.AbstractEventLoop, checks_of: Callable[[int], Corouti
         functools.reduce(lambda done, _: loop.run_until_complete(checks_of(count)) or done + 1, [None], 0)
 
 
-def count(checks: int) -> tuple[float, float, float, float]:
-    """Instructions per check: (allow-all handler, rbac + memquota, cache hit, cache miss)."""
+def count(checks: int) -> tuple[float, ...]:
+    """Instructions per check: allow-all handler, rbac + memquota, cache hit (``verdict()``), cache
+    hit (``result``), cache miss."""
     with tempfile.TemporaryDirectory(prefix="check-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         run = subprocess.run(
@@ -93,9 +107,9 @@ def count(checks: int) -> tuple[float, float, float, float]:
         dumps = sorted(Path(tmp).glob("callgrind.out*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
         # Other code calls reduce too (a few thousand instructions each): only the big dumps are ours.
         totals = [total for p in dumps if (total := _total(p)) > 1_000_000]
-    if len(totals) != 8:
-        raise RuntimeError(f"expected 8 runs (warm-up and counted, four cases), got {totals}")
-    return totals[1] / checks, totals[3] / checks, totals[5] / checks, totals[7] / checks
+    if len(totals) != 10:
+        raise RuntimeError(f"expected 10 runs (warm-up and counted, five cases), got {totals}")
+    return tuple(total / checks for total in totals[1::2])
 
 
 def _total(path: Path) -> int:
@@ -111,15 +125,16 @@ def main() -> int:
     if args.counted_run:
         counted_run(args.checks)
         return 0
-    allow, policy, hit, miss = count(args.checks)
+    allow, policy, hit, hit_result, miss = count(args.checks)
     print(f"instructions per native Check in process, check cache off ({args.checks} counted checks each):")
     print(f"| allow-all handler (noop) | {allow:,.0f} |")
     print(f"| rbac + memquota | {policy:,.0f} |")
     print(f"| rbac + memquota over allow-all | {policy / allow:.3f}x (+{policy - allow:,.0f}) |")
     print("instructions per Runtime.check (rbac, no quota), from the check cache and without it:")
-    print(f"| cache hit | {hit:,.0f} |")
-    print(f"| cache miss | {miss:,.0f} |")
-    print(f"| hit cheaper than miss | {miss / hit:.2f}x |")
+    print(f"| cache hit, verdict() read (ext_authz, HTTP check) | {hit:,.0f} |")
+    print(f"| cache hit, result read (native API: duration and uses left) | {hit_result:,.0f} |")
+    print(f"| cache miss, verdict() read | {miss:,.0f} |")
+    print(f"| hit cheaper than miss | {miss / hit:.2f}x (result read: {miss / hit_result:.2f}x) |")
     return 0
 
 

@@ -10,12 +10,21 @@ from pathlib import Path
 from mixer.attributes import AttributeManifest, Bag
 from mixer.config import CompiledConfig, load_config
 from mixer.registry import AdapterRegistry
-from mixer.runtime._cache import DEFAULT_CACHE_SIZE, Key
-from mixer.runtime._dispatch import CheckResponse, ErrorLog, QuotaVerdict, check, combine, report
+from mixer.hotmetrics import CounterSeries
+from mixer.runtime._cache import DEFAULT_CACHE_SIZE, Lookup, remaining_verdict
+from mixer.runtime._dispatch import (
+    CachedCheckResponse,
+    CheckResponse,
+    ErrorLog,
+    QuotaVerdict,
+    check,
+    combine,
+    report,
+)
 from mixer.runtime._loops import on_loop
 from mixer.runtime._reach import Denial, ListenerPolicy, StaticFacts, listener_policy
 from mixer.runtime._snapshot import HandlerSlot, Snapshot, build_snapshot
-from mixer.sdk import CheckResult, QuotaArgs
+from mixer.sdk import QuotaArgs
 from mixer.selfmetrics import SelfMetrics
 
 __all__ = [
@@ -33,7 +42,7 @@ __all__ = [
 ]
 
 _DRAIN_TIMEOUT = 10.0
-_NOT_CACHED: tuple[Key | None, CheckResult | None] = (None, None)  # what a snapshot without a check cache looks up
+_NOT_CACHED: Lookup = (None, None, 0.0, 0)  # what a snapshot without a check cache looks up
 # The one report batching knob: a report is dispatched in slices of at most this many bags (each
 # handler is called once per slice), and the front doors yield to the event loop between slices.
 # It bounds the instances held at once and how long a report holds up its loop (~2 ms at 128).
@@ -67,6 +76,8 @@ class Runtime:
         # Where checks run and check and quota handlers start and close (``mixer serve``: a thread of
         # its own, so report dispatch cannot starve checks); None: the caller's loop.
         self.check_loop: asyncio.AbstractEventLoop | None = None
+        # The ``mixer_checks`` series by (front door, allowed), each made by the first check it counts.
+        self._checks_counted: dict[tuple[str, bool], CounterSeries] = {}
 
     @classmethod
     async def load(
@@ -201,19 +212,27 @@ class Runtime:
             return await on_loop(loop, self.check(bag, quotas, front_door))
         snapshot = self.snapshot
         cache = snapshot.check_cache
-        key, combined = cache.lookup(bag) if cache is not None else _NOT_CACHED
-        if combined is not None and not quotas:
+        key, cached, seconds, uses = cache.lookup(bag) if cache is not None else _NOT_CACHED
+        if cached is not None and not quotas:
             # A hit with no quota to allocate calls no handler and awaits nothing: answered here,
             # without the dispatch coroutine or the in-flight count (which only holds handlers open).
-            response = CheckResponse(combined, {}, {})
+            response: CheckResponse = CachedCheckResponse(cached, seconds, uses)
+            ok = cached.ok
         else:
+            combined = remaining_verdict(cached, seconds, uses) if cached is not None else None
             snapshot.inflight += 1
             try:
                 response = await check(snapshot, bag, quotas or {}, self.errors, key, combined)
             finally:
                 snapshot.inflight -= 1
-        self.metrics.checks.labels(front_door, "ok" if response.result.ok else "denied").inc()
+            ok = response.result.ok
+        (self._checks_counted.get((front_door, ok)) or self._checks_series(front_door, ok)).inc()
         return response
+
+    def _checks_series(self, front_door: str, ok: bool) -> CounterSeries:
+        series = self.metrics.checks.labels(front_door, "ok" if ok else "denied")
+        self._checks_counted[front_door, ok] = series
+        return series
 
     async def close(self) -> None:
         """Close every handler (retiring ones first); safe to call twice."""

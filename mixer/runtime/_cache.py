@@ -24,6 +24,9 @@ DEFAULT_CACHE_SIZE = 10_000
 
 _ABSENT = object()  # an attribute (or map key) the bag does not have: absence is part of the key
 Key = tuple[Any, ...]
+# What ``lookup`` answers: the bag's key (None: not cacheable), then on a hit the cached verdict and
+# the seconds and uses it has left (a miss: None, 0.0, 0).
+Lookup = tuple[Key | None, CheckResult | None, float, int]
 
 
 def _freeze(value: Any) -> Any:
@@ -42,13 +45,15 @@ def _entry_reader(name: str, key: str) -> Callable[[Mapping[str, Any]], Any]:
     return entry
 
 
-# A hit's verdict is the cached one with another duration and use count, built by setting its slots
-# (CheckResult's own member descriptors) rather than by CheckResult(...): a frozen dataclass's
-# __init__ sets each field through object.__setattr__ and costs a hit more than the rest of its
-# lookup. The field list is checked here so that a field added to CheckResult cannot go uncopied.
+# A hit's verdict with what it has left is built only when a front door reads that validity (the
+# native API reports it, Envoy's ext_authz answers do not): ``remaining_verdict`` is called then, by
+# ``CachedCheckResponse.result``. It sets the new verdict's slots (CheckResult's own member
+# descriptors) rather than calling CheckResult(...): a frozen dataclass's __init__ sets each field
+# through object.__setattr__ and costs more than the rest of a hit. The field list is checked here
+# so that a field added to CheckResult cannot go uncopied.
 _FIELDS = ("status_code", "message", "valid_duration", "valid_use_count", "http_status", "headers", "body")
 if tuple(f.name for f in dataclasses.fields(CheckResult)) != _FIELDS:
-    raise ImportError(f"CheckResult's fields changed: update {__name__}._remaining")
+    raise ImportError(f"CheckResult's fields changed: update {__name__}.remaining_verdict")
 _set_status, _set_message, _set_duration, _set_uses, _set_http_status, _set_headers, _set_body = (
     getattr(CheckResult, name).__set__ for name in _FIELDS
 )
@@ -56,7 +61,7 @@ _new = object.__new__
 _timedelta = dt.timedelta
 
 
-def _remaining(cached: CheckResult, seconds: float, uses: int) -> CheckResult:
+def remaining_verdict(cached: CheckResult, seconds: float, uses: int) -> CheckResult:
     """``cached`` valid for another ``seconds`` and ``uses`` uses."""
     result: CheckResult = _new(CheckResult)
     _set_status(result, cached.status_code)
@@ -118,10 +123,11 @@ class CheckCache:
                 return None
         return key
 
-    def lookup(self, bag: Mapping[str, Any]) -> tuple[Key | None, CheckResult | None]:
-        """The bag's key and the cached verdict for it (None on a miss) with the duration and uses it
-        has left, counting this use. A hit is a check's whole work, so the common key (every value
-        hashable) is built here and hashed once, by the lookup itself; ``key`` does the rest."""
+    def lookup(self, bag: Mapping[str, Any]) -> Lookup:
+        """The bag's key and, on a hit, the cached verdict with the seconds and uses it has left
+        (``remaining_verdict`` makes them one verdict), counting this use. A hit is a check's whole
+        work, so the common key (every value hashable) is built here and hashed once, by the lookup
+        itself; ``key`` does the rest."""
         key: Key = tuple(map(bag.get, self._names))
         if self._entries_read:
             key += tuple(read(bag) for read in self._entries_read)
@@ -131,17 +137,17 @@ class CheckCache:
         except TypeError:  # a whole map (or list) attribute
             frozen = self.key(bag)
             if frozen is None:
-                return None, None
+                return None, None, 0.0, 0
             key = frozen
             entry = entries.get(key)
         if entry is None:
             self._misses.inc()
-            return key, None
+            return key, None, 0.0, 0
         left = entry.expires - self._clock()
         if left <= 0:
             del entries[key]
             self._misses.inc()
-            return key, None
+            return key, None, 0.0, 0
         uses = entry.uses_left
         if uses <= 1:
             del entries[key]
@@ -149,7 +155,7 @@ class CheckCache:
             entries.move_to_end(key)
         entry.uses_left = uses - 1
         self._hits.inc()
-        return key, _remaining(entry.result, left, uses)
+        return key, entry.result, left, uses
 
     def put(self, key: Key, result: CheckResult) -> None:
         """Keep ``result`` for its valid duration and use count (this answer is its first use)."""

@@ -10,11 +10,12 @@ import time
 from time import perf_counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from mixer.attributes import Bag
 from mixer.expr import EvaluationError
-from mixer.runtime._cache import Key
+from mixer.runtime._cache import Key, remaining_verdict
 from mixer.runtime._plan import RulePlan
 from mixer.runtime._snapshot import CheckSink, QuotaSink, ReportSink, Sink, Snapshot
 from mixer.sdk import (
@@ -32,6 +33,8 @@ from mixer.selfmetrics import SelfMetrics
 _FAILED = object()  # marks a value whose expression failed for this bag
 # What a map lookup reads when the map is absent: an empty dict, only ever read (``dict.get``).
 _NO_MAPS: Iterator[dict[str, str]] = itertools.repeat({})
+# A check without quotas: no grants, none asked (shared, read-only).
+_NO_QUOTAS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +53,12 @@ class QuotaVerdict:
     reset: dt.timedelta | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckResponse:
     """The combined answer of the check handlers and every quota allocation asked for."""
 
     result: CheckResult
-    quotas: dict[str, QuotaResult] = field(default_factory=dict)
+    quotas: Mapping[str, QuotaResult] = field(default_factory=dict)
     requested: Mapping[str, QuotaArgs] = field(default_factory=dict)
 
     def quota_verdict(self) -> QuotaVerdict:
@@ -79,15 +82,41 @@ class CheckResponse:
 
     def verdict(self) -> CheckResult:
         """The answer for the request: a denial by a check handler first, then an exhausted quota
-        (RESOURCE_EXHAUSTED, HTTP 429), else the combined allow."""
-        if not self.result.ok:
-            return self.result
+        (RESOURCE_EXHAUSTED, HTTP 429), else the combined allow. Its status, message and HTTP
+        refinements are the answer's; how long and how often a proxy may reuse it is ``result``'s,
+        not this one's (an exhausted quota's verdict has the default validity, a cache hit's the
+        validity the cached verdict had when it was first answered)."""
+        result = self.result
+        if not result.ok or not self.requested:
+            return result
         exhausted = self.quota_verdict().exhausted
         if exhausted is None:
-            return self.result
+            return result
         return CheckResult(
             status_code=RESOURCE_EXHAUSTED, message=f"quota {exhausted} exhausted", http_status=429
         )
+
+
+class CachedCheckResponse(CheckResponse):
+    """A check without quotas answered from the check cache: the cached verdict, valid for
+    ``seconds`` and ``uses`` more. ``result``, the verdict with that validity (which only the native
+    API reports), is built when read; ``verdict()`` is the cached verdict itself, at no cost."""
+
+    __slots__ = ("_cached", "_seconds", "_uses")
+
+    quotas = requested = _NO_QUOTAS  # (class attributes: nothing to set per hit)
+
+    def __init__(self, cached: CheckResult, seconds: float, uses: int) -> None:
+        self._cached = cached
+        self._seconds = seconds
+        self._uses = uses
+
+    @property
+    def result(self) -> CheckResult:  # type: ignore[override]  # the field, read-only: nothing sets a hit's
+        return remaining_verdict(self._cached, self._seconds, self._uses)
+
+    def verdict(self) -> CheckResult:
+        return self._cached
 
 
 class ErrorLog:
@@ -278,7 +307,7 @@ async def check(
         cache = snapshot.check_cache
         if cache is not None and key is not None:
             cache.put(key, combined)
-    granted = await _allocate(snapshot, bag, quotas, errors) if quotas else {}
+    granted = await _allocate(snapshot, bag, quotas, errors) if quotas else _NO_QUOTAS
     return CheckResponse(combined, granted, quotas)
 
 

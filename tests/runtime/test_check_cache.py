@@ -204,6 +204,71 @@ def test_a_whole_map_in_the_key_is_compared_by_content() -> None:
     assert first is not None and first == cache.key({"request.headers": {"b": "2", "a": "1"}})
     assert first != cache.key({"request.headers": {"a": "1"}})
     cache.put(first, CheckResult(valid_use_count=5))
-    key, hit = cache.lookup({"request.headers": {"b": "2", "a": "1"}})
-    assert key == first and hit is not None and hit.valid_use_count == 4
+    key, hit, seconds, uses = cache.lookup({"request.headers": {"b": "2", "a": "1"}})
+    assert key == first and hit is not None and uses == 4 and seconds > 0
     assert cache.lookup({"request.headers": {"a": "1"}})[1] is None
+
+
+async def test_what_each_front_door_answers_for_a_hit_is_what_it_answered_for_the_miss() -> None:
+    from mixer.attributes import parse_duration
+    from mixer.frontdoors.authz import encode_result
+    from mixer.frontdoors.native import check_response_json
+
+    handler = Refusing()
+    runtime = await runtime_with(handler)
+    miss = await runtime.check(bag())
+    hits = [await runtime.check(bag(request_id=str(n))) for n in range(3)]
+    assert len(handler.checks) == 1
+    # Envoy's doors read the verdict's status, message and HTTP refinements: the same bytes.
+    assert {encode_result(h.verdict()) for h in hits} == {encode_result(miss.verdict())}
+    # The native API also reports the validity: the same answer but for what is left of it.
+    answers = [check_response_json(r) for r in (miss, *hits)]
+    assert [a.pop("valid_use_count") for a in answers] == [5, 4, 3, 2]
+    durations = [parse_duration(a.pop("valid_duration")) for a in answers]
+    assert durations[0] == dt.timedelta(minutes=1) and dt.timedelta(seconds=59) < durations[-1] < durations[0]
+    assert durations == sorted(durations, reverse=True)
+    assert all(a == answers[0] for a in answers)
+    assert hits[0].result == hits[0].result  # built on each read, from the same seconds and uses left
+    assert hits[0] != hits[1]  # the response compares what it reports, uses left included
+    await runtime.close()
+
+
+async def test_a_hit_with_quotas_reports_what_is_left_too() -> None:
+    handler = Counting(uses=4)
+    runtime = await runtime_with(handler)
+    answers = [await runtime.check(bag(), {"requestcount": QuotaArgs(1)}) for _ in range(3)]
+    assert [a.result.valid_use_count for a in answers] == [4, 3, 2] and len(handler.checks) == 1
+    assert all(a.verdict().ok and a.quotas["requestcount"].granted_amount == 1 for a in answers)
+    await runtime.close()
+
+
+def test_a_hit_counts_down_the_seconds_and_uses_it_has_left() -> None:
+    from mixer.runtime._cache import CheckCache, remaining_verdict
+    from mixer.selfmetrics import SelfMetrics
+
+    now = [100.0]
+    cache = CheckCache(["source.ip"], 10, SelfMetrics(), clock=lambda: now[0])
+    verdict = CheckResult(valid_duration=dt.timedelta(seconds=10), valid_use_count=3, headers={"a": "b"})
+    key = cache.key({"source.ip": "10.0.0.1"})
+    assert key is not None
+    cache.put(key, verdict)
+    now[0] = 102.5
+    _, cached, seconds, uses = cache.lookup({"source.ip": "10.0.0.1"})
+    assert cached is verdict and (seconds, uses) == (7.5, 2)
+    assert remaining_verdict(verdict, seconds, uses) == dataclasses.replace(
+        verdict, valid_duration=dt.timedelta(seconds=7.5), valid_use_count=2)
+    _, cached, seconds, uses = cache.lookup({"source.ip": "10.0.0.1"})
+    assert cached is verdict and uses == 1 and len(cache) == 0  # its last use: gone
+    assert cache.lookup({"source.ip": "10.0.0.1"}) == (key, None, 0.0, 0)
+
+
+async def test_checks_are_counted_per_front_door_and_verdict() -> None:
+    runtime = await runtime_with(Counting())
+    for user, door in [("ann", "native"), ("ann", "native"), ("mallory", "native"), ("ann", "authz"),
+                       ("mallory", "authz"), ("mallory", "authz")]:
+        await runtime.check(bag(user=user), front_door=door)
+    got = {(s.labels["front_door"], s.labels["result"]): s.value
+           for family in runtime.metrics.registry.collect() if family.name == "mixer_checks"
+           for s in family.samples if s.name == "mixer_checks_total"}
+    assert got == {("native", "ok"): 2, ("native", "denied"): 1, ("authz", "ok"): 1, ("authz", "denied"): 2}
+    await runtime.close()
