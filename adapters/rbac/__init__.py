@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from adapters.rbac.policy import Authorizer, Request, Verdict
+from adapters.rbac.policy import Authorizer, Request
 from mixer.attributes import parse_duration
 from mixer.config import RbacPolicy
 from mixer.sdk import (
@@ -59,11 +59,8 @@ class RbacHandler(Handler):
         self.log = env.logger
         self._allowed = CheckResult(OK, "", self.cache_duration, VALID_USE_COUNT)  # immutable: one for all
 
-    def decide(self, instance: Instance) -> Verdict:
-        return self.authorizer.check(Request.from_fields(instance.fields))
-
     async def check_authorization(self, instance: Instance) -> CheckResult:
-        verdict = self.decide(instance)
+        verdict = self.authorizer.check(Request.from_fields(instance.fields))
         if verdict.allowed:
             return self._allowed
         self.log.debug("rbac denied %s: %s", instance.name, verdict.reason)

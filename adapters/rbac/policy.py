@@ -4,6 +4,10 @@ Pure functions over ``mixer.config.RbacPolicy``. A request is allowed when some 
 action's namespace has a rule matching the action (service, method, path, constraints) and one of
 that role's ServiceRoleBindings names the subject. Strings match exactly, ``*`` matches anything,
 ``abc*`` by prefix and ``*abc`` by suffix (Mixer's stringMatch).
+
+The policy is compiled once per handler (``Authorizer``): each namespace's and service's roles in
+order, each with its rules' patterns prepared (``StringMatch``) and its bindings, so that an allowed
+check builds nothing; a denial works out its reason from the policy as written.
 """
 
 from __future__ import annotations
@@ -16,15 +20,23 @@ from typing import Any, NamedTuple
 from mixer.config import AccessRule, RbacPolicy, RoleSubject, ServiceRole, ServiceRoleBinding
 
 
-def string_match(value: str, patterns: Sequence[str]) -> bool:
-    for pattern in patterns:
-        if pattern == "*" or value == pattern:
-            return True
-        if pattern.endswith("*") and value.startswith(pattern[:-1]):
-            return True
-        if pattern.startswith("*") and value.endswith(pattern[1:]):
-            return True
-    return False
+@dataclass(frozen=True, slots=True)
+class StringMatch:
+    """Mixer's stringMatch over a list of patterns, prepared: a match is a set lookup and one
+    ``startswith``/``endswith`` over all the prefixes/suffixes (each in C), not a loop per pattern."""
+
+    any: bool  # a "*"
+    exact: frozenset[str]  # every pattern also matches itself literally
+    prefixes: tuple[str, ...]  # of "abc*"
+    suffixes: tuple[str, ...]  # of "*abc"
+
+    @classmethod
+    def of(cls, patterns: Sequence[str]) -> StringMatch:
+        return cls("*" in patterns, frozenset(patterns), tuple(p[:-1] for p in patterns if p.endswith("*")),
+                   tuple(p[1:] for p in patterns if p.startswith("*")))
+
+    def __call__(self, value: str) -> bool:
+        return self.any or value in self.exact or value.startswith(self.prefixes) or value.endswith(self.suffixes)
 
 
 class Request(NamedTuple):
@@ -60,17 +72,32 @@ class Request(NamedTuple):
         return [f"action.{name}" for name in ("namespace", "service", "method", "path") if not getattr(self, name)]
 
 
-def rule_matches(rule: AccessRule, request: Request) -> bool:
-    if not (string_match(request.service, rule.services) and string_match(request.method, rule.methods)):
-        return False
-    if rule.paths is not None and not string_match(request.path, rule.paths):
-        return False
-    # Every constraint needs a string action property whose value it lists.
-    for constraint in rule.constraints:
-        value = request.action_properties.get(constraint.key)
-        if not isinstance(value, str) or not string_match(value, constraint.values):
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """An AccessRule with its patterns prepared."""
+
+    services: StringMatch
+    methods: StringMatch
+    paths: StringMatch | None  # None: any path
+    constraints: tuple[tuple[str, StringMatch], ...]
+
+    @classmethod
+    def of(cls, rule: AccessRule) -> CompiledRule:
+        return cls(StringMatch.of(rule.services), StringMatch.of(rule.methods),
+                   None if rule.paths is None else StringMatch.of(rule.paths),
+                   tuple((c.key, StringMatch.of(c.values)) for c in rule.constraints))
+
+    def matches(self, request: Request) -> bool:
+        if not (self.services(request.service) and self.methods(request.method)):
             return False
-    return True
+        if self.paths is not None and not self.paths(request.path):
+            return False
+        # Every constraint needs a string action property whose value it lists.
+        for key, match in self.constraints:
+            value = request.action_properties.get(key)
+            if not isinstance(value, str) or not match(value):
+                return False
+        return True
 
 
 def subject_matches(subject: RoleSubject, request: Request) -> bool:
@@ -88,66 +115,97 @@ class Verdict:
     reason: str  # for a denial: which roles and bindings were considered and why none allowed
 
 
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    """A binding of a role, with the verdict it gives when it names the subject (made once)."""
+
+    subjects: tuple[RoleSubject, ...]
+    allowed: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A role as a check reads it: its rules prepared, its bindings (in policy order)."""
+
+    role: ServiceRole
+    rules: tuple[CompiledRule, ...]
+    bindings: tuple[ServiceRoleBinding, ...]
+    grants: tuple[_Grant, ...]
+
+    def allows_action(self, request: Request) -> bool:
+        return any(rule.matches(request) for rule in self.rules)
+
+
 def _exact(pattern: str) -> bool:
     return pattern != "*" and not pattern.startswith("*") and not pattern.endswith("*")
 
 
 class Authorizer:
-    """A policy indexed by namespace, and within it by exact service name, built once per handler:
-    a check looks only at the roles naming its service plus those using service wildcards."""
+    """A policy indexed by namespace, and within it by exact service name, compiled once per
+    handler: a check looks only at the roles naming its service plus those using service wildcards,
+    merged by role name when compiled."""
 
     def __init__(self, policy: RbacPolicy) -> None:
+        bindings: dict[tuple[str, str], list[ServiceRoleBinding]] = defaultdict(list)
+        for binding in policy.bindings:
+            bindings[(binding.namespace, binding.role)].append(binding)
         self._role_names: dict[str, str] = {}
-        self._by_service: dict[tuple[str, str], list[ServiceRole]] = defaultdict(list)
-        self._by_pattern: dict[str, list[ServiceRole]] = defaultdict(list)
+        by_service: dict[tuple[str, str], list[_Candidate]] = defaultdict(list)
+        by_pattern: dict[str, list[_Candidate]] = defaultdict(list)
         for role in policy.roles:  # sorted by name: denials list roles in a stable order
             self._role_names[role.namespace] = ", ".join(
                 filter(None, (self._role_names.get(role.namespace), role.name)))
+            candidate = _compile(role, bindings.get((role.namespace, role.name), []))
             services = {service for rule in role.rules for service in rule.services}
             if all(_exact(service) for service in services):
                 for service in sorted(services):
-                    self._by_service[(role.namespace, service)].append(role)
+                    by_service[(role.namespace, service)].append(candidate)
             else:
-                self._by_pattern[role.namespace].append(role)
-        self._bindings: dict[tuple[str, str], list[ServiceRoleBinding]] = defaultdict(list)
-        self._allow_verdicts: dict[tuple[str, str, str], Verdict] = {}  # bounded by the policy's bindings
-        for binding in policy.bindings:
-            self._bindings[(binding.namespace, binding.role)].append(binding)
+                by_pattern[role.namespace].append(candidate)
+        # A service some role names: those roles and the namespace's patterned ones, by name; any
+        # other service of the namespace: the patterned ones.
+        self._by_service: dict[tuple[str, str], tuple[_Candidate, ...]] = {
+            key: tuple(sorted({id(c): c for c in (*named, *by_pattern.get(key[0], ()))}.values(),
+                              key=lambda c: c.role.name))
+            for key, named in by_service.items()
+        }
+        self._by_pattern: dict[str, tuple[_Candidate, ...]] = {ns: tuple(c) for ns, c in by_pattern.items()}
 
-    def _candidates(self, request: Request) -> list[ServiceRole]:
-        named = self._by_service.get((request.namespace, request.service), [])
-        patterned = self._by_pattern.get(request.namespace, [])
-        if not patterned:
-            return named
-        return sorted({id(role): role for role in (*named, *patterned)}.values(), key=lambda role: role.name)
+    def _candidates(self, request: Request) -> tuple[_Candidate, ...]:
+        candidates = self._by_service.get((request.namespace, request.service))
+        return self._by_pattern.get(request.namespace, ()) if candidates is None else candidates
 
     def check(self, request: Request) -> Verdict:
+        if request.namespace and request.service and request.method and request.path:
+            # The first role (by name) allowing the action with a binding naming the subject allows.
+            for candidate in self._candidates(request):
+                if candidate.allows_action(request):
+                    for grant in candidate.grants:
+                        if any(subject_matches(subject, request) for subject in grant.subjects):
+                            return grant.allowed
+        return self._denial(request)
+
+    def _denial(self, request: Request) -> Verdict:
+        """Why nothing allowed ``request`` (denials only: formatting waits until it is needed)."""
         if not (request.namespace and request.service and request.method and request.path):
             return Verdict(False, f"the authorization instance has no {', '.join(request.missing())}")
         names = self._role_names.get(request.namespace)
         if names is None:
             return Verdict(False, f"no ServiceRole in namespace {request.namespace!r}")
-        eligible = [role for role in self._candidates(request)
-                    if any(rule_matches(rule, request) for rule in role.rules)]
+        eligible = [c for c in self._candidates(request) if c.allows_action(request)]
         if not eligible:
             return Verdict(False, f"no ServiceRole in namespace {request.namespace!r} allows {_action(request)} "
                                   f"(roles: {names})")
-        considered: list[str] = []
-        for role in eligible:
-            bindings = self._bindings.get((role.namespace, role.name), [])
-            for binding in bindings:
-                if any(subject_matches(subject, request) for subject in binding.subjects):
-                    return self._allowed(role, binding)
-            considered.append(_why_not(role, bindings, request))
-        return Verdict(False, "; ".join(considered))
+        return Verdict(False, "; ".join(_why_not(c.role, c.bindings, request) for c in eligible))
 
-    def _allowed(self, role: ServiceRole, binding: ServiceRoleBinding) -> Verdict:
-        """The allowing verdict of a role and binding, made once: most checks are allowed."""
-        key = (role.namespace, role.name, binding.name)
-        verdict = self._allow_verdicts.get(key)
-        if verdict is None:
-            verdict = self._allow_verdicts[key] = Verdict(True, f"ServiceRole {role.name!r} bound by {binding.name!r}")
-        return verdict
+
+def _compile(role: ServiceRole, bindings: Sequence[ServiceRoleBinding]) -> _Candidate:
+    return _Candidate(
+        role,
+        tuple(CompiledRule.of(rule) for rule in role.rules),
+        tuple(bindings),
+        tuple(_Grant(b.subjects, Verdict(True, f"ServiceRole {role.name!r} bound by {b.name!r}")) for b in bindings),
+    )
 
 
 def _action(request: Request) -> str:
@@ -155,8 +213,7 @@ def _action(request: Request) -> str:
 
 
 def _why_not(role: ServiceRole, bindings: Sequence[ServiceRoleBinding], request: Request) -> str:
-    """Why ``role``, which allows the action, does not allow this subject (denials only: formatting
-    waits until it is needed)."""
+    """Why ``role``, which allows the action, does not allow this subject."""
     who = f"user {request.user!r}" + (f" (group {request.groups!r})" if request.groups else "")
     allows = f"ServiceRole {role.name!r} allows {_action(request)}"
     if not bindings:
