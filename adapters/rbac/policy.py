@@ -6,37 +6,41 @@ that role's ServiceRoleBindings names the subject. Strings match exactly, ``*`` 
 ``abc*`` by prefix and ``*abc`` by suffix (Mixer's stringMatch).
 
 The policy is compiled once per handler (``Authorizer``): each namespace's and service's roles in
-order, each with its rules' patterns prepared (``StringMatch``) and its bindings, so that an allowed
+order, each with its rules' patterns prepared (``string_match``) and its bindings, so that an allowed
 check builds nothing; a denial works out its reason from the policy as written.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import methodcaller
 from typing import Any, NamedTuple
 
 from mixer.config import AccessRule, RbacPolicy, RoleSubject, ServiceRole, ServiceRoleBinding
 
 
-@dataclass(frozen=True, slots=True)
-class StringMatch:
-    """Mixer's stringMatch over a list of patterns, prepared: a match is a set lookup and one
-    ``startswith``/``endswith`` over all the prefixes/suffixes (each in C), not a loop per pattern."""
+StringMatch = Callable[[str], bool]
 
-    any: bool  # a "*"
-    exact: frozenset[str]  # every pattern also matches itself literally
-    prefixes: tuple[str, ...]  # of "abc*"
-    suffixes: tuple[str, ...]  # of "*abc"
 
-    @classmethod
-    def of(cls, patterns: Sequence[str]) -> StringMatch:
-        return cls("*" in patterns, frozenset(patterns), tuple(p[:-1] for p in patterns if p.endswith("*")),
-                   tuple(p[1:] for p in patterns if p.startswith("*")))
+def string_match(patterns: Sequence[str]) -> StringMatch:
+    """Mixer's stringMatch over a list of patterns, prepared once: a value matches when it equals a
+    pattern, a pattern is ``*``, or it starts with ``abc`` of an ``abc*`` or ends with ``abc`` of a
+    ``*abc``. The usual lists (only exact names, or only prefixes) become one call in C."""
+    exact = frozenset(patterns)
+    prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+    suffixes = tuple(p[1:] for p in patterns if p.startswith("*"))
+    if "*" in exact:
+        return lambda value: True
+    if not prefixes and not suffixes:
+        return exact.__contains__
+    if not suffixes and all(p.endswith("*") for p in patterns):
+        return methodcaller("startswith", prefixes)
+    return lambda value: value in exact or value.startswith(prefixes) or value.endswith(suffixes)
 
-    def __call__(self, value: str) -> bool:
-        return self.any or value in self.exact or value.startswith(self.prefixes) or value.endswith(self.suffixes)
+
+_new_tuple = tuple.__new__
 
 
 class Request(NamedTuple):
@@ -56,16 +60,17 @@ class Request(NamedTuple):
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> Request:
         subject, action = fields.get("subject") or {}, fields.get("action") or {}
-        return cls(
-            namespace=str(action.get("namespace", "")),
-            service=str(action.get("service", "")),
-            method=str(action.get("method", "")),
-            path=str(action.get("path", "")),
-            action_properties=action.get("properties") or {},
-            user=str(subject.get("user", "")),
-            groups=str(subject.get("groups", "")),
-            subject_properties=subject.get("properties") or {},
-        )
+        # Built in C, fields in order (the generated ``__new__`` would be a Python call per check).
+        return _new_tuple(cls, (
+            str(action.get("namespace", "")),
+            str(action.get("service", "")),
+            str(action.get("method", "")),
+            str(action.get("path", "")),
+            action.get("properties") or {},
+            str(subject.get("user", "")),
+            str(subject.get("groups", "")),
+            subject.get("properties") or {},
+        ))
 
     def missing(self) -> list[str]:
         """Action fields Mixer required (it denied without them)."""
@@ -83,9 +88,9 @@ class CompiledRule:
 
     @classmethod
     def of(cls, rule: AccessRule) -> CompiledRule:
-        return cls(StringMatch.of(rule.services), StringMatch.of(rule.methods),
-                   None if rule.paths is None else StringMatch.of(rule.paths),
-                   tuple((c.key, StringMatch.of(c.values)) for c in rule.constraints))
+        return cls(string_match(rule.services), string_match(rule.methods),
+                   None if rule.paths is None else string_match(rule.paths),
+                   tuple((c.key, string_match(c.values)) for c in rule.constraints))
 
     def matches(self, request: Request) -> bool:
         if not (self.services(request.service) and self.methods(request.method)):
@@ -178,11 +183,15 @@ class Authorizer:
     def check(self, request: Request) -> Verdict:
         if request.namespace and request.service and request.method and request.path:
             # The first role (by name) allowing the action with a binding naming the subject allows.
+            # (Loops, not any() over generators: this runs on every check.)
             for candidate in self._candidates(request):
-                if candidate.allows_action(request):
-                    for grant in candidate.grants:
-                        if any(subject_matches(subject, request) for subject in grant.subjects):
-                            return grant.allowed
+                for rule in candidate.rules:
+                    if rule.matches(request):
+                        for grant in candidate.grants:
+                            for subject in grant.subjects:
+                                if subject_matches(subject, request):
+                                    return grant.allowed
+                        break
         return self._denial(request)
 
     def _denial(self, request: Request) -> Verdict:
