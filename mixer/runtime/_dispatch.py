@@ -167,12 +167,13 @@ def build_instances(
                     if not _matches_slowly(plan, bag, errors):
                         continue
             values = list(map(bag.get, plan.lookup_names, plan.lookup_fallbacks))  # cannot fail
-            try:
-                values += map(dict.get, map(bag.get, plan.map_names, _NO_MAPS), plan.map_keys, plan.map_fallbacks)
-                values += [evaluate(bag) for evaluate in plan.evaluators_fast]
-            except Exception:
-                _build_partial(plan, sinks, bag, errors)
-                continue
+            if plan.map_names or plan.evaluators_fast:  # (most of Istio's instances are lookups only)
+                try:
+                    values += map(dict.get, map(bag.get, plan.map_names, _NO_MAPS), plan.map_keys, plan.map_fallbacks)
+                    values += [evaluate(bag) for evaluate in plan.evaluators_fast]
+                except Exception:
+                    _build_partial(plan, sinks, bag, errors)
+                    continue
             for output in plan.outputs:
                 sinks[output.sink].append(output.make(values))
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import repeat
+from operator import call, itemgetter
 from typing import Any
 
 from mixer.config import CompiledInstance
@@ -186,5 +187,6 @@ def _filler(shape: dict[str, Any]) -> Callable[[Values], dict[str, Any]]:
         get_all = _tuple_getter(list(shape.values()))
         return lambda values: dict(zip(keys, get_all(values)))
     parts = [itemgetter(i) if isinstance(i, int) else _filler(i) for i in shape.values()]
-    return lambda values: dict(zip(keys, [part(values) for part in parts]))
+    # ``map(call, ...)`` calls the parts from C: a list comprehension is one more Python call.
+    return lambda values: dict(zip(keys, map(call, parts, repeat(values))))
 
