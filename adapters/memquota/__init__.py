@@ -63,6 +63,7 @@ class Window:
     max_amount: int
     duration: dt.timedelta
     seconds: float  # the duration's, for the clock arithmetic of every allocation
+    key: tuple[str, tuple[tuple[str, str], ...]]  # (quota name, dimensions): its counter's, made once
 
 
 def window_for(limits: Mapping[str, QuotaLimit], instance: Instance) -> Window | None:
@@ -76,7 +77,8 @@ def window_for(limits: Mapping[str, QuotaLimit], instance: Instance) -> Window |
         if all(dimensions.get(k) == v for k, v in match.items()):
             max_amount, duration = amount, override_duration
             break
-    return Window(limit, tuple(sorted(dimensions.items())), max_amount, duration, duration.total_seconds())
+    pairs = tuple(sorted(dimensions.items()))
+    return Window(limit, pairs, max_amount, duration, duration.total_seconds(), (limit.name, pairs))
 
 
 class WindowResolver:
@@ -138,18 +140,17 @@ class MemQuotaHandler(Handler):
         if window is None:
             return QuotaResult(args.amount)  # not configured here: unlimited
         now = self._clock()
-        key = (window.limit.name, window.dimensions)
-        counter = self._windows.get(key)
+        counter = self._windows.get(window.key)
         seconds = window.seconds
         if counter is None or now - counter[0] >= seconds:
             if counter is None and len(self._windows) >= MAX_WINDOWS:
                 self._sweep(now)
             counter = [now, 0.0]
-            self._windows[key] = counter
+            self._windows[window.key] = counter
         left = window.max_amount - int(counter[1])
         granted = grant(args.amount, left, args.best_effort)
         counter[1] += granted
-        until_reset = dt.timedelta(seconds=max(seconds - (now - counter[0]), 0.0))
+        until_reset = dt.timedelta(0, max(seconds - (now - counter[0]), 0.0))  # (days, seconds): positional is cheaper
         if granted or args.amount == 0:
             return QuotaResult(granted, until_reset, OK, "", max(left - granted, 0), window.max_amount, window.duration)
         return QuotaResult(granted, until_reset, RESOURCE_EXHAUSTED, f"quota {window.limit.name} exhausted",

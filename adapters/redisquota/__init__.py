@@ -181,7 +181,7 @@ class RedisQuotaHandler(Handler):
         client = self._client
         if client is None:
             raise RuntimeError("redisquota handler used before start or after close")
-        target = self._windows.get((window.limit.name, window.dimensions))
+        target = self._windows.get(window.key)
         if target is None:
             target = self._target(window)
         command = target.command(args.amount, args.best_effort, int(self.env.clock() * 1_000_000))
@@ -201,7 +201,7 @@ class RedisQuotaHandler(Handler):
         if len(self._windows) >= 10_000:
             self._windows.clear()
         algorithm, bucket = self.params.algorithms.get(window.limit.name, (Algorithm.FIXED_WINDOW, window.duration))
-        target = self._windows[(window.limit.name, window.dimensions)] = _Window(window, algorithm, bucket)
+        target = self._windows[window.key] = _Window(window, algorithm, bucket)
         return target
 
 
