@@ -122,10 +122,20 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class _Grant:
-    """A binding of a role, with the verdict it gives when it names the subject (made once)."""
+    """A binding of a role, with the verdict it gives when it names the subject (made once). Its
+    subjects that set only a user are a set lookup; the others are matched one by one."""
 
-    subjects: tuple[RoleSubject, ...]
+    any_user: bool  # a subject of user "*" (or of nothing) and no group or properties
+    users: frozenset[str]  # the users of the other subjects that set nothing else
+    others: tuple[RoleSubject, ...]
     allowed: Verdict
+
+    @classmethod
+    def of(cls, role: ServiceRole, binding: ServiceRoleBinding) -> _Grant:
+        only_user = [s.user for s in binding.subjects if not s.group and not s.properties]
+        return cls(bool({"", "*"} & set(only_user)), frozenset(only_user),
+                   tuple(s for s in binding.subjects if s.group or s.properties),
+                   Verdict(True, f"ServiceRole {role.name!r} bound by {binding.name!r}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +198,9 @@ class Authorizer:
                 for rule in candidate.rules:
                     if rule.matches(request):
                         for grant in candidate.grants:
-                            for subject in grant.subjects:
+                            if grant.any_user or request.user in grant.users:
+                                return grant.allowed
+                            for subject in grant.others:
                                 if subject_matches(subject, request):
                                     return grant.allowed
                         break
@@ -213,7 +225,7 @@ def _compile(role: ServiceRole, bindings: Sequence[ServiceRoleBinding]) -> _Cand
         role,
         tuple(CompiledRule.of(rule) for rule in role.rules),
         tuple(bindings),
-        tuple(_Grant(b.subjects, Verdict(True, f"ServiceRole {role.name!r} bound by {b.name!r}")) for b in bindings),
+        tuple(_Grant.of(role, binding) for binding in bindings),
     )
 
 
