@@ -113,7 +113,8 @@ class WindowResolver:
 def grant(asked: int, left: int, best_effort: bool) -> int:
     """How much of ``asked`` a window with ``left`` grants: best effort takes what is left,
     otherwise all or nothing."""
-    left = max(left, 0)  # a lowered maxAmount can leave a window over its new limit
+    if left < 0:  # a lowered maxAmount can leave a window over its new limit
+        left = 0
     if best_effort:
         return min(asked, left)
     return asked if asked <= left else 0
