@@ -219,28 +219,25 @@ _MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
 @functools.lru_cache(maxsize=1024)  # answers repeat the same few durations (valid_duration, windows)
 def format_duration(value: dt.timedelta) -> str:
     """Format like Go's time.Duration.String(): "1.5s", "250ms", "1m30s", "0s"."""
-    micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
-    if micros == 0:
-        return "0s"
-    sign = "-" if micros < 0 else ""
-    micros = abs(micros)
+    # The number ends each string, so stripping trailing zeros (then the point) trims it alone. A
+    # quota's time to its window's reset differs every check: most native answers format one here.
+    micros = value // _MICROSECOND
+    if micros <= 0:
+        return "0s" if micros == 0 else "-" + format_duration(-value)
     if micros < 1000:
-        return f"{sign}{micros}µs"
+        return f"{micros}µs"
     if micros < 1_000_000:
-        return f"{sign}{_trim(micros / 1000)}ms"
-    hours, rest = divmod(micros, 3_600_000_000)
-    minutes, rest = divmod(rest, 60_000_000)
-    out = sign
-    if hours:
-        out += f"{hours}h"
-    if hours or minutes:
-        out += f"{minutes}m"
-    return out + f"{_trim(rest / 1_000_000)}s"
+        return f"{micros / 1000:.6f}".rstrip("0").rstrip(".") + "ms"
+    if micros < 60_000_000:
+        return f"{micros / 1_000_000:.6f}".rstrip("0").rstrip(".") + "s"
+    minutes, rest = divmod(micros, 60_000_000)
+    if minutes < 60:
+        return f"{minutes}m{rest / 1_000_000:.6f}".rstrip("0").rstrip(".") + "s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m{rest / 1_000_000:.6f}".rstrip("0").rstrip(".") + "s"
 
 
-def _trim(number: float) -> str:
-    text = f"{number:.6f}".rstrip("0").rstrip(".")
-    return text or "0"
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 # -- timestamps ------------------------------------------------------------------------------
