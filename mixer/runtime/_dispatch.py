@@ -61,24 +61,30 @@ class CheckResponse:
     quotas: Mapping[str, QuotaResult] = field(default_factory=dict)
     requested: Mapping[str, QuotaArgs] = field(default_factory=dict)
 
+    def exhausted(self) -> str | None:
+        """The first quota (in the order asked) granted less than asked, if any."""
+        quotas = self.quotas
+        for name, args in self.requested.items():
+            granted = quotas.get(name)
+            if granted is not None and granted.granted_amount < args.amount:
+                return name
+        return None
+
     def quota_verdict(self) -> QuotaVerdict:
-        exhausted: str | None = None
         remaining: int | None = None
         limited: QuotaResult | None = None
         reset: dt.timedelta | None = None
-        for name, args in self.requested.items():
+        for name in self.requested:
             granted = self.quotas.get(name)
             if granted is None:
                 continue
-            if exhausted is None and granted.granted_amount < args.amount:
-                exhausted = name
             if granted.remaining is not None:
                 remaining = granted.remaining if remaining is None else min(remaining, granted.remaining)
             if granted.limit is not None and granted.window is not None:
                 limited = granted
             if granted.valid_duration:
                 reset = granted.valid_duration if reset is None else min(reset, granted.valid_duration)
-        return QuotaVerdict(exhausted, remaining, limited, reset)
+        return QuotaVerdict(self.exhausted(), remaining, limited, reset)
 
     def verdict(self) -> CheckResult:
         """The answer for the request: a denial by a check handler first, then an exhausted quota
@@ -89,7 +95,7 @@ class CheckResponse:
         result = self.result
         if not result.ok or not self.requested:
             return result
-        exhausted = self.quota_verdict().exhausted
+        exhausted = self.exhausted()  # (not quota_verdict(): the remaining and reset are not read here)
         if exhausted is None:
             return result
         return CheckResult(
