@@ -22,7 +22,7 @@ Key = tuple[str, str, str, str]  # reporter, source_workload, destination_worklo
 
 @pytest.fixture
 def mesh_and_prometheus(tmp_path: Path) -> Iterator[tuple[Mesh, PrometheusServer]]:
-    http, grpc, metrics, prom_port = free_port(), free_port(), free_port(), free_port()
+    http, grpc, metrics = free_port(), free_port(), free_port()
     config = write_config(tmp_path / "config", f"127.0.0.1:{metrics}")
     mixer = start(
         [sys.executable, "-m", "mixer.cli", "serve", "--config", str(config), "--port", str(http), "--grpc-port", str(grpc),
@@ -30,16 +30,20 @@ def mesh_and_prometheus(tmp_path: Path) -> Iterator[tuple[Mesh, PrometheusServer
         str(tmp_path / "mixer.log"),
     )
     mesh = Mesh(tmp_path / "sidecars", grpc, fail_every=5)
-    prometheus = PrometheusServer(scrape_config(f"127.0.0.1:{metrics}", "1s"), prom_port, tmp_path / "prometheus")
+    prometheus: PrometheusServer | None = None
     try:
         for port in (grpc, metrics):
             wait_for_port(port, proc=mixer)
         mesh.start()  # from the test's thread, which outlives the sidecars
+        # Its port is picked only now, just before it binds: a port picked earlier was once taken by
+        # something started in between (the sidecars bind ports of their own).
+        prometheus = PrometheusServer(scrape_config(f"127.0.0.1:{metrics}", "1s"), free_port(), tmp_path / "prometheus")
         prometheus.start()
         prometheus.wait_ready()
         yield mesh, prometheus
     finally:
-        prometheus.stop()
+        if prometheus is not None:
+            prometheus.stop()
         mesh.stop()
         stop(mixer)
 
