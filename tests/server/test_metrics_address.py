@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -29,16 +30,31 @@ def test_the_default_metrics_address_is_loopback() -> None:
     assert build_parser().parse_args(["serve"]).metrics_address == "127.0.0.1:42422"
 
 
+def _serve_with_metrics_on(host: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``mixer serve`` with its metrics on ``host`` and a free port, listening. A port free on
+    127.0.0.1 may still be taken on another address (0.0.0.0 needs it on all of them) or taken in the
+    meantime: that start is refused with "address already in use", and is tried again on another port."""
+    for _ in range(3):
+        metrics_port = free_port()
+        proc = start(
+            [sys.executable, "-m", "mixer.cli", "serve", "--config", str(DEFAULT_CONFIG_DIR), "--port", str(free_port()),
+             "--grpc-port", str(free_port()), "--metrics-address", f"{host}:{metrics_port}"],
+            log_path=str(log),
+        )
+        try:
+            wait_for_port(metrics_port, proc=proc)
+            return proc, metrics_port
+        except RuntimeError:
+            stop(proc)
+            if "address already in use" not in log.read_text():
+                raise
+    raise AssertionError("three free ports in a row were taken before the mixer could bind them")
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
 def test_serve_binds_the_metrics_endpoint_where_told(tmp_path: Path, host: str) -> None:
-    port, metrics_port = free_port(), free_port()
-    proc = start(
-        [sys.executable, "-m", "mixer.cli", "serve", "--config", str(DEFAULT_CONFIG_DIR), "--port", str(port),
-         "--grpc-port", str(free_port()), "--metrics-address", f"{host}:{metrics_port}"],
-        log_path=str(tmp_path / "log"),
-    )
+    proc, metrics_port = _serve_with_metrics_on(host, tmp_path / "log")
     try:
-        wait_for_port(metrics_port, proc=proc)
         assert listening_hosts(metrics_port) == {host}
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
             assert b"mixer_config_loads_total" in reply.read()
