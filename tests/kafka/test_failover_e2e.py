@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,8 +82,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(kafka_broker: KafkaBroker, back
         # and wait on its delivery; A then holds counted bags it has not committed. Kill it there.
         wait_for(lambda: worker_a.self_metric("mixer_kafka_committed_bags_total") > 0, 60, "A's first commit")
         backend.hold()
-        wait_for(lambda: worker_a.self_metric("mixer_kafka_consumed_bags_total")
-                 > worker_a.self_metric("mixer_kafka_committed_bags_total"), 30, "A holding an uncommitted batch")
+        wait_for(lambda: holds_an_uncommitted_batch(worker_a), 30, "A holding an uncommitted batch")
         killed_counted = counted(prom_a)
         uncommitted = (worker_a.self_metric("mixer_kafka_consumed_bags_total")
                        - worker_a.self_metric("mixer_kafka_committed_bags_total"))
@@ -109,6 +109,17 @@ def test_a_worker_killed_mid_batch_loses_nothing(kafka_broker: KafkaBroker, back
     assert total >= REPORTS, f"{REPORTS - total:.0f} reports were lost"
     assert duplicates <= uncommitted + refused
     assert set(backend.ids) == {f"r{i}" for i in range(REPORTS)}  # the push backend got every report too
+
+
+def holds_an_uncommitted_batch(worker: Mixer) -> bool:
+    """True once the worker has consumed bags it cannot commit: its commits stand still while its
+    consumed count is ahead. A single look is not enough: a batch delivered just before the backend was
+    held still commits after it, and the two counters are read from separate scrapes."""
+    committed_before = worker.self_metric("mixer_kafka_committed_bags_total")
+    consumed = worker.self_metric("mixer_kafka_consumed_bags_total")
+    time.sleep(0.5)
+    committed_after = worker.self_metric("mixer_kafka_committed_bags_total")
+    return committed_before == committed_after and consumed > committed_after
 
 
 def free_prometheus_port() -> int:
