@@ -210,7 +210,7 @@ class Runtime:
         loop = self.check_loop
         if loop is not None and loop is not asyncio.get_running_loop():
             return await on_loop(loop, self.check(bag, quotas, front_door))
-        snapshot = self.snapshot
+        snapshot = self._snapshot or self.snapshot  # (the property only to raise its error: a hit is cheap)
         cache = snapshot.check_cache
         key, cached, seconds, uses = cache.lookup(bag) if cache is not None else _NOT_CACHED
         if cached is not None and not quotas:

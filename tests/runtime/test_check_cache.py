@@ -8,6 +8,8 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from mixer.config import compile_config
 from mixer.registry import AdapterRegistry
 from mixer.runtime import Runtime
@@ -207,6 +209,27 @@ def test_a_whole_map_in_the_key_is_compared_by_content() -> None:
     key, hit, seconds, uses = cache.lookup({"request.headers": {"b": "2", "a": "1"}})
     assert key == first and hit is not None and uses == 4 and seconds > 0
     assert cache.lookup({"request.headers": {"a": "1"}})[1] is None
+
+
+@pytest.mark.parametrize("names", [(), ("source.ip",), ("source.ip", "request.method", "request.path")])
+def test_a_bag_lacking_a_keyed_attribute_hits_only_what_a_bag_lacking_it_left(names: tuple[str, ...]) -> None:
+    # lookup reads a bag that has every keyed attribute with one call and falls back to key() when one
+    # is absent: both must give the same key for the same bag, and absence must stay part of the key.
+    from mixer.runtime._cache import CheckCache
+    from mixer.selfmetrics import SelfMetrics
+
+    cache = CheckCache(names, 10, SelfMetrics())
+    full = {name: f"v-{name}" for name in names} | {"request.id": "unkeyed"}
+    key, hit, _, _ = cache.lookup(full)
+    assert hit is None and key == cache.key(full)
+    cache.put(key, CheckResult(valid_use_count=5))
+    assert cache.lookup({**full, "request.id": "other"})[1] is not None
+    for lacking in names:
+        partial = {k: v for k, v in full.items() if k != lacking}
+        key, hit, _, _ = cache.lookup(partial)
+        assert hit is None and key == cache.key(partial) and key != cache.key(full)
+        cache.put(key, CheckResult(valid_use_count=5))
+        assert cache.lookup(dict(partial))[1] is not None
 
 
 async def test_what_each_front_door_answers_for_a_hit_is_what_it_answered_for_the_miss() -> None:
