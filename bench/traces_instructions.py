@@ -1,0 +1,116 @@
+"""Instructions per span of bench/traces.py's in-process stages, counted by valgrind's callgrind
+(repeatable whatever the machine's load, where CPU figures of a shared machine move 20-40% run to
+run): decoding export requests, mapping spans to bags, the default tracing rule into a noop
+handler, and the otlp adapter's encoding of the instances (a memory handler keeps them, as
+``--stages`` does). Each stage is counted cumulatively (decode; decode + bags; ...) and the
+differences are printed (the encoding's figure includes the memory handler taking the
+instances, a list append per batch). Needs ``valgrind``; about two minutes.
+
+    .venv/bin/python bench/traces_instructions.py [--spans 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+STAGES = ("decode", "bags", "rules", "encode")
+
+
+def counted_run(spans: int) -> None:
+    """Inside valgrind: per stage one warm-up pass and one counted inside ``functools.reduce``."""
+    import traces
+
+    from adapters.otlp.convert import span_ids, traces_request, tracespan_to_span
+    from mixer.frontdoors.otlp_wire import ExportTraceServiceRequest as WireRequest
+    from mixer.frontdoors.span_attributes import otlp_span_bag, resource_base_bag
+    from mixer.runtime import Runtime
+
+    requests = traces.envoy_like_requests(spans, 100)
+    loop = asyncio.new_event_loop()
+    with tempfile.TemporaryDirectory(prefix="traces-callgrind-") as tmp:
+        noop = loop.run_until_complete(Runtime.load([traces._stage_config(Path(tmp), "noop")]))
+        memory = loop.run_until_complete(Runtime.load([traces._stage_config(Path(tmp), "memory")]))
+    manifest = noop.manifest
+    capture = memory.snapshot.slots["otlp.handler.istio-system"].handler
+
+    def run(last: str) -> None:
+        for raw in requests:  # request by request, as the door works
+            request = WireRequest.FromString(raw)
+            if last == "decode":
+                continue
+            batch = []
+            for resource_spans in request.resource_spans:
+                base = resource_base_bag(resource_spans.resource)
+                for scope_spans in resource_spans.scope_spans:
+                    batch.extend(otlp_span_bag(span, base, manifest) for span in scope_spans.spans)
+            if last == "bags":
+                continue
+            noop.report(batch)
+            if last == "rules":
+                continue
+            memory.report(batch)  # the same instances again, kept for the encoding (subtracted below)
+            instances = list(capture.instances)  # type: ignore[attr-defined]
+            capture.instances.clear()  # type: ignore[attr-defined]
+            traces_request([tracespan_to_span(i.fields, span_ids(i.fields)) for i in instances])
+
+    for stage in STAGES:
+        run(stage)
+        functools.reduce(lambda done, _: run(stage) or done + 1, [None], 0)
+    loop.run_until_complete(noop.close())
+    loop.run_until_complete(memory.close())
+    loop.close()
+
+
+def count(spans: int) -> list[float]:
+    """Cumulative instructions per span after each stage."""
+    with tempfile.TemporaryDirectory(prefix="traces-callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
+             "--dump-after=functools_reduce", f"--callgrind-out-file={out}",
+             sys.executable, __file__, "--counted-run", "--spans", str(spans)],
+            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=3600,
+        )
+        if run.returncode:
+            raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        dumps = sorted(Path(tmp).glob("callgrind.out*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
+        totals = [total for p in dumps if (total := _total(p)) > 1_000_000]  # others' reduce calls are small
+    if len(totals) != len(STAGES):
+        raise RuntimeError(f"expected {len(STAGES)} counted runs, got {totals}")
+    return [total / spans for total in totals]
+
+
+def _total(path: Path) -> int:
+    match = re.search(r"^(?:summary|totals): (\d+)", path.read_text(errors="replace"), re.M)
+    return int(match.group(1)) if match else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spans", type=int, default=3000)
+    parser.add_argument("--counted-run", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.counted_run:
+        counted_run(args.spans)
+        return 0
+    decode, bags, rules, full = count(args.spans)
+    encode = full - rules - (rules - bags)  # the memory handler's report repeats the rule's work
+    print(f"instructions per span ({args.spans} spans): decode {decode:,.0f}, bags {bags - decode:,.0f}, "
+          f"rules {rules - bags:,.0f}, otlp encode {encode:,.0f}; sum {full - (rules - bags):,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
