@@ -120,6 +120,16 @@ class QuotaResult:
     window: dt.timedelta | None = None
 
 
+def quota_names(qualified: str) -> tuple[str, ...]:
+    """The names a quota instance goes by, most specific first: a check may ask for it, and a quota
+    adapter may configure it, as ``requestcount.instance.istio-system`` (its qualified name),
+    ``requestcount`` or ``requestcount.istio-system``."""
+    parts = qualified.split(".")
+    if len(parts) >= 3:
+        return (qualified, parts[0], f"{parts[0]}.{parts[2]}")
+    return (qualified, parts[0])
+
+
 class ParamsError(ValueError):
     """Bad handler params: every problem as (path below ``params``, message)."""
 

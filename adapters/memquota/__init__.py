@@ -28,6 +28,7 @@ from mixer.sdk import (
     ParamsError,
     QuotaArgs,
     QuotaResult,
+    quota_names,
     unknown_fields,
 )
 
@@ -68,7 +69,7 @@ class Window:
 
 def window_for(limits: Mapping[str, QuotaLimit], instance: Instance) -> Window | None:
     """The window ``instance`` allocates from, or None when no configured quota names it."""
-    limit = next((limits[n] for n in _names(instance.name) if n in limits), None)
+    limit = next((limits[n] for n in quota_names(instance.name) if n in limits), None)
     if limit is None:
         return None
     dimensions = {str(k): str(v) for k, v in (instance.fields.get("dimensions") or {}).items()}
@@ -118,14 +119,6 @@ def grant(asked: int, left: int, best_effort: bool) -> int:
     if best_effort:
         return min(asked, left)
     return asked if asked <= left else 0
-
-
-def _names(qualified: str) -> tuple[str, ...]:
-    """The names a quota instance may be configured under."""
-    parts = qualified.split(".")
-    if len(parts) >= 3:
-        return (qualified, parts[0], f"{parts[0]}.{parts[2]}")
-    return (qualified, parts[0])
 
 
 class MemQuotaHandler(Handler):

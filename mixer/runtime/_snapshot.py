@@ -14,7 +14,7 @@ from mixer.expr import Expression, Reference
 from mixer.runtime._binding import CheckCall, QuotaCall, ReportCall, check_call, quota_call, report_call
 from mixer.runtime._cache import CheckCache
 from mixer.runtime._plan import RulePlan, build_plan
-from mixer.sdk import Env, Handler, InstanceSchema
+from mixer.sdk import Env, Handler, InstanceSchema, quota_names
 from mixer.selfmetrics import DispatchSeries, SelfMetrics
 from mixer.templates import Variety
 
@@ -72,7 +72,7 @@ class Snapshot:
     quota_sinks: list[QuotaSink]
     quota_plans: list[RulePlan]
     check_cache: CheckCache | None = None  # per snapshot: a config swap starts empty
-    # Each quota instance's names a check may ask it by (``quota_aliases``), made once, not per allocation.
+    # Each quota instance's names a check may ask it by (``mixer.sdk.quota_names``), made once, not per allocation.
     quota_aliases: Mapping[str, frozenset[str]] = field(default_factory=dict)
     inflight: int = 0  # checks running on this snapshot (on the check loop; read when it retires)
 
@@ -152,15 +152,8 @@ def build_snapshot(
         quota_sinks=[s for s in sinks[Variety.QUOTA] if isinstance(s, QuotaSink)],
         quota_plans=plans[Variety.QUOTA],
         check_cache=CheckCache(check_references(config), check_cache_size, metrics) if check_cache_size else None,
-        quota_aliases={output.instance: quota_aliases(output.instance) for plan in plans[Variety.QUOTA] for output in plan.outputs},
+        quota_aliases={output.instance: frozenset(quota_names(output.instance)) for plan in plans[Variety.QUOTA] for output in plan.outputs},
     )
-
-
-def quota_aliases(qualified: str) -> frozenset[str]:
-    """The names a check may ask a quota instance by: ``requestcount``, ``requestcount.istio-system``
-    or the fully qualified ``requestcount.instance.istio-system``."""
-    name, _, namespace = qualified.split(".", 2)
-    return frozenset((qualified, name, f"{name}.{namespace}"))
 
 
 def check_references(config: CompiledConfig) -> frozenset[Reference]:
