@@ -30,9 +30,7 @@ import functools
 import json
 import os
 import platform
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +49,8 @@ from mixer.frontdoors import FrontDoorOptions
 from mixer.frontdoors.als import AccessLogFrontDoor
 from mixer.runtime import Runtime
 from mixer.selfmetrics import SelfMetrics
+
+import callgrind  # a sibling bench module: this script's directory is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "frontdoors" / "testdata" / "envoy-probe"
@@ -183,20 +183,9 @@ def measure(stage: str, raw: bytes, first: als_pb2.StreamAccessLogsMessage, mess
 
 def count_instructions(args: argparse.Namespace) -> dict[str, float]:
     """Instructions per entry for each stage, one callgrind run (each stage one dump)."""
-    with tempfile.TemporaryDirectory(prefix="als-callgrind-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        run = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
-             "--dump-after=functools_reduce", f"--callgrind-out-file={out}",
-             sys.executable, __file__, "--counted-run", "--batch-size", str(args.batch_size),
-             "--messages", str(args.counted_messages)],
-            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=1800,
-        )
-        if run.returncode:
-            raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
-        dumps = sorted(Path(tmp).glob("callgrind.out*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
-        # Other code calls reduce too (a few thousand instructions each): only the big dumps are ours.
-        totals = [total for p in dumps if (total := _total(p)) > 100_000]
+    totals = callgrind.counted_reduces(
+        [__file__, "--counted-run", "--batch-size", str(args.batch_size), "--messages", str(args.counted_messages)],
+        100_000, 1800)
     # Per stage: a warm-up reduce, then the counted one.
     counted = totals[1::2]
     if len(counted) != len(STAGES):
@@ -204,10 +193,6 @@ def count_instructions(args: argparse.Namespace) -> dict[str, float]:
     entries = args.counted_messages * args.batch_size
     return {stage: total / entries for stage, total in zip(STAGES, counted)}
 
-
-def _total(path: Path) -> int:
-    match = re.search(r"^(?:summary|totals): (\d+)", path.read_text(errors="replace"), re.M)
-    return int(match.group(1)) if match else 0
 
 
 def counted_run(args: argparse.Namespace) -> None:

@@ -18,16 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import os
-import re
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import callgrind  # noqa: E402
 import check  # noqa: E402 - the sibling benchmark's configs and request
 
 WARM_UP = 200
@@ -94,27 +91,11 @@ def _counted(loop: asyncio.AbstractEventLoop, checks_of: Callable[[int], Corouti
 def count(checks: int) -> tuple[float, ...]:
     """Instructions per check: allow-all handler, rbac + memquota, cache hit (``verdict()``), cache
     hit (``result``), cache miss."""
-    with tempfile.TemporaryDirectory(prefix="check-callgrind-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        run = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
-             "--dump-after=functools_reduce", f"--callgrind-out-file={out}",
-             sys.executable, __file__, "--counted-run", "--checks", str(checks)],
-            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=1800,
-        )
-        if run.returncode:
-            raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
-        dumps = sorted(Path(tmp).glob("callgrind.out*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
-        # Other code calls reduce too (a few thousand instructions each): only the big dumps are ours.
-        totals = [total for p in dumps if (total := _total(p)) > 1_000_000]
+    totals = callgrind.counted_reduces([__file__, "--counted-run", "--checks", str(checks)], 1_000_000, 1800)
     if len(totals) != 10:
         raise RuntimeError(f"expected 10 runs (warm-up and counted, five cases), got {totals}")
     return tuple(total / checks for total in totals[1::2])
 
-
-def _total(path: Path) -> int:
-    match = re.search(r"^(?:summary|totals): (\d+)", path.read_text(errors="replace"), re.M)
-    return int(match.group(1)) if match else 0
 
 
 def main() -> int:

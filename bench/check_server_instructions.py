@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -29,19 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import callgrind  # noqa: E402
 import check  # noqa: E402 - the sibling benchmark's configs, request, servers and load
 
 from mixer.processes import free_port, start, stop, wait_for_port  # noqa: E402
 
 FEW = 100  # checks answered in both runs besides the warm-up (cancel out)
 WARM_UP = 100
-
-
-def callgrind_total(path: Path) -> int:
-    match = re.search(r"^(?:summary|totals): (\d+)", path.read_text(errors="replace"), re.M)
-    if match is None:
-        raise RuntimeError(f"{path}: no totals line")
-    return int(match.group(1))
 
 
 def server_commands(workdir: Path) -> dict[str, Callable[[int], list[str]]]:
@@ -87,7 +79,10 @@ def counted_server(command: list[str], checks: int, connections: int, workdir: P
         asyncio.run(send_checks(port, WARM_UP + checks, connections))
     finally:
         stop(proc, timeout=300)
-    return callgrind_total(out)
+    total = callgrind.callgrind_total(out)
+    if not total:
+        raise RuntimeError(f"{out}: no totals line")
+    return total
 
 
 def main() -> int:

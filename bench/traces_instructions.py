@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+import callgrind  # noqa: E402 - a sibling bench module
 
 STAGES = ("decode", "bags", "rules", "encode")
 
@@ -75,26 +73,11 @@ def counted_run(spans: int) -> None:
 
 def count(spans: int) -> list[float]:
     """Cumulative instructions per span after each stage."""
-    with tempfile.TemporaryDirectory(prefix="traces-callgrind-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        run = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
-             "--dump-after=functools_reduce", f"--callgrind-out-file={out}",
-             sys.executable, __file__, "--counted-run", "--spans", str(spans)],
-            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=3600,
-        )
-        if run.returncode:
-            raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
-        dumps = sorted(Path(tmp).glob("callgrind.out*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
-        totals = [total for p in dumps if (total := _total(p)) > 1_000_000]  # others' reduce calls are small
+    totals = callgrind.counted_reduces([__file__, "--counted-run", "--spans", str(spans)], 1_000_000, 3600)
     if len(totals) != len(STAGES):
         raise RuntimeError(f"expected {len(STAGES)} counted runs, got {totals}")
     return [total / spans for total in totals]
 
-
-def _total(path: Path) -> int:
-    match = re.search(r"^(?:summary|totals): (\d+)", path.read_text(errors="replace"), re.M)
-    return int(match.group(1)) if match else 0
 
 
 def main() -> int:
