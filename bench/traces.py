@@ -54,9 +54,22 @@ def _kv(key: str, value: str) -> common_pb2.KeyValue:
     return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=value))
 
 
+# The sidecar generator's resource attributes (proxy/bootstrap.py, ``_tracing``): each sidecar's own
+# identity, and the service an outbound listener calls, sent once per export.
+_CATALOG = {"destination.service.name": "catalog", "destination.service.namespace": "default",
+            "destination.service.host": "catalog.default.svc.cluster.local"}
+_RESOURCES = {
+    "frontend": {"source.workload.name": "frontend-v1", "source.workload.namespace": "default",
+                 "source.labels": '{"app": "frontend", "version": "v1"}', **_CATALOG},
+    "catalog": {"destination.workload.name": "catalog-v1", "destination.workload.namespace": "default",
+                "destination.labels": '{"app": "catalog", "version": "v1"}', **_CATALOG},
+}
+
+
 def envoy_like_requests(spans: int, per_request: int, seed: int = 7) -> list[bytes]:
-    """Export requests shaped like a sidecar's: a client span (the caller's sidecar) and a server span
-    (the callee's) per request hop, with Envoy's tags and the sidecar generator's identity tags."""
+    """Export requests shaped like the generated sidecars': a client span (the caller's sidecar) and a
+    server span (the callee's) per request hop, with Envoy's tags and the peer's identity headers,
+    under a resource carrying the sidecar's own identity."""
     rng = random.Random(seed)
     requests: list[bytes] = []
     made = 0
@@ -65,6 +78,8 @@ def envoy_like_requests(spans: int, per_request: int, seed: int = 7) -> list[byt
         for service, kind in (("frontend", trace_pb2.Span.SPAN_KIND_CLIENT), ("catalog", trace_pb2.Span.SPAN_KIND_SERVER)):
             resource_spans = request.resource_spans.add()
             resource_spans.resource.attributes.append(_kv("service.name", service))
+            resource_spans.resource.attributes.extend(_kv(k, v) for k, v in _RESOURCES[service].items())
+            peer = "catalog-v1" if kind == trace_pb2.Span.SPAN_KIND_CLIENT else "frontend-v1"
             scope_spans = resource_spans.scope_spans.add()
             for _ in range(per_request // 2):
                 start_ns = 1_790_000_000_000_000_000 + rng.randrange(10**12)
@@ -82,10 +97,7 @@ def envoy_like_requests(spans: int, per_request: int, seed: int = 7) -> list[byt
                     _kv("response_size", str(rng.randrange(2000))), _kv("component", "proxy"),
                     _kv("upstream_cluster", "inbound_9080"), _kv("http.status_code", rng.choice(["200"] * 9 + ["503"])),
                     _kv("response_flags", "-"),
-                    _kv("destination.workload.name", "catalog-v1"), _kv("destination.workload.namespace", "default"),
-                    _kv("destination.service.name", "catalog"), _kv("destination.service.namespace", "default"),
-                    _kv("destination.service.host", "catalog.default.svc.cluster.local"),
-                    _kv("x-mixer-workload", "frontend-v1"), _kv("x-mixer-namespace", "default"),
+                    _kv("x-mixer-workload", peer), _kv("x-mixer-namespace", "default"),
                 ])
         made += 2 * (per_request // 2)
         requests.append(bytes(request.SerializeToString()))
@@ -211,7 +223,7 @@ async def stage_costs(requests: list[bytes], repeats: int) -> dict[str, float]:
             decoded = time.process_time()
             batch = []
             for resource_spans in request.resource_spans:
-                base = resource_base_bag(resource_spans.resource)
+                base = resource_base_bag(resource_spans.resource, manifest)
                 for scope_spans in resource_spans.scope_spans:
                     batch.extend(otlp_span_bag(span, base, manifest) for span in scope_spans.spans)
             mapped = time.process_time()

@@ -50,7 +50,7 @@ def counted_run(spans: int) -> None:
                 continue
             batch = []
             for resource_spans in request.resource_spans:
-                base = resource_base_bag(resource_spans.resource)
+                base = resource_base_bag(resource_spans.resource, manifest)
                 for scope_spans in resource_spans.scope_spans:
                     batch.extend(otlp_span_bag(span, base, manifest) for span in scope_spans.spans)
             if last == "bags":

@@ -302,31 +302,45 @@ def _own_identity(spec: SidecarSpec, side: str) -> dict[str, str]:
     }
 
 
-def _span_tags(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
-    """What the tracer writes on each span besides Envoy's own tags: this workload's identity and
-    ``tags`` as literals named by attribute (the mixer types them by its manifest, as access log
-    custom tags), and the peer's identity headers under their own names (read only by a mixer that
-    trusts peer headers): the caller's request headers inbound, the callee's response headers outbound.
-    """
+def _span_resource(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> dict[str, str]:
+    """The tracer's resource attributes besides ``service.name``: this workload's identity and
+    ``tags``, named by attribute (the mixer types them by its manifest, as access log custom tags).
+    They are the same on every span a listener's tracer exports, so Envoy sends them once per export
+    (OpenTelemetry's resource) rather than on every span."""
+    side = "destination" if direction == "inbound" else "source"
+    return {**_own_identity(spec, side), **tags}
+
+
+def _span_tags(direction: str) -> list[dict[str, Any]]:
+    """What the tracer writes on each span besides Envoy's own tags: the peer's identity headers
+    under their own names (read only by a mixer that trusts peer headers): the caller's request
+    headers inbound, the callee's response headers outbound."""
     if direction == "inbound":
-        literals = {**_own_identity(spec, "destination"), **tags}
-        peer = [{"tag": h, "request_header": {"name": h}} for h in (PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER)]
-    else:
-        literals = {**_own_identity(spec, "source"), **tags}
-        peer = [{"tag": h, "value": f"%RESP({h})%"} for h in (PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER)]
-    return [{"tag": k, "literal": {"value": v}} for k, v in literals.items()] + peer
+        return [{"tag": h, "request_header": {"name": h}} for h in (PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER)]
+    return [{"tag": h, "value": f"%RESP({h})%"} for h in (PEER_WORKLOAD_HEADER, PEER_NAMESPACE_HEADER)]
+
+
+_STATIC_RESOURCE = "envoy.tracers.opentelemetry.resource_detectors.static_config"
 
 
 def _tracing(spec: SidecarSpec, direction: str, tags: Mapping[str, str]) -> dict[str, Any]:
     return {
         "random_sampling": {"value": 100},
-        "custom_tags": _span_tags(spec, direction, tags),
+        "custom_tags": _span_tags(direction),
         "provider": {
             "name": "envoy.tracers.opentelemetry",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
                 "grpc_service": _grpc_service(spec, "1s"),
                 "service_name": spec.service_name,
+                "resource_detectors": [{
+                    "name": _STATIC_RESOURCE,
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.tracers.opentelemetry.resource_detectors"
+                                 ".v3.StaticConfigResourceDetectorConfig",
+                        "attributes": _span_resource(spec, direction, tags),
+                    },
+                }],
             },
         },
     }
@@ -500,7 +514,7 @@ def _outbound_listener(spec: SidecarSpec, outbound: Outbound) -> dict[str, Any]:
 def _http_listener(
     spec: SidecarSpec, direction: str, port: int, hcm: dict[str, Any], span_tags: Mapping[str, str]
 ) -> dict[str, Any]:
-    """A listener running ``hcm`` (with the tracer, tagging spans with ``span_tags``, when the spec asks for it)."""
+    """A listener running ``hcm`` (with the tracer, its resource carrying ``span_tags``, when the spec asks for it)."""
     if spec.tracing:
         hcm["tracing"] = _tracing(spec, direction.lower(), span_tags)
     return {

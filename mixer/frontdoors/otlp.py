@@ -19,7 +19,7 @@ from aiohttp import web
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from mixer.attributes import Bag
+from mixer.attributes import Bag, BagError
 from mixer.frontdoors.base import FrontDoor, FrontDoorOptions, HttpRoute, RuntimeLike, log, report_lane
 from mixer.frontdoors import otlp_wire
 from mixer.frontdoors.intake import BadRequest, decode_proto, report_each
@@ -72,9 +72,12 @@ class OtlpTraceFrontDoor(FrontDoor):
         """Report every span of one ExportTraceServiceRequest; the serialized response."""
         request = decode_proto(otlp_wire.ExportTraceServiceRequest, raw)
         runtime = self._runtime
-        items: list[tuple[Bag, Any]] = []
+        items: list[tuple[Bag | BagError, Any]] = []
         for resource_spans in request.resource_spans:
-            base = resource_base_bag(resource_spans.resource)
+            try:
+                base: Bag | BagError = resource_base_bag(resource_spans.resource, runtime.manifest)
+            except BagError as exc:
+                base = exc  # each span of this resource is refused with it; the others are reported
             for scope_spans in resource_spans.scope_spans:
                 items.extend((base, span) for span in scope_spans.spans)
         build = functools.partial(_bag, manifest=runtime.manifest, trust_peer_headers=self._trust_peer_headers)
@@ -90,8 +93,10 @@ class OtlpTraceFrontDoor(FrontDoor):
         return bytes(response.SerializeToString())
 
 
-def _bag(item: tuple[Bag, Any], manifest: Any, trust_peer_headers: bool) -> Bag:
+def _bag(item: tuple[Bag | BagError, Any], manifest: Any, trust_peer_headers: bool) -> Bag:
     base, span = item
+    if isinstance(base, BagError):
+        raise base.with_traceback(None)
     return otlp_span_bag(span, base, manifest, trust_peer_headers)
 
 

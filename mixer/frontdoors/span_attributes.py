@@ -59,10 +59,18 @@ def key_values_text(key_values: Any) -> dict[str, str]:
     return out
 
 
-def resource_base_bag(resource: Any) -> Bag:
-    """Attributes every span of one OTLP ResourceSpans shares."""
+def resource_base_bag(resource: Any, manifest: Mapping[str, ValueType]) -> Bag:
+    """Attributes every span of one OTLP ResourceSpans shares.
+
+    A resource attribute whose key is an attribute name is typed in by the manifest, as a span's
+    are (a span's own attribute of that name wins): the generated sidecars send their identity this
+    way, once per export, instead of on every span. A value that does not fit raises BagError: the
+    door then refuses each span of that resource with it.
+    """
     attributes = key_values_text(resource.attributes)
     bag: Bag = {"context.protocol": "otlp", "span.resource": attributes}
+    for key in attributes.keys() & manifest.keys():
+        bag[key] = _typed(key, manifest[key], attributes[key])
     if service := attributes.get("service.name"):
         bag["span.service"] = service
     return bag

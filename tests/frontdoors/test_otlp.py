@@ -203,6 +203,36 @@ async def test_bad_spans_are_rejected_alone_with_partial_success_over_http(mixer
     _check_partial(trace_service_pb2.ExportTraceServiceResponse.FromString(raw), mixer)
 
 
+async def test_resource_attributes_named_by_attribute_are_typed_in_and_a_bad_one_refuses_its_spans_only(
+    mixer: Mixer,
+) -> None:
+    request = _request(_span())  # a resource without identity: its span goes through untouched
+    identified = request.resource_spans.add()
+    for key, value in (("service.name", "reviews"), ("destination.workload.name", "reviews-v1"),
+                       ("destination.labels", '{"app": "reviews"}'), ("destination.service.host", "reviews.shop")):
+        identified.resource.attributes.add(key=key, value=common_pb2.AnyValue(string_value=value))
+    own = _span(span_id=b"\x06" * 8)  # a span's own attribute wins over its resource's
+    own.attributes.add(key="destination.service.host", value=common_pb2.AnyValue(string_value="own.host"))
+    identified.scope_spans.add().spans.extend([_span(span_id=b"\x05" * 8), own])
+    broken = request.resource_spans.add()
+    broken.resource.attributes.add(key="response.code", value=common_pb2.AnyValue(string_value="two hundred"))
+    broken.scope_spans.add().spans.extend([_span(span_id=b"\x07" * 8), _span(span_id=b"\x08" * 8)])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{mixer.grpc_port}") as channel:
+        raw = await channel.unary_unary(EXPORT)(request.SerializeToString())
+    answer = trace_service_pb2.ExportTraceServiceResponse.FromString(raw).partial_success
+    assert answer.rejected_spans == 2
+    assert "span 3: attribute 'response.code'" in answer.error_message
+    assert "span 4: attribute 'response.code'" in answer.error_message
+    spans = {s.fields["span_id"]: s.fields for s in mixer.spans()}
+    assert set(spans) == {"02" * 8, "05" * 8, "06" * 8}
+    assert spans["02" * 8]["destination_name"] == "unknown"
+    assert spans["05" * 8]["destination_name"] == "reviews-v1"
+    assert spans["05" * 8]["span_tags"]["service.name"] == "reviews"
+    assert spans["05" * 8]["span_tags"]["destination.service.host"] == "reviews.shop"
+    assert spans["06" * 8]["span_tags"]["destination.service.host"] == "own.host"
+    assert mixer.rejected() == 2
+
+
 async def test_malformed_requests_are_refused_whole_and_the_door_keeps_serving(mixer: Mixer) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{mixer.grpc_port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:

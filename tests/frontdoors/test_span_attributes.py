@@ -40,7 +40,7 @@ def _envoy_span(**attributes: object) -> trace_pb2.Span:
 def _base() -> dict[str, object]:
     resource = resource_pb2.Resource()
     resource.attributes.add(key="service.name", value=common_pb2.AnyValue(string_value="a"))
-    return resource_base_bag(resource)
+    return resource_base_bag(resource, MANIFEST)
 
 
 def test_an_envoy_span_maps_to_span_request_and_identity_attributes() -> None:
@@ -63,6 +63,24 @@ def test_an_envoy_span_maps_to_span_request_and_identity_attributes() -> None:
     assert bag["span.attributes"]["retries"] == "2" and bag["span.attributes"]["sampled"] == "true"
     trusted = otlp_span_bag(_envoy_span(), _base(), MANIFEST, trust_peer_headers=True)
     assert trusted["destination.workload.name"] == "b-v1"  # a client span's peer is the callee
+
+
+def test_resource_attributes_named_by_attribute_are_typed_into_every_span_of_the_resource() -> None:
+    resource = resource_pb2.Resource()
+    for key, value in (("service.name", "a"), ("source.workload.name", "a-v0"), ("source.labels", '{"app": "a"}'),
+                       ("destination.service.name", "b")):
+        resource.attributes.add(key=key, value=common_pb2.AnyValue(string_value=value))
+    base = resource_base_bag(resource, MANIFEST)
+    assert base["source.labels"] == {"app": "a"} and base["destination.service.name"] == "b"
+    bag = otlp_span_bag(_envoy_span(), base, MANIFEST)
+    assert bag["source.workload.name"] == "a-v1"  # the span's own attribute wins
+    assert bag["source.labels"] == {"app": "a", "version": "v1"}
+    assert bag["destination.service.name"] == "b"
+    assert "destination.service.name" not in bag["span.attributes"]
+    bad = resource_pb2.Resource()
+    bad.attributes.add(key="source.labels", value=common_pb2.AnyValue(string_value="{not json"))
+    with pytest.raises(BagError, match="source.labels"):
+        resource_base_bag(bad, MANIFEST)
 
 
 def test_semantic_convention_names_win_over_envoys_older_ones() -> None:

@@ -70,6 +70,25 @@ def test_outbound_listener_stamps_identity_and_names_the_service() -> None:
     assert tags["destination.service.name"] == "ratings"
 
 
+def test_the_tracer_sends_the_sidecars_identity_as_its_resource_and_the_peers_on_each_span() -> None:
+    bootstrap = render_bootstrap(SPEC)
+
+    def resource_and_tags(listener: int) -> tuple[dict[str, str], list[str]]:
+        tracing = _hcm(bootstrap, listener)["tracing"]
+        detector = tracing["provider"]["typed_config"]["resource_detectors"][0]
+        assert detector["name"] == "envoy.tracers.opentelemetry.resource_detectors.static_config"
+        return detector["typed_config"]["attributes"], [t["tag"] for t in tracing["custom_tags"]]
+
+    inbound, inbound_tags = resource_and_tags(0)
+    assert inbound["destination.workload.name"] == "reviews-v2" and inbound["destination.workload.namespace"] == "shop"
+    assert json.loads(inbound["destination.labels"])["app"] == "reviews"
+    assert inbound["destination.service.host"] == "reviews.shop.svc.cluster.local"
+    outbound, outbound_tags = resource_and_tags(1)
+    assert outbound["source.workload.name"] == "reviews-v2" and outbound["destination.service.name"] == "ratings"
+    assert "destination.workload.name" not in outbound  # the callee's: only its response headers say
+    assert inbound_tags == outbound_tags == ["x-mixer-workload", "x-mixer-namespace"]
+
+
 def test_fail_open_flips_both_filters() -> None:
     bootstrap = render_bootstrap(SidecarSpec(workload="x", inbound=(Inbound(1, 2),), fail_open=True))
     filters = _hcm(bootstrap, 0)["http_filters"]
