@@ -125,9 +125,8 @@ _IP_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
 @functools.lru_cache(maxsize=1024)
 def _address_text(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """An address as text, "" for the unspecified one (a config's ``ip("0.0.0.0")`` for an unknown
-    peer): remembered, as a mesh's addresses repeat and ``is_unspecified`` is Python code."""
-    return "" if address.is_unspecified else str(address)
+    """An address as text: remembered, as a mesh's addresses repeat and ``str`` is Python code."""
+    return str(address)
 
 
 def _named(value: Any) -> str:
@@ -179,8 +178,9 @@ def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]
             append(write(attribute, size))
     for field_name, attribute in _ADDRESSES:
         address = fields.get(field_name)
-        if isinstance(address, _IP_TYPES) and (text := _address_text(address)):
-            append(known((attribute, text)) or write(attribute, text))
+        # int() is 0 for 0.0.0.0 and ::, a config's ``ip("0.0.0.0")`` for an unknown peer: left out
+        if isinstance(address, _IP_TYPES) and int(address):
+            append(write(attribute, _address_text(address)))
     if protocol := fields.get("api_protocol"):
         parts.append(write("network.protocol.name", str(protocol)))
     source, destination = _named(fields.get("source_name")), _named(fields.get("destination_name"))

@@ -20,7 +20,7 @@ _CACHE_LIMIT = 8192  # encoded (key, value) attributes kept; identity tags and E
 
 
 def varint(value: int) -> bytes:
-    if value < 0x80:
+    if 0 <= value < 0x80:
         return bytes((value,))
     out = bytearray()
     value &= 0xFFFFFFFFFFFFFFFF  # negative int64 as its two's complement
@@ -96,12 +96,27 @@ class AttributeWriter:
             pair = (key, value)
             encoded = self._cache.get(pair)
             if encoded is None:
-                encoded = _field(self._tag, key_value(key, value))
+                encoded = _short_string_attribute(self._tag, key, value) if type(value) is str else None
+                if encoded is None:
+                    encoded = _field(self._tag, key_value(key, value))
                 if len(self._cache) >= _CACHE_LIMIT:
                     self._cache.clear()  # bounded: a burst of unique values costs a refill, not memory
                 self._cache[pair] = encoded
             return encoded
         return _field(self._tag, key_value(key, value))
+
+
+def _short_string_attribute(tag: int, key: str, value: str) -> bytes | None:
+    """``_field(tag, key_value(key, value))`` in one step for the common case, a string attribute
+    whose every length fits one byte (``None`` otherwise): a value new on every span (a request id)
+    is encoded here each time, and the general way is five calls."""
+    key_bytes, value_bytes = key.encode(), value.encode()
+    any_size = 2 + len(value_bytes)  # AnyValue: string_value (1)
+    size = 4 + len(key_bytes) + any_size  # KeyValue: key (1), value (2)
+    if size >= 0x80:
+        return None
+    return (bytes((tag, size, 0x0A, len(key_bytes))) + key_bytes
+            + bytes((0x12, any_size, 0x0A, len(value_bytes))) + value_bytes)
 
 
 def span(

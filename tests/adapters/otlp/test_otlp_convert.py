@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from adapters.otlp import wire
 from adapters.otlp.convert import span_ids, tracespan_to_span
 from mixer.frontdoors.otlp_wire import span_attributes
 from mixer.sdk import EncodedAttributes
@@ -38,3 +39,13 @@ def test_encoded_attributes_are_sent_as_their_map_would_be(tracer: list[tuple[st
     spread = span(**tags)
     spread.fields["span_tags"]["tracer"] = dict(encoded)
     assert _sent(passed.fields) == _sent(spread.fields)
+
+
+@given(st.text(max_size=70), st.text(max_size=150) | st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_an_attribute_is_written_as_the_generated_classes_read_it(key: str, value: str | int) -> None:
+    # Short strings take a one-step encoding; longer ones, and integers, the general one.
+    written = wire.AttributeWriter(0x4A).write(key, value)
+    kind = "string_value" if isinstance(value, str) else "int_value"
+    expected = trace_pb2.Span(attributes=[common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(**{kind: value}))])
+    assert trace_pb2.Span.FromString(written) == expected
+    assert trace_pb2.Span.FromString(written).attributes[0].value.WhichOneof("value") == kind
