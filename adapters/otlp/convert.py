@@ -169,7 +169,7 @@ def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]
     code = fields.get("http_status_code")
     code = code if isinstance(code, int) and not isinstance(code, bool) else 0
     if code > 0:
-        parts.append(write("http.response.status_code", code))
+        append(known(("http.response.status_code", code)) or write("http.response.status_code", code))
     for field_name, attribute in _NUMBERS:
         size = fields.get(field_name)
         if type(size) is int:
@@ -185,7 +185,7 @@ def tracespan_to_span(fields: Mapping[str, Any], ids: tuple[bytes, bytes, bytes]
         parts.append(write("network.protocol.name", str(protocol)))
     source, destination = _named(fields.get("source_name")), _named(fields.get("destination_name"))
     if peer := (destination if client else source):
-        parts.append(write("peer.service", peer))
+        append(known(("peer.service", peer)) or write("peer.service", peer))
     status_code, status_message = _status(tags, code, client)
     encoded = wire.span(
         trace_id, span_id, parent_id, fields.get("span_name") or "unknown", kind,
