@@ -34,3 +34,16 @@ def counted_reduces(script_args: Sequence[str], min_total: int, timeout: float) 
             raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
         dumps = sorted(Path(tmp).glob("callgrind.out*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
         return [total for p in dumps if (total := callgrind_total(p)) > min_total]
+
+
+def process_total(argv: Sequence[str], timeout: float) -> int:
+    """Instructions of the whole ``argv`` process (not its children), counted by callgrind."""
+    with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
+            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=timeout,
+        )
+        if run.returncode:
+            raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        return callgrind_total(out)

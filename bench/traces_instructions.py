@@ -6,7 +6,13 @@ handler, and the otlp adapter's encoding of the instances (a memory handler keep
 differences are printed (the encoding's figure includes the memory handler taking the
 instances, a list append per batch). Needs ``valgrind``; about two minutes.
 
-    .venv/bin/python bench/traces_instructions.py [--spans 3000]
+With ``--full``, also the whole path of bench/traces.py (the gRPC listener and OTLP door, the event
+loop, the rules, the otlp adapter's push queue and gRPC export to a receiver process) counted in the
+whole mixer process: it runs twice under callgrind, for ``--full-spans`` and five times as many
+spans, and the difference is divided by the spans between them (start-up and shutdown cancel out).
+About four more minutes.
+
+    .venv/bin/python bench/traces_instructions.py [--spans 3000] [--full] [--full-spans 1000]
 """
 
 from __future__ import annotations
@@ -80,18 +86,46 @@ def count(spans: int) -> list[float]:
 
 
 
+def full_path_run(spans: int) -> None:
+    """Inside valgrind: bench/traces.py's full path for ``spans`` spans."""
+    import traces
+
+    with tempfile.TemporaryDirectory(prefix="traces-full-") as tmp:
+        run = argparse.Namespace(spans=spans, spans_per_request=100, concurrency=8)
+        sent, _, _ = asyncio.run(traces.through_the_mixer(run, Path(tmp)))
+    if sent != spans:
+        raise RuntimeError(f"{sent} of {spans} spans delivered")
+
+
+def count_full_path(spans: int) -> float:
+    """Instructions per span of the whole mixer process, from two runs of different lengths."""
+    few, many = (callgrind.process_total([sys.executable, __file__, "--full-run", "--spans", str(n)], 3600)
+                 for n in (spans, 5 * spans))
+    return (many - few) / (4 * spans)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=3000)
+    parser.add_argument("--full", action="store_true", help="also count the whole path in the mixer process")
+    parser.add_argument("--full-spans", type=int, default=1000)
     parser.add_argument("--counted-run", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--full-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.counted_run:
         counted_run(args.spans)
+        return 0
+    if args.full_run:
+        full_path_run(args.spans)
         return 0
     decode, bags, rules, full = count(args.spans)
     encode = full - rules - (rules - bags)  # the memory handler's report repeats the rule's work
     print(f"instructions per span ({args.spans} spans): decode {decode:,.0f}, bags {bags - decode:,.0f}, "
           f"rules {rules - bags:,.0f}, otlp encode {encode:,.0f}; sum {full - (rules - bags):,.0f}")
+    if args.full:
+        whole = count_full_path(args.full_spans)
+        print(f"the whole path in the mixer process (gRPC in and out, the loop, the push queue included): "
+              f"{whole:,.0f} instructions per span ({args.full_spans} and {5 * args.full_spans} spans)")
     return 0
 
 
