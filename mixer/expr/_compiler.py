@@ -356,6 +356,14 @@ class _Compiler:
                 return fast
         options = [self.optional(n) for n in firsts]
         last_fn = self.strict(last)
+        if len(options) == 1 and isinstance(firsts[0], Attr):
+            name = firsts[0].name
+
+            def attr_or(bag: Mapping[str, Any]) -> Any:  # ``a | ...``: the lookup without a call
+                value = bag.get(name)
+                return last_fn(bag) if value is None else value
+
+            return attr_or
         if len(options) == 1:
             first = options[0]
 
