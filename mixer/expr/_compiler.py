@@ -240,7 +240,18 @@ class _Compiler:
         map_fn, key_fn = self.strict(target), self.strict(key_node)
         return lambda bag: map_fn(bag).get(key_fn(bag), "")
 
+    def attr_or_constant(self, node: Node) -> tuple[str, Any] | None:
+        """(name, fallback) when ``node`` is ``attribute | constant``: an operator over it then reads
+        the bag itself, one closure where there would be two (rules' matches are mostly these)."""
+        if (isinstance(node, Binary) and node.op == "|" and isinstance(node.left, Attr)
+                and self.is_const(node.right) and not isinstance(self.const(node.right), dict)):
+            return node.left.name, self.const(node.right)
+        return None
+
     def unary(self, node: Unary) -> Fn:
+        if node.op == "!" and (read := self.attr_or_constant(node.operand)) is not None:
+            name, fallback = read
+            return lambda bag: not bag.get(name, fallback)
         fn = self.strict(node.operand)
         if node.op == "!":
             return lambda bag: not fn(bag)
@@ -294,6 +305,11 @@ class _Compiler:
                     return (value == c) is equal
 
                 return attr_eq
+            if (read := self.attr_or_constant(left)) is not None:
+                name, fallback = read
+                if equal:
+                    return lambda bag: bag.get(name, fallback) == c
+                return lambda bag: bag.get(name, fallback) != c
             lf = self.strict(left)
             if equal:
                 return lambda bag: lf(bag) == c
