@@ -25,13 +25,8 @@ def counted_reduces(script_args: Sequence[str], min_total: int, timeout: float) 
     too, a few thousand instructions each, so only dumps above ``min_total`` are kept."""
     with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
-        run = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
-             "--dump-after=functools_reduce", f"--callgrind-out-file={out}", sys.executable, *script_args],
-            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=timeout,
-        )
-        if run.returncode:
-            raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        _run(["--collect-atstart=no", "--toggle-collect=functools_reduce", "--dump-after=functools_reduce"],
+             out, [sys.executable, *script_args], timeout)
         dumps = sorted(Path(tmp).glob("callgrind.out*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
         return [total for p in dumps if (total := callgrind_total(p)) > min_total]
 
@@ -40,10 +35,16 @@ def process_total(argv: Sequence[str], timeout: float) -> int:
     """Instructions of the whole ``argv`` process (not its children), counted by callgrind."""
     with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
-        run = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
-            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=timeout,
-        )
-        if run.returncode:
-            raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        _run([], out, argv, timeout)
         return callgrind_total(out)
+
+
+def _run(options: Sequence[str], out: Path, argv: Sequence[str], timeout: float) -> None:
+    """``argv`` under callgrind with ``options``, writing ``out``; hash seed fixed, so dict and set
+    orders (and so the counts) repeat from run to run."""
+    run = subprocess.run(
+        ["valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={out}", *argv],
+        capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=timeout,
+    )
+    if run.returncode:
+        raise RuntimeError(f"the counted run failed ({run.returncode}):\n{run.stderr[-3000:]}")
