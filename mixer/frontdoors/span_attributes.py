@@ -69,8 +69,7 @@ def resource_base_bag(resource: Any, manifest: Mapping[str, ValueType]) -> Bag:
     """
     attributes = key_values_text(resource.attributes)
     bag: Bag = {"context.protocol": "otlp", "span.resource": attributes}
-    for key in attributes.keys() & manifest.keys():
-        bag[key] = _typed(key, manifest[key], attributes[key])
+    _type_in(bag, attributes, manifest)
     if service := attributes.get("service.name"):
         bag["span.service"] = service
     return bag
@@ -112,8 +111,7 @@ def otlp_span_bag(
         raise BagError("span.end_time", "ends before it starts")
     bag = dict(base)
     attributes = span_attributes(span.attributes)
-    for key in attributes.keys() & manifest.keys():  # in C: most keys are not attribute names
-        bag[key] = _typed(key, manifest[key], attributes[key])
+    _type_in(bag, attributes, manifest)
     _http_facts(attributes, bag)
     span_kind = SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "unspecified"
     if trust_peer_headers:
@@ -139,6 +137,12 @@ def otlp_span_bag(
     bag["response.duration"] = end - start
     bag["context.protocol"] = "otlp"  # a span is not a request: rules counting requests do not fire twice
     return bag
+
+
+def _type_in(bag: Bag, attributes: Mapping[str, str], manifest: Mapping[str, ValueType]) -> None:
+    """Add the ``attributes`` whose key is an attribute name to ``bag``, typed by the manifest."""
+    for key in attributes.keys() & manifest.keys():  # in C: most keys are not attribute names
+        bag[key] = _typed(key, manifest[key], attributes[key])
 
 
 _TYPED_LIMIT = 4096
