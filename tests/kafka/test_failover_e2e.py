@@ -21,6 +21,7 @@ from .support import group_lag, new_topic
 
 REPORTS = 12_000
 PER_REQUEST = 100
+PAUSE_AT = REPORTS - 20 * PER_REQUEST  # the stream's last 2,000 reports wait for the kill
 
 
 def worker_config(backend: HeldBackend, prometheus_port: int, max_elapsed: str = "5m") -> str:
@@ -40,17 +41,22 @@ def post_reports(url: str, first: int, count: int) -> None:
 
 
 class Stream(threading.Thread):
-    """Posts REPORTS bags to the front door in requests of PER_REQUEST, at a steady pace."""
+    """Posts REPORTS bags to the front door in requests of PER_REQUEST, as fast as it answers. It
+    stops at PAUSE_AT until ``resume`` is set, so that the test's kill, however late the workers'
+    first commit comes on a busy machine, falls mid-stream."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url = url
         self.sent = 0
         self.error: BaseException | None = None
+        self.resume = threading.Event()
 
     def run(self) -> None:
         try:
             for first in range(0, REPORTS, PER_REQUEST):
+                if first == PAUSE_AT and not self.resume.wait(300):
+                    raise TimeoutError(f"not resumed after {PAUSE_AT} reports")
                 post_reports(self.url, first, PER_REQUEST)
                 self.sent = first + PER_REQUEST
         except BaseException as exc:  # reported by the test
@@ -88,6 +94,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(kafka_broker: KafkaBroker, back
                        - worker_a.self_metric("mixer_kafka_committed_bags_total"))
         worker_a.kill()
         sent_at_kill = stream.sent
+        stream.resume.set()
         backend.release()
         worker_a.start()  # the same worker restarted: a new process, its counters from zero
         stream.join(240)
