@@ -14,8 +14,13 @@ With ``--stages``, also where a span's CPU time goes, in this process without gR
 instances (the config's handler replaced by the core's noop), and the otlp adapter's encoding of
 those instances (as ``OtlpHandler.handle_tracespan`` and ``send`` do, without the queue).
 
+With ``--peer``, also the same requests through the OpenTelemetry Collector (Go, built into the
+cache folder when missing) passing them straight from its otlp receiver to its otlp exporter into the
+same kind of receiver, pinned to the same core: what a compiled OTLP pass-through that evaluates no
+rules costs per span on this machine, for scale.
+
     .venv/bin/python bench/traces.py [--spans 200000] [--spans-per-request 100] [--concurrency 8]
-                                     [--stages] [--repeats 3]
+                                     [--stages] [--repeats 3] [--peer]
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ from mixer.frontdoors.span_attributes import otlp_span_bag, resource_base_bag  #
 from mixer.frontdoors import FrontDoorOptions, GrpcListener, standard_doors  # noqa: E402
 from mixer.processes import free_port, start, stop, wait_for_port  # noqa: E402
 from mixer.runtime import Runtime  # noqa: E402
+from mixer import thirdparty  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from procstat import cpu_seconds  # noqa: E402 - a sibling bench module
 
 TRACING = ROOT / "mixer" / "defaultconfig" / "istio-tracing.yaml"
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -118,10 +127,19 @@ def decode_only(requests: list[bytes]) -> tuple[int, float, float]:
 
 
 RECEIVER = """
-import asyncio, sys, grpc
-async def main(port):
-    server = grpc.aio.server()
+import asyncio, os, sys, grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+async def main(port, count_file=None):
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+    received = 0
     async def export(raw, context):
+        nonlocal received
+        if count_file:  # the peer run: its completion is told by the spans that arrived
+            request = trace_service_pb2.ExportTraceServiceRequest.FromString(raw)
+            received += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+            with open(count_file + ".tmp", "w") as out:
+                out.write(str(received))
+            os.replace(count_file + ".tmp", count_file)
         return b""  # an empty ExportTraceServiceResponse: everything accepted
     handler = grpc.unary_unary_rpc_method_handler(export)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
@@ -129,7 +147,7 @@ async def main(port):
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
-asyncio.run(main(int(sys.argv[1])))
+asyncio.run(main(int(sys.argv[1]), *sys.argv[2:]))
 """
 
 CLIENT = """
@@ -168,14 +186,9 @@ async def through_the_mixer(args: argparse.Namespace, workdir: Path) -> tuple[in
         wait_for_port(receiver_port, 30, receiver)
         handler = runtime.snapshot.slots["otlp.handler.istio-system"].handler
         assert isinstance(handler, OtlpHandler)
-        client = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CLIENT, str(ROOT), str(mixer_port), str(args.spans), str(args.spans_per_request),
-            str(args.concurrency), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        assert client.stdin is not None and client.stdout is not None
-        assert (await client.stdout.readline()).strip() == b"ready"
+        client = await _ready_client(mixer_port, args)
         cpu, wall = time.process_time(), time.perf_counter()
-        client.stdin.write(b"go\n")
-        await client.stdin.drain()
+        await _go(client)
         queue = handler.queue
         while queue.sent + sum(queue.dropped.values()) < args.spans:
             await asyncio.sleep(0.01)
@@ -188,6 +201,65 @@ async def through_the_mixer(args: argparse.Namespace, workdir: Path) -> tuple[in
             client.kill()
         await listener.stop()
         await runtime.close()
+        stop(receiver)
+
+
+async def _ready_client(port: int, args: argparse.Namespace) -> asyncio.subprocess.Process:
+    """The client process, connected to ``port`` with its requests built, waiting for ``_go``."""
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLIENT, str(ROOT), str(port), str(args.spans), str(args.spans_per_request),
+        str(args.concurrency), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert client.stdout is not None
+    assert (await client.stdout.readline()).strip() == b"ready"
+    return client
+
+
+async def _go(client: asyncio.subprocess.Process) -> None:
+    assert client.stdin is not None
+    client.stdin.write(b"go\n")
+    await client.stdin.drain()
+
+
+async def through_the_peer(args: argparse.Namespace, workdir: Path) -> tuple[int, float, float] | str:
+    """The same requests through the OpenTelemetry Collector, a compiled (Go) OTLP pass-through: its
+    otlp receiver straight to its otlp exporter into the same receiver, no processing, the collector
+    pinned to the mixer's core. (spans delivered, wall seconds, the collector's CPU seconds), or why
+    it could not run."""
+    try:
+        binary = thirdparty.ensure("otelcol")
+    except thirdparty.BuildError as exc:
+        return f"the collector could not be built: {exc}"
+    receiver_port, count_file = free_port(), workdir / "received"
+    receiver = start([sys.executable, "-c", RECEIVER, str(receiver_port), str(count_file)], workdir / "receiver.log")
+    extra = {
+        "exporters": {"otlp/out": {"endpoint": f"127.0.0.1:{receiver_port}", "tls": {"insecure": True},
+                                   "sending_queue": {"queue_size": 1_000_000}}},
+        "service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/out"]}}},
+    }
+    collector = thirdparty.CollectorServer(binary, workdir / "otelcol", extra=extra)
+    client = None
+    try:
+        collector.start()
+        collector.wait_ready()
+        wait_for_port(receiver_port, 30, receiver)
+        assert collector.pid
+        core = min(os.sched_getaffinity(0))
+        for thread in os.listdir(f"/proc/{collector.pid}/task"):  # threads it starts later inherit it
+            os.sched_setaffinity(int(thread), {core})
+        client = await _ready_client(collector.ports["otlp_grpc"], args)
+        cpu, wall = cpu_seconds(collector.pid), time.perf_counter()
+        await _go(client)
+        received = 0
+        while received < args.spans:
+            await asyncio.sleep(0.01)
+            received = int(count_file.read_text()) if count_file.exists() else 0
+        wall, cpu = time.perf_counter() - wall, cpu_seconds(collector.pid) - cpu
+        assert await client.wait() == 0
+        return received, wall, cpu
+    finally:
+        if client is not None and client.returncode is None:
+            client.kill()
+        collector.stop()
         stop(receiver)
 
 
@@ -254,6 +326,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--stages", action="store_true", help="also time each stage in process")
     parser.add_argument("--repeats", type=int, default=3, help="--stages: best of this many runs")
+    parser.add_argument("--peer", action="store_true",
+                        help="also the same requests through the OpenTelemetry Collector (built when missing)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -269,6 +343,17 @@ def main() -> None:
           f"(wall), {sent / cpu:,.0f} spans per CPU-second of the mixer ({cpu:.3f}s CPU)")
     print(f"ratio decode-only / full path: {(spans / seconds) / (sent / wall):.1f}x wall, "
           f"{(spans / decode_cpu) / (sent / cpu):.1f}x CPU")
+    if args.peer:
+        with tempfile.TemporaryDirectory(prefix="bench-traces-peer-") as workdir:
+            peer = asyncio.run(through_the_peer(args, Path(workdir)))
+        if isinstance(peer, str):
+            print(f"peer: not measured, {peer}")
+        else:
+            got, peer_wall, peer_cpu = peer
+            print(f"peer, the OpenTelemetry Collector passing the spans through (no processing): {got} spans in "
+                  f"{peer_wall:.3f}s = {got / peer_wall:,.0f} spans/s (wall), {got / peer_cpu:,.0f} spans per "
+                  f"CPU-second of the collector ({peer_cpu:.3f}s CPU); the mixer's path costs "
+                  f"{(got / peer_cpu) / (sent / cpu):.1f}x its CPU per span")
     if args.stages:
         costs = asyncio.run(stage_costs(requests[: max(len(requests) // 5, 1)], args.repeats))
         print("in process, CPU µs per span: " + ", ".join(f"{stage} {us:.1f}" for stage, us in costs.items())
