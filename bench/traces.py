@@ -249,10 +249,14 @@ async def through_the_peer(args: argparse.Namespace, workdir: Path) -> tuple[int
         client = await _ready_client(collector.ports["otlp_grpc"], args)
         cpu, wall = cpu_seconds(collector.pid), time.perf_counter()
         await _go(client)
-        received = 0
+        received, progress_at = 0, time.monotonic()
         while received < args.spans:
             await asyncio.sleep(0.01)
-            received = int(count_file.read_text()) if count_file.exists() else 0
+            now_received = int(count_file.read_text()) if count_file.exists() else 0
+            if now_received > received:
+                received, progress_at = now_received, time.monotonic()
+            elif time.monotonic() - progress_at > 30:  # the collector dropped some: say so, do not hang
+                return f"only {received} of {args.spans} spans arrived; the collector's log: {collector.log_tail()}"
         wall, cpu = time.perf_counter() - wall, cpu_seconds(collector.pid) - cpu
         assert await client.wait() == 0
         return received, wall, cpu
