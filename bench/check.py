@@ -50,7 +50,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envoy_check  # noqa: E402 - the sibling benchmark's Envoy bootstrap and load generator
-from procstat import cpu_seconds  # noqa: E402
+from procstat import cpu_seconds, pin_threads  # noqa: E402
 
 from mixer.processes import free_port, start, stop, wait_for_port  # noqa: E402
 
@@ -156,13 +156,8 @@ class Pinning:
 
     def serve(self, pid: int) -> None:
         """Move every thread of ``pid`` (a started server) to the server CPU."""
-        if not self.enabled:
-            return
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
-                os.sched_setaffinity(int(task.name), self.server)
-            except ProcessLookupError:  # a thread that just ended
-                pass
+        if self.enabled:
+            pin_threads(pid, self.server)
 
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:

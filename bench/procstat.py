@@ -1,4 +1,5 @@
-"""CPU time of processes from /proc, for the benchmarks' per-request CPU figures."""
+"""CPU time of processes from /proc, for the benchmarks' per-request CPU figures, and pinning a
+started process's threads to CPUs."""
 
 from __future__ import annotations
 
@@ -43,3 +44,13 @@ def tree_cpu_seconds(root: int) -> float:
         if ancestor == root:
             total += own
     return total / CLOCK_TICKS
+
+
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    """Move every thread of ``pid`` (a started process) to ``cpus``; the threads it starts later
+    inherit the set from the thread that starts them."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except ProcessLookupError:  # a thread that just ended
+            pass

@@ -53,7 +53,7 @@ from mixer.runtime import Runtime  # noqa: E402
 from mixer import thirdparty  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from procstat import cpu_seconds  # noqa: E402 - a sibling bench module
+from procstat import cpu_seconds, pin_threads  # noqa: E402 - a sibling bench module
 
 TRACING = ROOT / "mixer" / "defaultconfig" / "istio-tracing.yaml"
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -243,9 +243,7 @@ async def through_the_peer(args: argparse.Namespace, workdir: Path) -> tuple[int
         collector.wait_ready()
         wait_for_port(receiver_port, 30, receiver)
         assert collector.pid
-        core = min(os.sched_getaffinity(0))
-        for thread in os.listdir(f"/proc/{collector.pid}/task"):  # threads it starts later inherit it
-            os.sched_setaffinity(int(thread), {core})
+        pin_threads(collector.pid, os.sched_getaffinity(0))  # this process's one core (main)
         client = await _ready_client(collector.ports["otlp_grpc"], args)
         cpu, wall = cpu_seconds(collector.pid), time.perf_counter()
         await _go(client)
