@@ -512,11 +512,11 @@ def _outbound_listener(spec: SidecarSpec, outbound: Outbound) -> dict[str, Any]:
 
 
 def _http_listener(
-    spec: SidecarSpec, direction: str, port: int, hcm: dict[str, Any], span_tags: Mapping[str, str]
+    spec: SidecarSpec, direction: str, port: int, hcm: dict[str, Any], resource_attributes: Mapping[str, str]
 ) -> dict[str, Any]:
-    """A listener running ``hcm`` (with the tracer, its resource carrying ``span_tags``, when the spec asks for it)."""
+    """A listener running ``hcm`` (with the tracer, its resource carrying ``resource_attributes``, when the spec asks for it)."""
     if spec.tracing:
-        hcm["tracing"] = _tracing(spec, direction.lower(), span_tags)
+        hcm["tracing"] = _tracing(spec, direction.lower(), resource_attributes)
     return {
         "name": f"{direction.lower()}_{port}",
         "address": _address(spec.listen_host, port),
